@@ -1,0 +1,517 @@
+//! Typed settings, read once from the environment at start.
+//!
+//! Every variable of api.md section 8 is parsed here into a type that cannot hold a bad value;
+//! an error names the variable so the person reading the host log knows what to fix. Secrets
+//! are wrapped in [`SecretString`] so they never reach a log through `Debug`.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::reddit::Subreddit;
+
+/// Everything the handler needs to run, decided once at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    pub storage: StorageSettings,
+    pub reddit: RedditSettings,
+    pub jobs: JobSettings,
+    pub timer: TimerSettings,
+    pub log_format: LogFormat,
+    /// `WEBSITE_HOSTNAME`: the app's public host name in Azure, used for public URLs when a
+    /// request carries no `X-Forwarded-Host`.
+    pub website_hostname: Option<String>,
+}
+
+/// Whether the Functions host is in front of us.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Under the Functions host: listen on loopback at the port it chose. The host checks keys
+    /// and runs the timer, so we do neither.
+    Host { port: u16 },
+    /// On our own: listen on every interface, check function keys ourselves (when any are
+    /// configured) and run the GetHotTopics schedule ourselves.
+    Standalone {
+        port: u16,
+        /// `None` means no check, announced with a warning at start.
+        function_keys: Option<Vec<SecretString>>,
+    },
+}
+
+impl Mode {
+    pub fn listen_addr(&self) -> SocketAddr {
+        match self {
+            // The host always connects to 127.0.0.1 over IPv4.
+            Mode::Host { port } => SocketAddr::from((Ipv4Addr::LOCALHOST, *port)),
+            Mode::Standalone { port, .. } => SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Mode::Host { port } | Mode::Standalone { port, .. } => *port,
+        }
+    }
+
+    pub fn is_host(&self) -> bool {
+        matches!(self, Mode::Host { .. })
+    }
+}
+
+/// Where blobs live.
+#[derive(Debug, Clone)]
+pub enum StorageSettings {
+    ConnectionString {
+        connection_string: SecretString,
+        container: String,
+    },
+    ManagedIdentity {
+        account: String,
+        container: String,
+    },
+    LocalDir {
+        dir: PathBuf,
+        container: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RedditSettings {
+    pub auth_url: Url,
+    pub api_url: Url,
+    /// The base of the credential-less `.json` listing, used when no credentials exist.
+    pub public_url: Url,
+    pub client_id: Option<SecretString>,
+    pub client_secret: Option<SecretString>,
+    pub user_agent: Option<String>,
+    pub key_vault_url: Option<Url>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub max_concurrent_jobs: usize,
+    pub stale_after: Duration,
+    pub retention_days: u32,
+    pub callback_signing_key: Option<SecretString>,
+    pub allow_insecure_callbacks: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TimerSettings {
+    /// Where GetHotTopics submits; `None` means "our own SummaryWomble", resolved at run time
+    /// from the port we listen on.
+    pub summary_womble_url: Option<Url>,
+    pub summary_womble_key: Option<SecretString>,
+    pub subreddits: Vec<Subreddit>,
+    pub limit: u32,
+    pub status_check_delay: Duration,
+    pub schedule: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A setting that is present but unusable. The message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("setting {variable} is invalid: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+/// The subreddits collected when a request (or the timer) names none.
+pub const DEFAULT_SUBREDDITS: [&str; 7] = [
+    "technology",
+    "programming",
+    "MachineLearning",
+    "datascience",
+    "computerscience",
+    "gadgets",
+    "Futurology",
+];
+
+pub const DEFAULT_CONTAINER: &str = "hot-topics";
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads settings from a map of variables; the environment is one such map.
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(vars);
+        let mode = match env.get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            Some(_) => Mode::Host {
+                port: env.parse("FUNCTIONS_CUSTOMHANDLER_PORT", 7071)?,
+            },
+            None => Mode::Standalone {
+                port: env.parse("PORT", 7071)?,
+                function_keys: env.get("FUNCTION_KEYS").map(|keys| {
+                    keys.split(',')
+                        .map(str::trim)
+                        .filter(|key| !key.is_empty())
+                        .map(|key| SecretString::from(key.to_owned()))
+                        .collect()
+                }),
+            },
+        };
+        if let Mode::Standalone {
+            function_keys: Some(keys),
+            ..
+        } = &mode
+        {
+            if keys.is_empty() {
+                return Err(ConfigError {
+                    variable: "FUNCTION_KEYS",
+                    reason: "is set but holds no key; unset it to turn the key check off".into(),
+                });
+            }
+        }
+
+        let container = env
+            .get("OUTPUT_CONTAINER")
+            .unwrap_or(DEFAULT_CONTAINER)
+            .to_owned();
+        validate_container(&container)?;
+        let storage = if let Some(connection_string) = env
+            .get("OUTPUT_STORAGE_CONNECTION_STRING")
+            .or_else(|| env.get("AzureWebJobsStorage"))
+        {
+            StorageSettings::ConnectionString {
+                connection_string: SecretString::from(connection_string.to_owned()),
+                container,
+            }
+        } else if let Some(account) = env.get("OUTPUT_STORAGE_ACCOUNT") {
+            StorageSettings::ManagedIdentity {
+                account: account.to_owned(),
+                container,
+            }
+        } else {
+            StorageSettings::LocalDir {
+                dir: PathBuf::from(env.get("OUTPUT_STORAGE_DIR").unwrap_or("./.data")),
+                container,
+            }
+        };
+
+        let reddit = RedditSettings {
+            auth_url: env.url("REDDIT_AUTH_URL", "https://www.reddit.com")?,
+            api_url: env.url("REDDIT_API_URL", "https://oauth.reddit.com")?,
+            public_url: env.url("REDDIT_PUBLIC_URL", "https://www.reddit.com")?,
+            client_id: env.secret("REDDIT_CLIENT_ID"),
+            client_secret: env.secret("REDDIT_CLIENT_SECRET"),
+            user_agent: env.get("REDDIT_USER_AGENT").map(str::to_owned),
+            key_vault_url: env.optional_url("KEY_VAULT_URL")?,
+        };
+
+        let jobs = JobSettings {
+            max_concurrent_jobs: env.parse_in("MAX_CONCURRENT_JOBS", 4, 1..=256)?,
+            stale_after: Duration::from_secs(env.parse_in(
+                "JOB_STALE_AFTER_SECONDS",
+                120,
+                5..=86_400,
+            )?),
+            retention_days: env.parse_in("JOB_RETENTION_DAYS", 30, 1..=3650)?,
+            callback_signing_key: env.secret("CALLBACK_SIGNING_KEY"),
+            allow_insecure_callbacks: env.parse("ALLOW_INSECURE_CALLBACKS", false)?,
+        };
+
+        let subreddits = match env.get("HOT_TOPICS_SUBREDDITS") {
+            None => DEFAULT_SUBREDDITS
+                .iter()
+                .map(|name| Subreddit::parse(name).expect("the defaults are valid names"))
+                .collect(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(|name| {
+                    Subreddit::parse(name).map_err(|error| ConfigError {
+                        variable: "HOT_TOPICS_SUBREDDITS",
+                        reason: error.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if subreddits.is_empty() {
+            return Err(ConfigError {
+                variable: "HOT_TOPICS_SUBREDDITS",
+                reason: "names no subreddit".into(),
+            });
+        }
+        let timer = TimerSettings {
+            summary_womble_url: match env.optional_url("SUMMARY_WOMBLE_URL")? {
+                Some(url) => Some(url),
+                None => env
+                    .get("WEBSITE_HOSTNAME")
+                    .map(|host| format!("https://{host}/api/SummaryWomble"))
+                    .map(|url| {
+                        Url::parse(&url).map_err(|error| ConfigError {
+                            variable: "WEBSITE_HOSTNAME",
+                            reason: error.to_string(),
+                        })
+                    })
+                    .transpose()?,
+            },
+            summary_womble_key: env.secret("SUMMARY_WOMBLE_KEY"),
+            subreddits,
+            limit: env.parse_in("HOT_TOPICS_LIMIT", 10, 1..=100)?,
+            status_check_delay: Duration::from_secs(env.parse_in(
+                "STATUS_CHECK_DELAY_SECONDS",
+                10,
+                0..=600,
+            )?),
+            schedule: env
+                .get("TIMER_SCHEDULE")
+                .unwrap_or("0 0 */6 * * *")
+                .to_owned(),
+        };
+
+        let log_format = match env.get("LOG_FORMAT") {
+            None => LogFormat::Human,
+            Some(value) if value.eq_ignore_ascii_case("json") => LogFormat::Json,
+            Some(value) if value.eq_ignore_ascii_case("human") || value.eq_ignore_ascii_case("text") => {
+                LogFormat::Human
+            }
+            Some(value) => {
+                return Err(ConfigError {
+                    variable: "LOG_FORMAT",
+                    reason: format!("{value:?} is neither \"json\" nor \"human\""),
+                })
+            }
+        };
+
+        Ok(Settings {
+            mode,
+            storage,
+            reddit,
+            jobs,
+            timer,
+            log_format,
+            website_hostname: env.get("WEBSITE_HOSTNAME").map(str::to_owned),
+        })
+    }
+}
+
+/// Azure's container naming rules: 3 to 63 lowercase letters, digits and single hyphens,
+/// starting and ending with a letter or digit.
+fn validate_container(name: &str) -> Result<(), ConfigError> {
+    let valid = (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--");
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError {
+            variable: "OUTPUT_CONTAINER",
+            reason: format!(
+                "{name:?} is not a container name (3-63 lowercase letters, digits, single hyphens)"
+            ),
+        })
+    }
+}
+
+/// Read access to the variables, treating an empty value as unset (as App Service does for
+/// settings that were cleared).
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(|value| value.trim())
+            .filter(|value| !value.is_empty())
+    }
+
+    fn secret(&self, name: &str) -> Option<SecretString> {
+        self.get(name).map(|value| SecretString::from(value.to_owned()))
+    }
+
+    fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|error| ConfigError {
+                variable: name,
+                reason: format!("{value:?}: {error}"),
+            }),
+        }
+    }
+
+    fn parse_in<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.parse(name, default)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                variable: name,
+                reason: format!(
+                    "{value} is outside {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            })
+        }
+    }
+
+    fn url(&self, name: &'static str, default: &str) -> Result<Url, ConfigError> {
+        Ok(self
+            .optional_url(name)?
+            .unwrap_or_else(|| Url::parse(default).expect("the defaults are valid URLs")))
+    }
+
+    fn optional_url(&self, name: &'static str) -> Result<Option<Url>, ConfigError> {
+        self.get(name)
+            .map(|value| {
+                let url = Url::parse(value).map_err(|error| ConfigError {
+                    variable: name,
+                    reason: format!("{value:?} is not a URL: {error}"),
+                })?;
+                if url.scheme() == "http" || url.scheme() == "https" {
+                    Ok(url)
+                } else {
+                    Err(ConfigError {
+                        variable: name,
+                        reason: format!("{value:?} is not an http(s) URL"),
+                    })
+                }
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_vars(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn nothing_configured_means_standalone_on_7071_with_the_local_store() {
+        let settings = settings(&[]).unwrap();
+        assert!(matches!(
+            settings.mode,
+            Mode::Standalone {
+                port: 7071,
+                function_keys: None
+            }
+        ));
+        match settings.storage {
+            StorageSettings::LocalDir { dir, container } => {
+                assert_eq!(dir, PathBuf::from("./.data"));
+                assert_eq!(container, "hot-topics");
+            }
+            other => panic!("expected the local store, got {other:?}"),
+        }
+        assert_eq!(settings.timer.subreddits.len(), 7);
+        assert_eq!(settings.timer.limit, 10);
+        assert_eq!(settings.jobs.max_concurrent_jobs, 4);
+    }
+
+    #[test]
+    fn the_host_port_selects_host_mode_on_loopback() {
+        let settings = settings(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "4567"), ("PORT", "1")]).unwrap();
+        assert!(settings.mode.is_host());
+        assert_eq!(settings.mode.listen_addr().to_string(), "127.0.0.1:4567");
+    }
+
+    #[test]
+    fn the_output_connection_string_wins_over_azure_web_jobs_storage() {
+        let settings = settings(&[
+            ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+            ("OUTPUT_STORAGE_CONNECTION_STRING", "AccountName=b"),
+        ])
+        .unwrap();
+        match settings.storage {
+            StorageSettings::ConnectionString {
+                connection_string, ..
+            } => assert_eq!(connection_string.expose_secret(), "AccountName=b"),
+            other => panic!("expected a connection string, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn function_keys_are_split_on_commas() {
+        let settings = settings(&[("FUNCTION_KEYS", "one, two,,")]).unwrap();
+        match settings.mode {
+            Mode::Standalone {
+                function_keys: Some(keys),
+                ..
+            } => {
+                let keys: Vec<_> = keys.iter().map(|k| k.expose_secret().to_owned()).collect();
+                assert_eq!(keys, ["one", "two"]);
+            }
+            other => panic!("expected standalone keys, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let settings = settings(&[
+            ("REDDIT_CLIENT_SECRET", "hunter2-secret"),
+            ("OUTPUT_STORAGE_CONNECTION_STRING", "AccountKey=topsecretkey"),
+        ])
+        .unwrap();
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("hunter2-secret"), "{debug}");
+        assert!(!debug.contains("topsecretkey"), "{debug}");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_naming_the_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "not-a-port"),
+            ("PORT", "70000"),
+            ("FUNCTION_KEYS", " , "),
+            ("OUTPUT_CONTAINER", "Bad_Name"),
+            ("REDDIT_API_URL", "not a url"),
+            ("REDDIT_AUTH_URL", "ftp://example.com"),
+            ("MAX_CONCURRENT_JOBS", "0"),
+            ("JOB_STALE_AFTER_SECONDS", "soon"),
+            ("JOB_RETENTION_DAYS", "0"),
+            ("HOT_TOPICS_SUBREDDITS", "ok,not a name"),
+            ("HOT_TOPICS_LIMIT", "101"),
+            ("STATUS_CHECK_DELAY_SECONDS", "-1"),
+            ("ALLOW_INSECURE_CALLBACKS", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("SUMMARY_WOMBLE_URL", "womble"),
+        ];
+        for (variable, value) in cases {
+            let error = settings(&[(variable, value)]).expect_err(variable);
+            assert_eq!(error.variable, *variable);
+            assert!(error.to_string().contains(variable), "{error}");
+        }
+    }
+}

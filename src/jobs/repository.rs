@@ -1,0 +1,380 @@
+//! Status documents and output blobs on a [`BlobStore`].
+//!
+//! Every status write is conditional: creation with `If-None-Match: *`, updates with `If-Match`
+//! on the ETag that was read. An update that loses a race reads again and re-applies its
+//! transition, so no update is lost; a transition refused by the state machine (the job became
+//! terminal meanwhile) writes nothing.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::request::JobId;
+use super::status::{StatusDocument, TransitionError};
+use crate::store::{BlobName, BlobStore, ETag, StoreError, WriteCondition};
+
+const JSON: &str = "application/json";
+
+/// Everything under `jobs/` belongs to the job machinery.
+pub const JOBS_PREFIX: &str = "jobs/";
+/// One empty marker per job that is not terminal yet, so finding jobs to adopt lists only
+/// those, not every job ever run.
+const ACTIVE_PREFIX: &str = "jobs/active/";
+/// `Idempotency-Key` records: the SHA-256 of the key, pointing at the job it started.
+const IDEMPOTENCY_PREFIX: &str = "jobs/idempotency/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("job not found")]
+    NotFound,
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored status document is not valid JSON")]
+    Corrupt(#[source] serde_json::Error),
+    #[error("status document kept changing; gave up after {0} attempts")]
+    Contended(u32),
+}
+
+impl RepositoryError {
+    /// Whether storage trouble (not the job's state) caused this.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RepositoryError::Store(error) => error.is_retryable(),
+            RepositoryError::Contended(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A status document with the ETag it was read at.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub document: StatusDocument,
+    pub etag: ETag,
+}
+
+#[derive(Clone)]
+pub struct StatusRepository {
+    store: Arc<dyn BlobStore>,
+}
+
+/// How many read-modify-write rounds an update tries before giving up on a hot document.
+const MAX_UPDATE_ROUNDS: u32 = 32;
+
+fn status_blob(id: JobId) -> BlobName {
+    BlobName::parse(format!("{JOBS_PREFIX}{id}/status.json")).expect("job ids make valid names")
+}
+
+fn active_marker(id: JobId) -> BlobName {
+    BlobName::parse(format!("{ACTIVE_PREFIX}{id}")).expect("job ids make valid names")
+}
+
+fn idempotency_blob(key: &str) -> BlobName {
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    BlobName::parse(format!("{IDEMPOTENCY_PREFIX}{digest}.json")).expect("hex makes valid names")
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdempotencyRecord {
+    job_id: JobId,
+}
+
+fn to_json<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("our documents always serialise"))
+}
+
+impl StatusRepository {
+    pub fn new(store: Arc<dyn BlobStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn BlobStore> {
+        &self.store
+    }
+
+    /// Stores a new job's first document and its active marker (in parallel: both must exist
+    /// before a ticket is issued). Fails rather than overwrite an existing job.
+    pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
+        let id = document.job_id;
+        let (status_name, marker_name) = (status_blob(id), active_marker(id));
+        let (status, marker) = tokio::join!(
+            self.store.put(
+                &status_name,
+                to_json(document),
+                JSON,
+                WriteCondition::IfNotExists,
+            ),
+            self.store.put(
+                &marker_name,
+                Bytes::new(),
+                "application/octet-stream",
+                WriteCondition::Always,
+            )
+        );
+        match (status, marker) {
+            (Ok(_), Ok(_)) => Ok(()),
+            (status, marker) => {
+                // Leave nothing behind that nobody will run; best effort, the caller is told.
+                if status.is_ok() {
+                    let _ = self.store.delete(&status_blob(id)).await;
+                }
+                if marker.is_ok() {
+                    let _ = self.store.delete(&active_marker(id)).await;
+                }
+                Err(status.err().or(marker.err()).expect("one of them failed").into())
+            }
+        }
+    }
+
+    /// Removes a terminal job's active marker.
+    pub async fn retire(&self, id: JobId) -> Result<(), RepositoryError> {
+        Ok(self.store.delete(&active_marker(id)).await?)
+    }
+
+    /// The jobs with an active marker, each with when the marker was written.
+    pub async fn list_active(&self) -> Result<Vec<(JobId, DateTime<Utc>)>, RepositoryError> {
+        Ok(self
+            .list_all(ACTIVE_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let id = item.name.as_str().strip_prefix(ACTIVE_PREFIX)?;
+                Some((JobId::parse(id).ok()?, item.last_modified))
+            })
+            .collect())
+    }
+
+    /// Claims a job whose worker is presumed dead: one conditional write, so of several
+    /// instances trying at once exactly one succeeds. `Ok(None)` when the job is not stale, is
+    /// terminal, or another worker got there first.
+    pub async fn claim_stale(
+        &self,
+        id: JobId,
+        stale_before: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Option<StatusDocument>, RepositoryError> {
+        let Some(Versioned { mut document, etag }) = self.load(id).await? else {
+            return Ok(None);
+        };
+        if document.status.is_terminal() {
+            self.retire(id).await?;
+            return Ok(None);
+        }
+        if document.updated_at > stale_before {
+            return Ok(None);
+        }
+        let seen = document.attempts;
+        if document.claim(at, seen).is_err() {
+            return Ok(None);
+        }
+        match self
+            .store
+            .put(
+                &status_blob(id),
+                to_json(&document),
+                JSON,
+                WriteCondition::IfMatch(etag),
+            )
+            .await
+        {
+            Ok(_) => Ok(Some(document)),
+            Err(StoreError::ConditionFailed) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Records that `key` started `job`. When the key was used before, returns the job it
+    /// started then and writes nothing.
+    pub async fn reserve_idempotency_key(
+        &self,
+        key: &str,
+        job: JobId,
+    ) -> Result<Option<JobId>, RepositoryError> {
+        let name = idempotency_blob(key);
+        let record = to_json(&IdempotencyRecord { job_id: job });
+        match self
+            .store
+            .put(&name, record, JSON, WriteCondition::IfNotExists)
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(StoreError::ConditionFailed) => {
+                let blob = self.store.get(&name).await?.ok_or(RepositoryError::NotFound)?;
+                let record: IdempotencyRecord =
+                    serde_json::from_slice(&blob.body).map_err(RepositoryError::Corrupt)?;
+                Ok(Some(record.job_id))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Forgets an idempotency key (its job could not be created).
+    pub async fn release_idempotency_key(&self, key: &str) -> Result<(), RepositoryError> {
+        Ok(self.store.delete(&idempotency_blob(key)).await?)
+    }
+
+    pub async fn load(&self, id: JobId) -> Result<Option<Versioned>, RepositoryError> {
+        let Some(blob) = self.store.get(&status_blob(id)).await? else {
+            return Ok(None);
+        };
+        let document = serde_json::from_slice(&blob.body).map_err(RepositoryError::Corrupt)?;
+        Ok(Some(Versioned {
+            document,
+            etag: blob.etag,
+        }))
+    }
+
+    /// Applies `change` to the stored document and writes it back under `If-Match`, re-reading
+    /// and re-applying when another writer got there first. Returns the document as written and
+    /// what `change` returned.
+    pub async fn update<T>(
+        &self,
+        id: JobId,
+        mut change: impl FnMut(&mut StatusDocument) -> Result<T, TransitionError>,
+    ) -> Result<(StatusDocument, T), RepositoryError> {
+        for _ in 0..MAX_UPDATE_ROUNDS {
+            let Versioned { mut document, etag } =
+                self.load(id).await?.ok_or(RepositoryError::NotFound)?;
+            let answer = change(&mut document)?;
+            match self
+                .store
+                .put(
+                    &status_blob(id),
+                    to_json(&document),
+                    JSON,
+                    WriteCondition::IfMatch(etag),
+                )
+                .await
+            {
+                Ok(_) => return Ok((document, answer)),
+                Err(StoreError::ConditionFailed) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(RepositoryError::Contended(MAX_UPDATE_ROUNDS))
+    }
+
+    /// The ids of stored jobs, a page at a time, in id order.
+    pub async fn list_ids(
+        &self,
+        marker: Option<String>,
+        max: u32,
+    ) -> Result<(Vec<JobId>, Option<String>), RepositoryError> {
+        let page = self.store.list(JOBS_PREFIX, marker, max).await?;
+        let ids = page
+            .items
+            .iter()
+            .filter_map(|item| {
+                let rest = item.name.as_str().strip_prefix(JOBS_PREFIX)?;
+                let (id, file) = rest.split_once('/')?;
+                (file == "status.json").then(|| JobId::parse(id).ok())?
+            })
+            .collect();
+        Ok((ids, page.next_marker))
+    }
+
+    /// Deletes terminal jobs that finished before `cutoff`: every blob under `jobs/<id>/` and
+    /// the idempotency records that point at them. Output topic blobs are kept: they belong to
+    /// the next pipeline stage. Returns how many jobs went.
+    pub async fn purge_finished_before(&self, cutoff: DateTime<Utc>) -> Result<usize, RepositoryError> {
+        let mut expired = std::collections::HashSet::new();
+        let mut marker = None;
+        loop {
+            let (ids, next) = self.list_ids(marker, 1000).await?;
+            for id in ids {
+                let Some(Versioned { document, .. }) = self.load(id).await? else {
+                    continue;
+                };
+                if document.status.is_terminal() && document.finished_at.is_some_and(|at| at < cutoff) {
+                    expired.insert(id);
+                }
+            }
+            match next {
+                Some(next) => marker = Some(next),
+                None => break,
+            }
+        }
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        // Idempotency records first: a record must never outlive its job's status (a repeat
+        // of its key would then recreate the purged job).
+        for item in self.list_all(IDEMPOTENCY_PREFIX).await? {
+            if let Some(blob) = self.store.get(&item.name).await? {
+                if serde_json::from_slice::<IdempotencyRecord>(&blob.body)
+                    .is_ok_and(|record| expired.contains(&record.job_id))
+                {
+                    self.store.delete(&item.name).await?;
+                }
+            }
+        }
+        for id in &expired {
+            for item in self.list_all(&format!("{JOBS_PREFIX}{id}/")).await? {
+                self.store.delete(&item.name).await?;
+            }
+        }
+        Ok(expired.len())
+    }
+
+    async fn list_all(&self, prefix: &str) -> Result<Vec<crate::store::BlobItem>, RepositoryError> {
+        let mut items = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self.store.list(prefix, marker, 1000).await?;
+            items.extend(page.items);
+            match page.next_marker {
+                Some(next) => marker = Some(next),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// Stores a job's topics for one subreddit as `<stamp>_<source>_<name>.json`, never over
+    /// another job's blob: when the name is taken by another job, `_<first 8 of job id>` is
+    /// appended. When the blob was already written by this same job (a resumed run), its name
+    /// is returned and nothing is written again.
+    pub async fn store_output<T: Serialize>(
+        &self,
+        job: JobId,
+        stem: &str,
+        body: &T,
+    ) -> Result<String, RepositoryError> {
+        let body = to_json(body);
+        for candidate in [format!("{stem}.json"), format!("{stem}_{}.json", job.short())] {
+            let name = BlobName::parse(candidate.clone()).expect("stems are made of safe parts");
+            match self
+                .store
+                .put(&name, body.clone(), JSON, WriteCondition::IfNotExists)
+                .await
+            {
+                Ok(_) => return Ok(candidate),
+                Err(StoreError::ConditionFailed) => {
+                    if self.written_by(&name, job).await? {
+                        return Ok(candidate);
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(RepositoryError::Store(StoreError::ConditionFailed))
+    }
+
+    async fn written_by(&self, name: &BlobName, job: JobId) -> Result<bool, RepositoryError> {
+        #[derive(serde::Deserialize)]
+        struct Owner {
+            job_id: Option<JobId>,
+        }
+        let Some(blob) = self.store.get(name).await? else {
+            return Ok(false);
+        };
+        Ok(serde_json::from_slice::<Owner>(&blob.body)
+            .ok()
+            .and_then(|owner| owner.job_id)
+            == Some(job))
+    }
+}

@@ -1,0 +1,507 @@
+//! [`JobRunner`]: accepts jobs, queues them, and runs them as tracked tasks.
+//!
+//! A ticket is issued only after the job's status document is stored, so the job exists even
+//! if this process dies the next instant. Work then happens in a fixed set of worker tasks
+//! (`MAX_CONCURRENT_JOBS`), taking high-priority jobs first, then the oldest. Everything a job
+//! needs to continue is in its status document: a worker that finds a job whose heartbeat
+//! stopped (its process was killed) claims it with a conditional write and resumes it, skipping
+//! the subreddits already done.
+
+use std::collections::{BinaryHeap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::repository::{RepositoryError, StatusRepository};
+use super::request::{JobId, JobRequest, Priority};
+use super::status::{self, compact_timestamp, OutcomeStatus, StatusDocument, SubredditOutcome, TransitionError};
+use crate::reddit::{Subreddit, Topic, TopicSource};
+
+/// How the runner behaves; from the settings, shortened in tests.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Jobs running at once in this instance.
+    pub max_concurrent_jobs: usize,
+    /// Subreddits of one job fetched at once.
+    pub fetch_concurrency: usize,
+    /// A non-terminal job not updated for this long has lost its worker.
+    pub stale_after: Duration,
+}
+
+impl RunnerOptions {
+    /// Heartbeats come often enough that a live job never looks stale.
+    fn heartbeat_every(&self) -> Duration {
+        self.stale_after / 4
+    }
+
+    fn scan_every(&self) -> Duration {
+        self.stale_after / 2
+    }
+}
+
+/// Why a job could not be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("storage is unavailable")]
+    StorageUnavailable(#[source] RepositoryError),
+    #[error("storage refused the job")]
+    Storage(#[source] RepositoryError),
+}
+
+impl From<RepositoryError> for SubmitError {
+    fn from(error: RepositoryError) -> Self {
+        if error.is_retryable() {
+            SubmitError::StorageUnavailable(error)
+        } else {
+            SubmitError::Storage(error)
+        }
+    }
+}
+
+/// The output blob body (api.md section 6).
+#[derive(Serialize)]
+struct OutputDocument<'a> {
+    job_id: JobId,
+    source: &'static str,
+    subject: &'a str,
+    fetched_at: &'a str,
+    count: usize,
+    topics: &'a [Topic],
+}
+
+/// A job waiting for a worker. Ordered so the heap pops high priority first, then the oldest.
+#[derive(Debug, PartialEq, Eq)]
+struct Waiting {
+    priority: Priority,
+    sequence: u64,
+    job: JobId,
+    /// The claim count seen when queued; a worker's claim is refused if it changed.
+    seen_attempts: u32,
+    /// Already claimed (adopted); the worker resumes without claiming again.
+    claimed: bool,
+}
+
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.sequence.cmp(&self.sequence))
+    }
+}
+
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: BinaryHeap<Waiting>,
+    /// Every job this instance has queued or is running, so a scan does not adopt our own.
+    ours: HashSet<JobId>,
+    sequence: u64,
+}
+
+struct Inner {
+    repository: StatusRepository,
+    topics: Arc<dyn TopicSource>,
+    options: RunnerOptions,
+    queue: Mutex<Queue>,
+    wake: Notify,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Cheap to clone; every clone is the same runner.
+#[derive(Clone)]
+pub struct JobRunner {
+    inner: Arc<Inner>,
+}
+
+impl JobRunner {
+    /// Starts the workers and the stale-job scanner.
+    pub fn start(
+        repository: StatusRepository,
+        topics: Arc<dyn TopicSource>,
+        options: RunnerOptions,
+    ) -> Self {
+        let runner = Self {
+            inner: Arc::new(Inner {
+                repository,
+                topics,
+                options,
+                queue: Mutex::new(Queue::default()),
+                wake: Notify::new(),
+                tracker: TaskTracker::new(),
+                shutdown: CancellationToken::new(),
+            }),
+        };
+        for worker in 0..runner.inner.options.max_concurrent_jobs {
+            let this = runner.clone();
+            runner
+                .inner
+                .tracker
+                .spawn(async move { this.work().await }.instrument(tracing::info_span!("worker", worker)));
+        }
+        let this = runner.clone();
+        runner.inner.tracker.spawn(async move { this.scan_for_stale_jobs().await });
+        runner
+    }
+
+    pub fn repository(&self) -> &StatusRepository {
+        &self.inner.repository
+    }
+
+    /// Accepts a job: its status document is stored before this returns, then it is queued.
+    /// With an idempotency key that was used before, returns the original job's document and
+    /// starts nothing.
+    pub async fn submit(
+        &self,
+        request: JobRequest,
+        retry_of: Option<JobId>,
+        idempotency_key: Option<&str>,
+    ) -> Result<StatusDocument, SubmitError> {
+        let repository = &self.inner.repository;
+        let mut id = JobId::new();
+        if let Some(key) = idempotency_key {
+            if let Some(original) = repository.reserve_idempotency_key(key, id).await? {
+                if let Some(existing) = repository.load(original).await? {
+                    tracing::info!(job_id = %original, "idempotency key seen before; returning the original job");
+                    return Ok(existing.document);
+                }
+                // The key was recorded but its job never stored (the process died in between):
+                // create that job now, under the id the key already points to.
+                id = original;
+            }
+        }
+        let document = StatusDocument::queued(id, request, retry_of, status::now());
+        if let Err(error) = repository.create(&document).await {
+            if let Some(key) = idempotency_key {
+                let _ = repository.release_idempotency_key(key).await;
+            }
+            return Err(error.into());
+        }
+        tracing::info!(job_id = %id, topics = document.request.topics.len(), priority = ?document.request.priority, "job accepted");
+        self.enqueue(&document, false);
+        Ok(document)
+    }
+
+    fn enqueue(&self, document: &StatusDocument, claimed: bool) {
+        let depth = {
+            let mut queue = self.inner.queue.lock().expect("queue lock");
+            if !queue.ours.insert(document.job_id) && !claimed {
+                return;
+            }
+            queue.sequence += 1;
+            let sequence = queue.sequence;
+            queue.waiting.push(Waiting {
+                priority: document.request.priority,
+                sequence,
+                job: document.job_id,
+                seen_attempts: document.attempts,
+                claimed,
+            });
+            queue.waiting.len()
+        };
+        tracing::info!(job_id = %document.job_id, queue_depth = depth, "job queued");
+        self.inner.wake.notify_one();
+    }
+
+    /// Stops taking work and waits for the tasks to end. Jobs in flight are abandoned as they
+    /// are: their stored state lets another instance resume them.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    /// How many jobs wait for a worker.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.queue.lock().expect("queue lock").waiting.len()
+    }
+
+    async fn work(&self) {
+        loop {
+            let next = self.inner.queue.lock().expect("queue lock").waiting.pop();
+            let Some(waiting) = next else {
+                tokio::select! {
+                    _ = self.inner.shutdown.cancelled() => return,
+                    _ = self.inner.wake.notified() => continue,
+                }
+            };
+            let job = waiting.job;
+            let span = tracing::info_span!("job", job_id = %job);
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = self.run(waiting).instrument(span) => {}
+            }
+            self.inner.queue.lock().expect("queue lock").ours.remove(&job);
+        }
+    }
+
+    /// Runs one job to a terminal state, or until another worker takes it over.
+    async fn run(&self, waiting: Waiting) {
+        let repository = &self.inner.repository;
+        let job = waiting.job;
+        let document = if waiting.claimed {
+            match self.with_storage_retries(|| repository.load(job)).await {
+                Ok(Some(versioned)) => versioned.document,
+                Ok(None) => return tracing::error!("adopted job vanished from storage"),
+                Err(error) => return tracing::error!(error = %error, "could not load the adopted job"),
+            }
+        } else {
+            let claimed = self
+                .update(job, |doc| {
+                    doc.claim(status::now(), waiting.seen_attempts)?;
+                    if let Some(first) = doc.pending().first() {
+                        doc.processing(first, status::now())?;
+                    }
+                    Ok(())
+                })
+                .await;
+            match claimed {
+                Ok(document) => document,
+                Err(RepositoryError::Transition(reason)) => {
+                    tracing::info!(reason = %reason, "job not started");
+                    return;
+                }
+                Err(error) => return tracing::error!(error = %error, "could not start the job"),
+            }
+        };
+        let mine = document.attempts;
+        if document.attempts > 1 {
+            tracing::info!(attempt = document.attempts, remaining = document.pending().len(), "resuming job");
+        } else {
+            tracing::info!("job started");
+        }
+
+        let ended = self.collect(document, mine).await;
+        match ended {
+            Ok(document) => {
+                tracing::info!(status = %document.status, error = document.error.as_deref(), "job finished");
+                if let Err(error) = self.with_storage_retries(|| repository.retire(job)).await {
+                    // The scanner removes the marker of a terminal job later.
+                    tracing::warn!(error = %error, "could not remove the job's active marker");
+                }
+            }
+            Err(RepositoryError::Transition(TransitionError::Superseded)) => {
+                tracing::warn!("another worker took the job over; stopping here");
+            }
+            Err(error) => tracing::error!(error = %error, "job could not record its progress; it will be resumed"),
+        }
+    }
+
+    /// Fetches and stores every pending subreddit, recording each outcome, then ends the job.
+    async fn collect(&self, document: StatusDocument, mine: u32) -> Result<StatusDocument, RepositoryError> {
+        let job = document.job_id;
+        let stamp = compact_timestamp(document.started_at.unwrap_or(document.created_at));
+        let limit = document.request.limit.get();
+        let cancelled = Arc::new(AtomicBool::new(document.cancel_requested_at.is_some()));
+        let pending = document.pending();
+        let mut in_flight: Vec<Subreddit> = Vec::new();
+
+        let mut outcomes = futures::stream::iter(pending.clone())
+            .map(|subreddit| {
+                let cancelled = cancelled.clone();
+                let stamp = stamp.as_str();
+                async move {
+                    if cancelled.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    Some(self.fetch_and_store(job, &subreddit, limit, stamp).await)
+                }
+            })
+            .buffer_unordered(self.inner.options.fetch_concurrency.max(1));
+        in_flight.extend(pending);
+
+        let mut heartbeat = tokio::time::interval(self.inner.options.heartbeat_every());
+        heartbeat.tick().await;
+        loop {
+            tokio::select! {
+                outcome = outcomes.next() => {
+                    let Some(outcome) = outcome else { break };
+                    let Some(outcome) = outcome else { continue };
+                    in_flight.retain(|name| name != &outcome.subreddit);
+                    let next = in_flight.first().cloned();
+                    let document = self
+                        .update(job, |doc| {
+                            owned(doc, mine)?;
+                            doc.record(outcome.clone(), status::now())?;
+                            if let Some(next) = &next {
+                                doc.processing(next, status::now())?;
+                            }
+                            Ok(())
+                        })
+                        .await?;
+                    if document.cancel_requested_at.is_some() {
+                        cancelled.store(true, Ordering::SeqCst);
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let document = self
+                        .update(job, |doc| {
+                            owned(doc, mine)?;
+                            doc.heartbeat(status::now())
+                        })
+                        .await?;
+                    if document.cancel_requested_at.is_some() {
+                        cancelled.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+        drop(outcomes);
+
+        self.update(job, |doc| {
+            owned(doc, mine)?;
+            if doc.cancel_requested_at.is_some() {
+                doc.cancel(status::now())
+            } else {
+                doc.finish(status::now())
+            }
+        })
+        .await
+    }
+
+    async fn fetch_and_store(
+        &self,
+        job: JobId,
+        subreddit: &Subreddit,
+        limit: u32,
+        stamp: &str,
+    ) -> SubredditOutcome {
+        let topics = match self.inner.topics.hot_topics(subreddit, limit, stamp).await {
+            Ok(topics) => topics,
+            Err(error) => {
+                tracing::warn!(subreddit = %subreddit, error = %error, "subreddit could not be fetched");
+                return SubredditOutcome::failed(subreddit.clone(), OutcomeStatus::FetchFailed, error.to_string());
+            }
+        };
+        let output = OutputDocument {
+            job_id: job,
+            source: "reddit",
+            subject: subreddit.as_str(),
+            fetched_at: stamp,
+            count: topics.len(),
+            topics: &topics,
+        };
+        let stem = format!("{stamp}_reddit_{subreddit}");
+        match self
+            .with_storage_retries(|| self.inner.repository.store_output(job, &stem, &output))
+            .await
+        {
+            Ok(blob_name) => {
+                tracing::info!(subreddit = %subreddit, topics = topics.len(), blob = %blob_name, "subreddit stored");
+                SubredditOutcome::success(subreddit.clone(), topics.len() as u32, blob_name)
+            }
+            Err(error) => {
+                tracing::error!(subreddit = %subreddit, error = %error, "topics could not be stored");
+                SubredditOutcome::failed(
+                    subreddit.clone(),
+                    OutcomeStatus::UploadFailed,
+                    format!("r/{subreddit}: the topics could not be stored"),
+                )
+            }
+        }
+    }
+
+    /// A status update that outlasts storage outages: retried with backoff until storage
+    /// answers or the runner shuts down.
+    async fn update(
+        &self,
+        job: JobId,
+        change: impl Fn(&mut StatusDocument) -> Result<(), TransitionError>,
+    ) -> Result<StatusDocument, RepositoryError> {
+        let repository = &self.inner.repository;
+        self.with_storage_retries(|| repository.update(job, &change))
+            .await
+            .map(|(document, ())| document)
+    }
+
+    /// Retries `call` while it fails for a reason storage may get over, with exponential
+    /// backoff (100 ms doubling to 10 s), until the runner shuts down.
+    async fn with_storage_retries<T, F, Fut>(&self, mut call: F) -> Result<T, RepositoryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RepositoryError>>,
+    {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match call().await {
+                Err(error) if error.is_retryable() && !self.inner.shutdown.is_cancelled() => {
+                    tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "storage call failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.inner.shutdown.cancelled() => return Err(error),
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// At start and then regularly: adopts jobs whose worker died.
+    async fn scan_for_stale_jobs(&self) {
+        let mut every = tokio::time::interval(self.inner.options.scan_every());
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            if let Err(error) = self.adopt_stale_jobs().await {
+                tracing::warn!(error = %error, "scan for stale jobs failed");
+            }
+        }
+    }
+
+    /// One scan: claims each stale job not already ours and queues it. Returns how many.
+    pub async fn adopt_stale_jobs(&self) -> Result<usize, RepositoryError> {
+        let repository = &self.inner.repository;
+        let now = status::now();
+        let stale_before: DateTime<Utc> = now
+            - chrono::Duration::from_std(self.inner.options.stale_after).expect("a sane duration");
+        let mut adopted = 0;
+        for (job, marked_at) in repository.list_active().await? {
+            if self.inner.queue.lock().expect("queue lock").ours.contains(&job) {
+                continue;
+            }
+            if marked_at > stale_before {
+                continue;
+            }
+            match repository.claim_stale(job, stale_before, now).await? {
+                Some(document) => {
+                    tracing::warn!(job_id = %job, status = %document.status, attempt = document.attempts, "adopting a job whose worker stopped");
+                    self.enqueue(&document, true);
+                    adopted += 1;
+                }
+                None => {
+                    if repository.load(job).await?.is_none() {
+                        // A marker without a job (its creation failed half-way): tidy up.
+                        repository.retire(job).await?;
+                    }
+                }
+            }
+        }
+        Ok(adopted)
+    }
+}
+
+/// Refuses writes from a worker whose claim was superseded by another's.
+fn owned(document: &StatusDocument, mine: u32) -> Result<(), TransitionError> {
+    if document.attempts == mine {
+        Ok(())
+    } else {
+        Err(TransitionError::Superseded)
+    }
+}

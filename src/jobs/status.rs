@@ -1,0 +1,496 @@
+//! The status document and the job state machine.
+//!
+//! `queued → running → completed | failed | cancelled`. Transitions are methods that refuse
+//! illegal moves; once a document is terminal, every transition fails with
+//! [`TransitionError::Terminal`], so a terminal status can never change.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::request::{JobId, JobRequest, Source};
+use crate::reddit::Subreddit;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// `initializing`, `processing r/<name>`, or `finished`.
+    pub step: String,
+    pub completed: u32,
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    Success,
+    FetchFailed,
+    UploadFailed,
+    Skipped,
+}
+
+/// What became of one subreddit of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubredditOutcome {
+    pub subreddit: Subreddit,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob_name: Option<String>,
+    pub status: OutcomeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl SubredditOutcome {
+    pub fn success(subreddit: Subreddit, topics_count: u32, blob_name: String) -> Self {
+        Self {
+            subreddit,
+            topics_count: Some(topics_count),
+            blob_name: Some(blob_name),
+            status: OutcomeStatus::Success,
+            error: None,
+        }
+    }
+
+    pub fn failed(subreddit: Subreddit, status: OutcomeStatus, error: String) -> Self {
+        Self {
+            subreddit,
+            topics_count: None,
+            blob_name: None,
+            status,
+            error: Some(error),
+        }
+    }
+}
+
+/// The `results` object of a terminal job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobResults {
+    pub status: JobStatus,
+    /// `YYYYmmdd_HHMMSS` of the run; also the prefix of the output blob names.
+    pub timestamp: String,
+    pub source: Source,
+    pub total_topics: u32,
+    pub total_subreddits: u32,
+    pub results: Vec<SubredditOutcome>,
+}
+
+/// Exactly what `jobs/<id>/status.json` holds and what the status call answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusDocument {
+    pub job_id: JobId,
+    pub status: JobStatus,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// Also the heartbeat of a running job: a job whose `updated_at` is old has lost its worker.
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub request: JobRequest,
+    pub progress: Progress,
+    pub error: Option<String>,
+    pub results: Option<JobResults>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<JobId>,
+    /// Set by a cancel call; the worker ends the job `cancelled` before its next subreddit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// How many times a worker has claimed the job (more than one after a resume).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Subreddits finished so far, so a resumed job fetches none of them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcomes: Vec<SubredditOutcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("job is already {0}; terminal states never change")]
+    Terminal(JobStatus),
+    #[error("job is {actual}, not {expected}")]
+    WrongState {
+        expected: JobStatus,
+        actual: JobStatus,
+    },
+    /// Another worker claimed the job since this one did (it was thought dead and adopted).
+    #[error("job was taken over by another worker")]
+    Superseded,
+}
+
+/// The current time at the precision we store (microseconds).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// The `YYYYmmdd_HHMMSS` form used in output blob names and `fetched_at`.
+pub fn compact_timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y%m%d_%H%M%S").to_string()
+}
+
+impl StatusDocument {
+    /// A freshly accepted job.
+    pub fn queued(
+        job_id: JobId,
+        request: JobRequest,
+        retry_of: Option<JobId>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let total = request.topics.len() as u32;
+        Self {
+            job_id,
+            status: JobStatus::Queued,
+            created_at: at,
+            started_at: None,
+            updated_at: at,
+            finished_at: None,
+            request,
+            progress: Progress {
+                step: "queued".into(),
+                completed: 0,
+                total,
+            },
+            error: None,
+            results: None,
+            retry_of,
+            cancel_requested_at: None,
+            attempts: 0,
+            outcomes: Vec::new(),
+        }
+    }
+
+    fn not_terminal(&self) -> Result<(), TransitionError> {
+        if self.status.is_terminal() {
+            Err(TransitionError::Terminal(self.status))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn must_be_running(&self) -> Result<(), TransitionError> {
+        self.not_terminal()?;
+        if self.status != JobStatus::Running {
+            return Err(TransitionError::WrongState {
+                expected: JobStatus::Running,
+                actual: self.status,
+            });
+        }
+        Ok(())
+    }
+
+    /// A worker takes the job: `queued → running`, or `running → running` when resuming a job
+    /// whose worker died. Finished subreddits are kept. `seen_attempts` is the claim count the
+    /// worker saw when it decided to take the job; if another worker claimed it since, the
+    /// claim is refused.
+    pub fn claim(&mut self, at: DateTime<Utc>, seen_attempts: u32) -> Result<(), TransitionError> {
+        self.not_terminal()?;
+        if self.attempts != seen_attempts {
+            return Err(TransitionError::Superseded);
+        }
+        if self.status == JobStatus::Queued {
+            self.started_at = Some(at);
+        }
+        self.status = JobStatus::Running;
+        self.attempts += 1;
+        self.progress.step = "initializing".into();
+        self.updated_at = at;
+        Ok(())
+    }
+
+    /// Proof of life from the worker.
+    pub fn heartbeat(&mut self, at: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.must_be_running()?;
+        self.updated_at = at;
+        Ok(())
+    }
+
+    /// Names the subreddit being worked on.
+    pub fn processing(&mut self, subreddit: &Subreddit, at: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.must_be_running()?;
+        self.progress.step = format!("processing r/{subreddit}");
+        self.updated_at = at;
+        Ok(())
+    }
+
+    /// Records a finished subreddit (replacing an earlier outcome for the same one).
+    pub fn record(&mut self, outcome: SubredditOutcome, at: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.must_be_running()?;
+        self.outcomes.retain(|done| done.subreddit != outcome.subreddit);
+        self.outcomes.push(outcome);
+        self.progress.completed = self.outcomes.len() as u32;
+        self.updated_at = at;
+        Ok(())
+    }
+
+    /// The subreddits still to do, in request order.
+    pub fn pending(&self) -> Vec<Subreddit> {
+        self.request
+            .topics
+            .iter()
+            .filter(|name| !self.outcomes.iter().any(|done| &done.subreddit == *name))
+            .cloned()
+            .collect()
+    }
+
+    /// Every subreddit done: `completed` when at least one succeeded, else `failed`.
+    pub fn finish(&mut self, at: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.must_be_running()?;
+        let any_success = self
+            .outcomes
+            .iter()
+            .any(|outcome| outcome.status == OutcomeStatus::Success);
+        if any_success {
+            self.end(JobStatus::Completed, None, at);
+        } else {
+            let reasons: Vec<String> = self
+                .outcomes
+                .iter()
+                .filter_map(|outcome| outcome.error.clone())
+                .collect();
+            let error = if reasons.is_empty() {
+                "No subreddit could be collected.".to_owned()
+            } else {
+                format!("No subreddit could be collected: {}", reasons.join("; "))
+            };
+            self.end(JobStatus::Failed, Some(error), at);
+        }
+        Ok(())
+    }
+
+    /// The job cannot run at all (no credentials, storage gone).
+    pub fn fail(&mut self, error: String, at: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.not_terminal()?;
+        self.end(JobStatus::Failed, Some(error), at);
+        Ok(())
+    }
+
+    /// Records a cancel request. A queued job ends `cancelled` at once; a running one when its
+    /// worker next looks (before its next subreddit).
+    pub fn request_cancel(&mut self, at: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.not_terminal()?;
+        self.cancel_requested_at.get_or_insert(at);
+        self.updated_at = at;
+        if self.status == JobStatus::Queued {
+            self.end(JobStatus::Cancelled, None, at);
+        }
+        Ok(())
+    }
+
+    /// The worker stops: finished subreddits keep their results, the rest are `skipped`.
+    pub fn cancel(&mut self, at: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.not_terminal()?;
+        self.end(JobStatus::Cancelled, None, at);
+        Ok(())
+    }
+
+    fn end(&mut self, status: JobStatus, error: Option<String>, at: DateTime<Utc>) {
+        let mut results = Vec::with_capacity(self.request.topics.len());
+        for name in &self.request.topics {
+            let outcome = self
+                .outcomes
+                .iter()
+                .find(|done| &done.subreddit == name)
+                .cloned()
+                .unwrap_or_else(|| SubredditOutcome {
+                    subreddit: name.clone(),
+                    topics_count: None,
+                    blob_name: None,
+                    status: OutcomeStatus::Skipped,
+                    error: None,
+                });
+            results.push(outcome);
+        }
+        let total_topics = results.iter().filter_map(|r| r.topics_count).sum();
+        self.status = status;
+        self.error = error;
+        self.results = Some(JobResults {
+            status,
+            timestamp: compact_timestamp(self.started_at.unwrap_or(at)),
+            source: self.request.source,
+            total_topics,
+            total_subreddits: self.request.topics.len() as u32,
+            results,
+        });
+        self.outcomes.clear();
+        self.progress.step = "finished".into();
+        self.progress.completed = self.progress.total;
+        self.finished_at = Some(at);
+        self.updated_at = at;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::request::{Limit, Priority};
+
+    fn request(names: &[&str]) -> JobRequest {
+        JobRequest {
+            source: Source::Reddit,
+            topics: names.iter().map(|n| Subreddit::parse(n).unwrap()).collect(),
+            limit: Limit::DEFAULT,
+            priority: Priority::Normal,
+            callback_url: None,
+        }
+    }
+
+    fn sub(name: &str) -> Subreddit {
+        Subreddit::parse(name).unwrap()
+    }
+
+    #[test]
+    fn a_job_runs_to_completed_when_one_subreddit_succeeds() {
+        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
+        doc.claim(now(), 0).unwrap();
+        doc.record(SubredditOutcome::success(sub("aa"), 3, "x.json".into()), now()).unwrap();
+        assert_eq!(doc.progress.completed, 1);
+        assert_eq!(doc.pending(), vec![sub("bb")]);
+        doc.record(
+            SubredditOutcome::failed(sub("bb"), OutcomeStatus::FetchFailed, "r/bb is private (HTTP 403)".into()),
+            now(),
+        )
+        .unwrap();
+        doc.finish(now()).unwrap();
+        assert_eq!(doc.status, JobStatus::Completed);
+        let results = doc.results.as_ref().unwrap();
+        assert_eq!(results.total_topics, 3);
+        assert_eq!(results.total_subreddits, 2);
+        assert_eq!(results.results[1].status, OutcomeStatus::FetchFailed);
+        assert_eq!(doc.progress.step, "finished");
+        assert!(doc.finished_at.is_some());
+    }
+
+    #[test]
+    fn a_job_where_nothing_succeeded_fails_with_the_reasons() {
+        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
+        doc.claim(now(), 0).unwrap();
+        doc.record(
+            SubredditOutcome::failed(sub("aa"), OutcomeStatus::FetchFailed, "r/aa does not exist".into()),
+            now(),
+        )
+        .unwrap();
+        doc.finish(now()).unwrap();
+        assert_eq!(doc.status, JobStatus::Failed);
+        assert!(doc.error.as_deref().unwrap().contains("r/aa does not exist"));
+    }
+
+    #[test]
+    fn terminal_states_refuse_every_transition() {
+        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
+        doc.claim(now(), 0).unwrap();
+        doc.fail("boom".into(), now()).unwrap();
+        let before = doc.clone();
+        let terminal = Err(TransitionError::Terminal(JobStatus::Failed));
+        assert_eq!(doc.claim(now(), 0), terminal);
+        assert_eq!(doc.heartbeat(now()), terminal);
+        assert_eq!(doc.processing(&sub("aa"), now()), terminal);
+        assert_eq!(doc.record(SubredditOutcome::success(sub("aa"), 1, "b".into()), now()), terminal);
+        assert_eq!(doc.finish(now()), terminal);
+        assert_eq!(doc.fail("again".into(), now()), terminal);
+        assert_eq!(doc.request_cancel(now()), terminal);
+        assert_eq!(doc.cancel(now()), terminal);
+        assert_eq!(doc, before);
+    }
+
+    #[test]
+    fn a_queued_job_cannot_record_work() {
+        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
+        assert!(matches!(
+            doc.record(SubredditOutcome::success(sub("aa"), 1, "b".into()), now()),
+            Err(TransitionError::WrongState { .. })
+        ));
+        assert!(doc.finish(now()).is_err());
+    }
+
+    #[test]
+    fn cancelling_keeps_finished_work_and_skips_the_rest() {
+        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
+        doc.claim(now(), 0).unwrap();
+        doc.record(SubredditOutcome::success(sub("aa"), 2, "a.json".into()), now()).unwrap();
+        doc.request_cancel(now()).unwrap();
+        assert_eq!(doc.status, JobStatus::Running);
+        doc.cancel(now()).unwrap();
+        let results = doc.results.unwrap();
+        assert_eq!(results.status, JobStatus::Cancelled);
+        assert_eq!(results.results[0].status, OutcomeStatus::Success);
+        assert_eq!(results.results[1].status, OutcomeStatus::Skipped);
+    }
+
+    #[test]
+    fn a_resumed_job_keeps_its_start_time_and_finished_subreddits() {
+        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
+        doc.claim(now(), 0).unwrap();
+        let started = doc.started_at;
+        doc.record(SubredditOutcome::success(sub("aa"), 2, "a.json".into()), now()).unwrap();
+        doc.claim(now(), 1).unwrap();
+        assert_eq!(doc.attempts, 2);
+        assert_eq!(doc.started_at, started);
+        assert_eq!(doc.pending(), vec![sub("bb")]);
+    }
+
+    #[test]
+    fn a_claim_based_on_an_old_reading_is_refused() {
+        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
+        doc.claim(now(), 0).unwrap();
+        assert_eq!(doc.claim(now(), 0), Err(TransitionError::Superseded));
+        assert_eq!(doc.attempts, 1);
+    }
+
+    #[test]
+    fn the_document_serialises_with_the_fields_every_client_reads() {
+        let doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
+        let json = serde_json::to_value(&doc).unwrap();
+        for key in ["job_id", "status", "updated_at", "progress", "error", "results", "created_at", "started_at", "finished_at", "request"] {
+            assert!(json.get(key).is_some(), "{key} missing from {json}");
+        }
+        assert_eq!(json["status"], "queued");
+        assert!(json["created_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(json["request"]["priority"], "normal");
+        let back: StatusDocument = serde_json::from_value(json).unwrap();
+        assert_eq!(back, doc);
+    }
+}

@@ -1,0 +1,67 @@
+//! The `handler` executable: reads settings, starts logging, serves until stopped.
+//!
+//! The exit code is decided here, once: 0 after a requested stop, 2 for unusable settings, 1
+//! for any other failure. The Functions host restarts a handler that exits non-zero and never
+//! one that exits 0, so a start-up failure must never exit 0.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use summary_womble::config::Settings;
+use summary_womble::{app, telemetry};
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            // Logging is not configured yet (its format is a setting): say it plainly.
+            eprintln!("handler: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    match run(settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "handler stopped");
+            eprintln!("handler: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("the async runtime cannot start")?;
+    runtime.block_on(async move {
+        let address = settings.mode.listen_addr();
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let context = app::build(settings)?;
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        app::serve(listener, context, stop_requested()).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM. (The host itself only ever sends SIGKILL.)
+async fn stop_requested() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

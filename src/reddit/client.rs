@@ -1,0 +1,447 @@
+//! [`RedditClient`]: application-only OAuth and the hot listing, with retries.
+//!
+//! One `reqwest::Client` serves every job of the process: built once with timeouts, the
+//! User-Agent and redirects turned off (Reddit answers an unknown subreddit with a redirect to
+//! its search page, which must be seen, not followed). The OAuth token and the rate-limit window
+//! are shared the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use url::Url;
+
+use super::rate_limit::{header_f64, RateLimiter};
+use super::topic::{Listing, Post};
+use super::{FetchError, Subreddit, Topic, TopicSource};
+
+/// A Reddit "script" or "web" app's credentials.
+#[derive(Clone)]
+pub struct Credentials {
+    pub client_id: SecretString,
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials { .. }")
+    }
+}
+
+/// Where credentials come from; loading may be slow or fail (Key Vault), so it happens when a
+/// job first needs them, and a failure fails that job rather than the process.
+#[async_trait]
+pub trait CredentialSource: Send + Sync + 'static {
+    /// `Ok(None)`: there are no credentials; use the public listing.
+    async fn credentials(&self) -> Result<Option<Credentials>, String>;
+}
+
+/// How persistent to be with one subreddit.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// No retry starts after this much time on one subreddit.
+    pub max_total: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(20),
+            max_total: Duration::from_secs(90),
+        }
+    }
+}
+
+/// The base URLs, so tests can point the client at a local fake Reddit.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Token endpoint base: `<auth>/api/v1/access_token`.
+    pub auth: Url,
+    /// OAuth listing base: `<api>/r/<name>/hot`.
+    pub api: Url,
+    /// Credential-less listing base: `<public>/r/<name>/hot.json`.
+    pub public: Url,
+}
+
+pub struct RedditClient {
+    http: reqwest::Client,
+    endpoints: Endpoints,
+    credentials: Arc<dyn CredentialSource>,
+    token: Mutex<Option<Token>>,
+    limiter: RateLimiter,
+    retry: RetryPolicy,
+}
+
+#[derive(Clone)]
+struct Token {
+    value: SecretString,
+    /// Renew a little before Reddit's expiry so no request carries a just-expired token.
+    renew_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default = "default_expiry")]
+    expires_in: u64,
+}
+
+fn default_expiry() -> u64 {
+    3600
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Done(Vec<Post>, Option<String>),
+    Retry { after: Option<Duration>, error: FetchError },
+    TokenRejected,
+    Final(FetchError),
+}
+
+/// The default User-Agent, in the form Reddit asks for.
+pub fn default_user_agent() -> String {
+    format!(
+        "linux:summary-womble:v{} (content collection)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+impl RedditClient {
+    pub fn new(
+        endpoints: Endpoints,
+        user_agent: &str,
+        credentials: Arc<dyn CredentialSource>,
+        retry: RetryPolicy,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            http,
+            endpoints,
+            credentials,
+            token: Mutex::new(None),
+            limiter: RateLimiter::new(),
+            retry,
+        })
+    }
+
+    /// The bearer token, fetched when missing or due for renewal. `Ok(None)`: no credentials.
+    async fn token(&self, force_renew: bool) -> Result<Option<SecretString>, FetchError> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref() {
+            if !force_renew && Instant::now() < token.renew_at {
+                return Ok(Some(token.value.clone()));
+            }
+        }
+        let Some(credentials) = self
+            .credentials
+            .credentials()
+            .await
+            .map_err(FetchError::CredentialsUnavailable)?
+        else {
+            return Ok(None);
+        };
+        let url = self
+            .endpoints
+            .auth
+            .join("api/v1/access_token")
+            .expect("a fixed relative path joins");
+        let answer = self
+            .http
+            .post(url)
+            .basic_auth(
+                credentials.client_id.expose_secret(),
+                Some(credentials.client_secret.expose_secret()),
+            )
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .map_err(|error| FetchError::CredentialsUnavailable(format!("token request failed: {}", without_url(&error))))?;
+        let status = answer.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN || status == StatusCode::BAD_REQUEST {
+            return Err(FetchError::BadCredentials(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Err(FetchError::CredentialsUnavailable(format!(
+                "token endpoint answered HTTP {}",
+                status.as_u16()
+            )));
+        }
+        let answer: TokenAnswer = answer.json().await.map_err(|_| {
+            FetchError::CredentialsUnavailable("token endpoint answered malformed JSON".into())
+        })?;
+        let lifetime = Duration::from_secs(answer.expires_in);
+        let margin = (lifetime / 10).min(Duration::from_secs(300));
+        let token = Token {
+            value: SecretString::from(answer.access_token),
+            renew_at: Instant::now() + lifetime - margin,
+        };
+        tracing::info!(expires_in_s = answer.expires_in, "obtained a Reddit access token");
+        *cached = Some(token.clone());
+        Ok(Some(token.value))
+    }
+
+    async fn attempt(
+        &self,
+        subreddit: &Subreddit,
+        limit: u32,
+        after: Option<&str>,
+        token: Option<&SecretString>,
+    ) -> Attempt {
+        let name = subreddit.as_str();
+        let mut url = match token {
+            Some(_) => self.endpoints.api.join(&format!("r/{name}/hot")),
+            None => self.endpoints.public.join(&format!("r/{name}/hot.json")),
+        }
+        .expect("a validated subreddit name joins");
+        url.query_pairs_mut()
+            .append_pair("limit", &limit.to_string())
+            .append_pair("raw_json", "1");
+        if let Some(after) = after {
+            url.query_pairs_mut().append_pair("after", after);
+        }
+        let mut request = self.http.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token.expose_secret());
+        }
+
+        self.limiter.acquire().await;
+        let answer = match request.send().await {
+            Ok(answer) => answer,
+            Err(error) => {
+                return Attempt::Retry {
+                    after: None,
+                    error: FetchError::Unreachable {
+                        subreddit: name.to_owned(),
+                        reason: without_url(&error),
+                    },
+                }
+            }
+        };
+        self.limiter.observe(answer.headers()).await;
+        let status = answer.status();
+        match status.as_u16() {
+            200 => {}
+            401 if token.is_some() => return Attempt::TokenRejected,
+            403 => return Attempt::Final(forbidden(name, answer).await),
+            404 => {
+                let reason = error_reason(answer).await;
+                return Attempt::Final(if reason.as_deref() == Some("banned") {
+                    FetchError::Banned(name.to_owned())
+                } else {
+                    FetchError::DoesNotExist(name.to_owned())
+                });
+            }
+            301 | 302 | 303 | 307 | 308 => {
+                return Attempt::Final(FetchError::DoesNotExist(name.to_owned()))
+            }
+            429 => {
+                let headers = answer.headers();
+                let wait = header_f64(headers, "retry-after")
+                    .or_else(|| header_f64(headers, "x-ratelimit-reset"))
+                    .map(|seconds| Duration::from_secs_f64(seconds.clamp(0.0, 600.0)));
+                if let Some(wait) = wait {
+                    self.limiter.exhaust_for(wait).await;
+                }
+                return Attempt::Retry {
+                    after: wait,
+                    error: FetchError::RateLimited {
+                        subreddit: name.to_owned(),
+                        attempts: 0,
+                    },
+                };
+            }
+            code if status.is_server_error() => {
+                return Attempt::Retry {
+                    after: None,
+                    error: FetchError::Status {
+                        subreddit: name.to_owned(),
+                        status: code,
+                    },
+                }
+            }
+            code => {
+                return Attempt::Final(FetchError::Status {
+                    subreddit: name.to_owned(),
+                    status: code,
+                })
+            }
+        }
+        let body = match answer.bytes().await {
+            Ok(body) => body,
+            Err(error) => {
+                return Attempt::Retry {
+                    after: None,
+                    error: FetchError::Unreachable {
+                        subreddit: name.to_owned(),
+                        reason: without_url(&error),
+                    },
+                }
+            }
+        };
+        match serde_json::from_slice::<Listing>(&body) {
+            Ok(listing) if listing.kind == "Listing" => Attempt::Done(
+                listing
+                    .data
+                    .children
+                    .into_iter()
+                    .filter(|thing| thing.kind == "t3")
+                    .map(|thing| thing.data)
+                    .collect(),
+                listing.data.after,
+            ),
+            Ok(listing) => Attempt::Final(FetchError::Malformed {
+                subreddit: name.to_owned(),
+                reason: format!("expected a Listing, got {:?}", listing.kind),
+            }),
+            Err(error) => Attempt::Final(FetchError::Malformed {
+                subreddit: name.to_owned(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    /// One page of the listing, retried as the policy allows.
+    async fn page(
+        &self,
+        subreddit: &Subreddit,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(Vec<Post>, Option<String>), FetchError> {
+        let started = Instant::now();
+        let mut token = self.token(false).await?;
+        let mut renewed = false;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (wait, error) = match self.attempt(subreddit, limit, after, token.as_ref()).await {
+                Attempt::Done(posts, after) => return Ok((posts, after)),
+                Attempt::Final(error) => return Err(error),
+                Attempt::TokenRejected if !renewed => {
+                    tracing::info!(subreddit = %subreddit, "Reddit refused the access token; renewing it once");
+                    renewed = true;
+                    token = self.token(true).await?;
+                    continue;
+                }
+                Attempt::TokenRejected => return Err(FetchError::BadCredentials(401)),
+                Attempt::Retry { after, error } => (after, error),
+            };
+            let backoff = self.backoff(attempts);
+            let wait = wait.map_or(backoff, |wait| wait + jitter(wait / 10 + Duration::from_millis(50)));
+            if attempts >= self.retry.max_attempts || started.elapsed() + wait > self.retry.max_total {
+                return Err(match error {
+                    FetchError::RateLimited { subreddit, .. } => {
+                        FetchError::RateLimited { subreddit, attempts }
+                    }
+                    other => other,
+                });
+            }
+            tracing::warn!(subreddit = %subreddit, attempt = attempts, wait_ms = wait.as_millis() as u64, error = %error, "retrying Reddit listing");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Exponential backoff with full jitter on the upper half.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .retry
+            .first_backoff
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(self.retry.max_backoff);
+        base / 2 + jitter(base / 2)
+    }
+}
+
+fn jitter(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    rand::thread_rng().gen_range(Duration::ZERO..=max)
+}
+
+/// reqwest's error text includes the URL; keep only the kind so nothing from the request leaks.
+fn without_url(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "connection failed".into()
+    } else if error.is_body() || error.is_decode() {
+        "the answer was cut off".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+async fn error_reason(answer: reqwest::Response) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        reason: Option<String>,
+    }
+    let body = answer.bytes().await.ok()?;
+    serde_json::from_slice::<ErrorBody>(&body).ok()?.reason
+}
+
+async fn forbidden(name: &str, answer: reqwest::Response) -> FetchError {
+    match error_reason(answer).await.as_deref() {
+        Some("private") => FetchError::Private(name.to_owned()),
+        Some("quarantined") => FetchError::Quarantined(name.to_owned()),
+        Some("gated") => FetchError::Gated(name.to_owned()),
+        _ => FetchError::Forbidden(name.to_owned()),
+    }
+}
+
+#[async_trait]
+impl TopicSource for RedditClient {
+    async fn hot_topics(
+        &self,
+        subreddit: &Subreddit,
+        limit: u32,
+        fetched_at: &str,
+    ) -> Result<Vec<Topic>, FetchError> {
+        let wanted = limit as usize;
+        let mut topics = Vec::with_capacity(wanted);
+        let mut after: Option<String> = None;
+        // Stickied posts take places in the listing; a few more pages reach `limit` real posts.
+        for _ in 0..4 {
+            let (posts, next) = self.page(subreddit, limit, after.as_deref()).await?;
+            let exhausted = posts.is_empty() || next.is_none();
+            topics.extend(
+                posts
+                    .into_iter()
+                    .filter(|post| !post.stickied)
+                    .map(|post| post.into_topic(fetched_at))
+                    .take(wanted - topics.len()),
+            );
+            if topics.len() >= wanted || exhausted {
+                break;
+            }
+            after = next;
+        }
+        Ok(topics)
+    }
+}
+
+/// Hands out fixed credentials (or none); used when they come from the environment.
+pub struct FixedCredentials(pub Option<Credentials>);
+
+#[async_trait]
+impl CredentialSource for FixedCredentials {
+    async fn credentials(&self) -> Result<Option<Credentials>, String> {
+        Ok(self.0.clone())
+    }
+}

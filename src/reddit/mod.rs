@@ -1,0 +1,72 @@
+//! The Reddit client: turns a subreddit name into topics, as a good API citizen.
+//!
+//! It knows nothing about jobs or storage. Layout:
+//! - [`subreddit`]: the validated [`Subreddit`] name.
+//! - [`topic`]: Reddit's listing JSON and the [`Topic`] documents made from it.
+//! - [`client`]: [`RedditClient`], application-only OAuth, the hot listing, retries.
+//! - [`rate_limit`]: pacing from Reddit's `X-Ratelimit-*` headers, shared by the process.
+
+pub mod client;
+pub mod rate_limit;
+pub mod subreddit;
+pub mod topic;
+
+use async_trait::async_trait;
+
+pub use client::{Credentials, RedditClient};
+pub use subreddit::{InvalidSubreddit, Subreddit};
+pub use topic::Topic;
+
+/// Where a job gets its topics from. [`RedditClient`] is the real one; tests of the job runner
+/// may use their own.
+#[async_trait]
+pub trait TopicSource: Send + Sync + 'static {
+    /// Up to `limit` hot, non-stickied posts of `subreddit`, stamped with `fetched_at`.
+    async fn hot_topics(
+        &self,
+        subreddit: &Subreddit,
+        limit: u32,
+        fetched_at: &str,
+    ) -> Result<Vec<Topic>, FetchError>;
+}
+
+/// Why a subreddit could not be fetched. The messages are for people reading a status
+/// document; they never contain a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("r/{0} is private (HTTP 403)")]
+    Private(String),
+    #[error("r/{0} is quarantined (HTTP 403)")]
+    Quarantined(String),
+    #[error("r/{0} is gated (HTTP 403)")]
+    Gated(String),
+    #[error("r/{0} is not accessible (HTTP 403)")]
+    Forbidden(String),
+    #[error("r/{0} is banned (HTTP 404)")]
+    Banned(String),
+    #[error("r/{0} does not exist")]
+    DoesNotExist(String),
+    #[error("r/{subreddit}: Reddit answered with malformed JSON ({reason})")]
+    Malformed { subreddit: String, reason: String },
+    #[error("Reddit refused the app's credentials (HTTP {0})")]
+    BadCredentials(u16),
+    #[error("Reddit credentials could not be loaded: {0}")]
+    CredentialsUnavailable(String),
+    #[error("r/{subreddit}: Reddit answered HTTP {status}")]
+    Status { subreddit: String, status: u16 },
+    #[error("r/{subreddit}: still rate limited after {attempts} attempts")]
+    RateLimited { subreddit: String, attempts: u32 },
+    #[error("r/{subreddit}: Reddit could not be reached ({reason})")]
+    Unreachable { subreddit: String, reason: String },
+}
+
+impl FetchError {
+    /// Whether the failure concerns the whole app rather than this subreddit, so that the job
+    /// can say so once.
+    pub fn is_credential_problem(&self) -> bool {
+        matches!(
+            self,
+            Self::BadCredentials(_) | Self::CredentialsUnavailable(_)
+        )
+    }
+}

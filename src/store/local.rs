@@ -1,0 +1,419 @@
+//! Blobs as files in a directory: the zero-setup store for local runs and tests.
+//!
+//! A blob `a/b.json` of container `c` is the file `<root>/c/a/b.json`. Writes go to a file in
+//! the hidden directory [`TEMP_DIR`] inside the container directory and are then moved into
+//! place, so a reader sees the old content or the new, never a mix.
+//!
+//! The ETag is the hex SHA-256 of the content: deterministic, and it changes exactly when the
+//! content changes. (Writing the bytes a blob already holds keeps its ETag, so two racing writes
+//! of unchanged content can both succeed; neither changes anything, so nothing is lost.)
+//!
+//! The store is meant for one process. `IfMatch` is checked under an in-process lock;
+//! `IfNotExists` is atomic even across processes, because the new file is hard-linked into
+//! place, which fails when the name is taken. Blob content types are not kept.
+//!
+//! Unlike Azure, a file system cannot hold both a blob `a` and a blob `a/b`; writing the second
+//! fails with [`StoreError::Failed`].
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use super::{Blob, BlobItem, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
+
+/// The directory, inside the container directory, that holds files being written. Listing skips
+/// it, and no blob name may start with it.
+pub const TEMP_DIR: &str = ".tmp-writes";
+
+/// A container as a directory on the local disk.
+#[derive(Debug, Clone)]
+pub struct LocalDirStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// `<root>/<container>`.
+    container_dir: PathBuf,
+    /// Serialises the writes and deletes of this process, so that an `IfMatch` check and the
+    /// replacement it guards happen as one step.
+    write_lock: Mutex<()>,
+}
+
+impl LocalDirStore {
+    /// A store for `<root>/<container>`. Nothing is touched until
+    /// [`BlobStore::ensure_container`] or the first write.
+    ///
+    /// `container` is used as one directory name; it is expected to be a plain name such as
+    /// `hot-topics`, as the settings allow.
+    pub fn new(root: impl Into<PathBuf>, container: &str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                container_dir: root.into().join(container),
+                write_lock: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Runs blocking file work off the async threads, with this store's state.
+    async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|error| StoreError::Failed(Box::new(error)))?
+    }
+}
+
+impl Inner {
+    fn temp_dir(&self) -> PathBuf {
+        self.container_dir.join(TEMP_DIR)
+    }
+
+    fn path_of(&self, name: &BlobName) -> Result<PathBuf, StoreError> {
+        let first_segment = name.as_str().split('/').next();
+        if first_segment == Some(TEMP_DIR) {
+            return Err(StoreError::Failed(Box::new(ReservedName(name.clone()))));
+        }
+        // `BlobName` guarantees relative, `/`-separated segments without `.` or `..`.
+        Ok(self.container_dir.join(name.as_str()))
+    }
+
+    fn get(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
+        let path = match self.path_of(name) {
+            Ok(path) => path,
+            // Nothing can be stored under a reserved name.
+            Err(_) => return Ok(None),
+        };
+        match std::fs::read(&path) {
+            Ok(body) => Ok(Some(Blob {
+                etag: etag_of(&body),
+                body: Bytes::from(body),
+            })),
+            Err(error) if is_missing(&error) => Ok(None),
+            Err(error) => Err(failed(error)),
+        }
+    }
+
+    /// Writes `body` to a new file in the temp directory and returns its path.
+    fn write_temp(&self, body: &[u8]) -> Result<PathBuf, StoreError> {
+        let temp_dir = self.temp_dir();
+        std::fs::create_dir_all(&temp_dir).map_err(failed)?;
+        let temp = temp_dir.join(uuid::Uuid::new_v4().simple().to_string());
+        let written = std::fs::File::create(&temp).and_then(|mut file| {
+            io::Write::write_all(&mut file, body)?;
+            file.sync_all()
+        });
+        match written {
+            Ok(()) => Ok(temp),
+            Err(error) => {
+                let _ = std::fs::remove_file(&temp);
+                Err(failed(error))
+            }
+        }
+    }
+
+    /// Moves the written temp file to `target` if `condition` holds. The caller holds the write
+    /// lock.
+    fn install(
+        &self,
+        temp: &Path,
+        target: &Path,
+        condition: &WriteCondition,
+    ) -> Result<(), StoreError> {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(failed)?;
+        }
+        match condition {
+            WriteCondition::Always => std::fs::rename(temp, target).map_err(failed),
+            WriteCondition::IfNotExists => match std::fs::hard_link(temp, target) {
+                Ok(()) => Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                    Err(StoreError::ConditionFailed)
+                }
+                Err(error) => Err(failed(error)),
+            },
+            WriteCondition::IfMatch(expected) => {
+                let current = match std::fs::read(target) {
+                    Ok(current) => current,
+                    Err(error) if is_missing(&error) => return Err(StoreError::ConditionFailed),
+                    Err(error) => return Err(failed(error)),
+                };
+                if etag_of(&current) != *expected {
+                    return Err(StoreError::ConditionFailed);
+                }
+                std::fs::rename(temp, target).map_err(failed)
+            }
+        }
+    }
+
+    fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
+        let Ok(path) = self.path_of(name) else {
+            return Ok(());
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                self.remove_empty_parents(&path);
+                Ok(())
+            }
+            Err(error) if is_missing(&error) => Ok(()),
+            Err(error) => Err(failed(error)),
+        }
+    }
+
+    /// Removes the directories a deleted blob leaves empty (`jobs/<id>/`), up to the container.
+    /// A directory that is not empty stops the walk. The caller holds the write lock, so no
+    /// write of this process is about to use one of them.
+    fn remove_empty_parents(&self, path: &Path) {
+        let mut dir = path.parent();
+        while let Some(current) = dir {
+            if current == self.container_dir || std::fs::remove_dir(current).is_err() {
+                break;
+            }
+            dir = current.parent();
+        }
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        marker: Option<&str>,
+        max_results: usize,
+    ) -> Result<ListPage, StoreError> {
+        // Only the directory the prefix names needs walking: `jobs/ab` → `<container>/jobs`.
+        let (start_dir, start_name) = match prefix.rfind('/') {
+            Some(slash) => (
+                self.container_dir.join(&prefix[..slash]),
+                prefix[..=slash].to_owned(),
+            ),
+            None => (self.container_dir.clone(), String::new()),
+        };
+        let mut names = Vec::new();
+        collect_files(&self.container_dir, &start_dir, start_name, &mut names)?;
+        names.retain(|(name, _)| {
+            name.starts_with(prefix) && marker.map_or(true, |marker| name.as_str() > marker)
+        });
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+
+        let more = names.len() > max_results;
+        names.truncate(max_results);
+        let next_marker = if more {
+            names.last().map(|(name, _)| name.clone())
+        } else {
+            None
+        };
+        let items = names
+            .into_iter()
+            .filter_map(|(name, metadata)| {
+                Some(BlobItem {
+                    name: BlobName::parse(name).ok()?,
+                    last_modified: metadata
+                        .modified()
+                        .map(DateTime::<Utc>::from)
+                        .unwrap_or_default(),
+                    size: metadata.len(),
+                })
+            })
+            .collect();
+        Ok(ListPage { items, next_marker })
+    }
+}
+
+/// Adds the files under `dir` (whose blob name prefix is `dir_name`, empty or ending in `/`) to
+/// `found`, skipping the temp directory and names that are not valid blob names.
+fn collect_files(
+    container_dir: &Path,
+    dir: &Path,
+    dir_name: String,
+    found: &mut Vec<(String, std::fs::Metadata)>,
+) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // No directory, no blobs (also when the prefix's directory part names a file).
+        Err(error) if is_missing(&error) || !dir.is_dir() => return Ok(()),
+        Err(error) => return Err(failed(error)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(failed)?;
+        let Ok(file_name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if dir == container_dir && file_name == TEMP_DIR {
+            continue;
+        }
+        let name = format!("{dir_name}{file_name}");
+        let metadata = match entry.metadata() {
+            Ok(metadata) => metadata,
+            // Deleted while we walked.
+            Err(error) if is_missing(&error) => continue,
+            Err(error) => return Err(failed(error)),
+        };
+        if metadata.is_dir() {
+            collect_files(container_dir, &entry.path(), format!("{name}/"), found)?;
+        } else if metadata.is_file() && BlobName::parse(name.as_str()).is_ok() {
+            found.push((name, metadata));
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl BlobStore for LocalDirStore {
+    async fn ensure_container(&self) -> Result<(), StoreError> {
+        self.blocking(|inner| std::fs::create_dir_all(inner.temp_dir()).map_err(failed))
+            .await
+    }
+
+    async fn get(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
+        let name = name.clone();
+        self.blocking(move |inner| inner.get(&name)).await
+    }
+
+    async fn put(
+        &self,
+        name: &BlobName,
+        body: Bytes,
+        _content_type: &str,
+        condition: WriteCondition,
+    ) -> Result<ETag, StoreError> {
+        let target = self.inner.path_of(name)?;
+        let etag = etag_of(&body);
+        let temp = self.blocking(move |inner| inner.write_temp(&body)).await?;
+
+        let installed = {
+            let _guard = self.inner.write_lock.lock().await;
+            let (temp, target) = (temp.clone(), target.clone());
+            self.blocking(move |inner| inner.install(&temp, &target, &condition))
+                .await
+        };
+        // After a rename the temp file is gone; after a hard link or a failure it is left over.
+        let _ = tokio::fs::remove_file(&temp).await;
+        installed.map(|()| etag)
+    }
+
+    async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
+        let _guard = self.inner.write_lock.lock().await;
+        let name = name.clone();
+        self.blocking(move |inner| inner.delete(&name)).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        marker: Option<String>,
+        max_results: u32,
+    ) -> Result<ListPage, StoreError> {
+        let prefix = prefix.to_owned();
+        let max_results = usize::try_from(max_results.max(1)).unwrap_or(usize::MAX);
+        self.blocking(move |inner| inner.list(&prefix, marker.as_deref(), max_results))
+            .await
+    }
+
+    fn describe(&self) -> String {
+        format!("local dir {}", self.inner.container_dir.display())
+    }
+}
+
+fn etag_of(body: &[u8]) -> ETag {
+    ETag(hex::encode(Sha256::digest(body)))
+}
+
+fn is_missing(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::NotFound
+}
+
+fn failed(error: io::Error) -> StoreError {
+    StoreError::Failed(Box::new(error))
+}
+
+/// A blob name whose first segment is the store's temp directory.
+#[derive(Debug, thiserror::Error)]
+#[error("blob name {0} is reserved by the local store")]
+struct ReservedName(BlobName);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_etag_is_the_sha256_of_the_content() {
+        assert_eq!(
+            etag_of(b"abc").0,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_temp_directory_is_neither_listed_nor_writable() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(root.path(), "box");
+        store.ensure_container().await.unwrap();
+        std::fs::write(root.path().join("box").join(TEMP_DIR).join("stray"), b"x").unwrap();
+
+        let reserved = BlobName::parse(format!("{TEMP_DIR}/stray")).unwrap();
+        assert!(matches!(
+            store
+                .put(&reserved, Bytes::from_static(b"y"), "text/plain", WriteCondition::Always)
+                .await,
+            Err(StoreError::Failed(_))
+        ));
+        assert!(store.get(&reserved).await.unwrap().is_none());
+        assert!(store.list("", None, 100).await.unwrap().items.is_empty());
+    }
+
+    #[tokio::test]
+    async fn deleting_the_last_blob_of_a_directory_removes_the_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(root.path(), "box");
+        let name = BlobName::parse("jobs/1/status.json").unwrap();
+        store
+            .put(&name, Bytes::from_static(b"{}"), "application/json", WriteCondition::Always)
+            .await
+            .unwrap();
+        store.delete(&name).await.unwrap();
+        assert!(!root.path().join("box/jobs").exists());
+        assert!(root.path().join("box").exists());
+    }
+
+    #[tokio::test]
+    async fn no_temp_files_are_left_behind() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(root.path(), "box");
+        let name = BlobName::parse("a.json").unwrap();
+        let body = Bytes::from_static(b"1");
+        let etag = store
+            .put(&name, body.clone(), "application/json", WriteCondition::IfNotExists)
+            .await
+            .unwrap();
+        let _ = store
+            .put(&name, body.clone(), "application/json", WriteCondition::IfNotExists)
+            .await;
+        store
+            .put(&name, body.clone(), "application/json", WriteCondition::IfMatch(etag))
+            .await
+            .unwrap();
+        store
+            .put(&name, body, "application/json", WriteCondition::Always)
+            .await
+            .unwrap();
+        let leftovers = std::fs::read_dir(root.path().join("box").join(TEMP_DIR))
+            .unwrap()
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn describe_names_the_directory() {
+        let store = LocalDirStore::new("./.data", "hot-topics");
+        assert_eq!(store.describe(), "local dir ./.data/hot-topics");
+    }
+}

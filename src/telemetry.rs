@@ -1,0 +1,24 @@
+//! Logging set-up. The host turns stdout lines into Information logs, so everything goes to
+//! stdout: human-readable by default, JSON lines with `LOG_FORMAT=json`.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_target(false);
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Human => builder.with_ansi(false).try_init(),
+    };
+}
