@@ -26,7 +26,8 @@ use warp::{Filter, Rejection, Reply};
 use crate::config::{Mode, RedditSettings, Settings, StorageSettings};
 use crate::functions::envelope::{HttpOutput, HttpTriggerData, Invocation, InvocationResult};
 use crate::functions::{
-    get_hot_topics, summary_womble, ApiError, ApiRequest, ApiResponse, FunctionContext, MAX_BODY_BYTES,
+    get_hot_topics, summary_womble, ApiError, ApiRequest, ApiResponse, FunctionContext,
+    MAX_BODY_BYTES,
 };
 use crate::jobs::runner::RunnerOptions;
 use crate::jobs::{JobRunner, StatusRepository};
@@ -116,7 +117,10 @@ async fn ensure_container(store: Arc<dyn BlobStore>) {
                 tracing::warn!(error = %error, "storage unavailable; will create the container when it answers");
             }
             Err(error) => {
-                return tracing::error!(error = format!("{:#}", anyhow::Error::from(error)), "the container cannot be created")
+                return tracing::error!(
+                    error = format!("{:#}", anyhow::Error::from(error)),
+                    "the container cannot be created"
+                )
             }
         }
         tokio::time::sleep(wait).await;
@@ -131,11 +135,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let jobs = context.jobs.clone();
+    // Standalone mode has no host to fire the timer: run it ourselves.
+    let timer_stop = tokio_util::sync::CancellationToken::new();
+    let timer = (!context.settings.mode.is_host()).then(|| {
+        tokio::spawn(get_hot_topics::run_on_schedule(
+            context.clone(),
+            context.settings.timer.schedule.clone(),
+            timer_stop.clone(),
+        ))
+    });
     warp::serve(routes(context))
         .incoming(listener)
         .graceful(shutdown)
         .run()
         .await;
+    timer_stop.cancel();
+    if let Some(timer) = timer {
+        // A run caught mid-way is safe to drop: its job, if submitted, is in storage, and a
+        // repeat of the slot is idempotent.
+        timer.abort();
+    }
     jobs.shutdown().await;
 }
 
@@ -160,7 +179,11 @@ pub fn routes(
         .and(limited_body(MAX_BODY_BYTES))
         .and(with_context.clone())
         .then(
-            |method: Method, query: String, headers: HeaderMap, body: Bytes, context: FunctionContext| async move {
+            |method: Method,
+             query: String,
+             headers: HeaderMap,
+             body: Bytes,
+             context: FunctionContext| async move {
                 let request = ApiRequest {
                     method,
                     query: parse_query(&query),
@@ -176,14 +199,18 @@ pub fn routes(
         .and(authorized(context.settings.clone()))
         .and(limited_body(MAX_ENVELOPE_BYTES))
         .and(with_context.clone())
-        .then(|body: Bytes, context: FunctionContext| async move { http_envelope(&context, &body).await });
+        .then(|body: Bytes, context: FunctionContext| async move {
+            http_envelope(&context, &body).await
+        });
 
     let timer = warp::path!("GetHotTopics")
         .and(warp::post())
         .and(authorized(context.settings.clone()))
         .and(limited_body(MAX_ENVELOPE_BYTES))
         .and(with_context)
-        .then(|body: Bytes, context: FunctionContext| async move { timer_envelope(&context, &body).await });
+        .then(|body: Bytes, context: FunctionContext| async move {
+            timer_envelope(&context, &body).await
+        });
 
     readiness
         .map(Reply::into_response)
@@ -193,7 +220,8 @@ pub fn routes(
         .unify()
         .or(timer)
         .unify()
-        .or(warp::any().and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) }))
+        .or(warp::any()
+            .and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) }))
         .unify()
         .recover(recover)
         .unify()
@@ -202,9 +230,7 @@ pub fn routes(
 
 /// The query string, empty when there is none.
 fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
-    warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify()
+    warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
 fn parse_query(query: &str) -> Vec<(String, String)> {
@@ -221,14 +247,16 @@ impl warp::reject::Reject for Refused {}
 /// The request body, refused with 413 once it passes `limit` bytes, whether or not the
 /// client sent a Content-Length (the host may send envelopes chunked).
 fn limited_body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    let declared = warp::header::optional::<u64>("content-length").and_then(move |length: Option<u64>| async move {
-        match length {
-            Some(length) if length > limit as u64 => {
-                Err(warp::reject::custom(Refused(ApiError::PayloadTooLarge)))
+    let declared = warp::header::optional::<u64>("content-length").and_then(
+        move |length: Option<u64>| async move {
+            match length {
+                Some(length) if length > limit as u64 => {
+                    Err(warp::reject::custom(Refused(ApiError::PayloadTooLarge)))
+                }
+                _ => Ok(()),
             }
-            _ => Ok(()),
-        }
-    });
+        },
+    );
     declared
         .untuple_one()
         .and(warp::body::stream())
@@ -297,7 +325,11 @@ fn authorized(settings: Arc<Settings>) -> impl Filter<Extract = (), Error = Reje
 /// key or how much of it matched.
 fn key_matches(keys: &[secrecy::SecretString], presented: &str) -> bool {
     keys.iter().fold(false, |matched, key| {
-        let equal: bool = key.expose_secret().as_bytes().ct_eq(presented.as_bytes()).into();
+        let equal: bool = key
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(presented.as_bytes())
+            .into();
         matched | equal
     })
 }
@@ -306,7 +338,10 @@ fn into_reply(response: ApiResponse) -> warp::reply::Response {
     let mut reply = warp::reply::Response::new(response.body.into());
     *reply.status_mut() = response.status;
     let headers = reply.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for (name, value) in response.headers {
         headers.append(name, value);
     }
@@ -357,7 +392,10 @@ async fn http_envelope(context: &FunctionContext, body: &[u8]) -> warp::reply::R
         body: String::from_utf8_lossy(&response.body).into_owned(),
     };
     let mut outputs = serde_json::Map::new();
-    outputs.insert("res".into(), serde_json::to_value(output).expect("serialisable"));
+    outputs.insert(
+        "res".into(),
+        serde_json::to_value(output).expect("serialisable"),
+    );
     json_reply(
         StatusCode::OK,
         &InvocationResult {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::functions::get_hot_topics::Schedule;
 use crate::reddit::Subreddit;
 
 /// Everything the handler needs to run, decided once at start.
@@ -110,7 +111,8 @@ pub struct TimerSettings {
     pub subreddits: Vec<Subreddit>,
     pub limit: u32,
     pub status_check_delay: Duration,
-    pub schedule: String,
+    /// Standalone mode's schedule for GetHotTopics (`TIMER_SCHEDULE`).
+    pub schedule: Schedule,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,16 +271,19 @@ impl Settings {
                 10,
                 0..=600,
             )?),
-            schedule: env
-                .get("TIMER_SCHEDULE")
-                .unwrap_or("0 0 */6 * * *")
-                .to_owned(),
+            schedule: Schedule::parse(env.get("TIMER_SCHEDULE").unwrap_or("0 0 */6 * * *"))
+                .map_err(|error| ConfigError {
+                    variable: "TIMER_SCHEDULE",
+                    reason: error.to_string(),
+                })?,
         };
 
         let log_format = match env.get("LOG_FORMAT") {
             None => LogFormat::Human,
             Some(value) if value.eq_ignore_ascii_case("json") => LogFormat::Json,
-            Some(value) if value.eq_ignore_ascii_case("human") || value.eq_ignore_ascii_case("text") => {
+            Some(value)
+                if value.eq_ignore_ascii_case("human") || value.eq_ignore_ascii_case("text") =>
+            {
                 LogFormat::Human
             }
             Some(value) => {
@@ -336,7 +341,8 @@ impl Env<'_> {
     }
 
     fn secret(&self, name: &str) -> Option<SecretString> {
-        self.get(name).map(|value| SecretString::from(value.to_owned()))
+        self.get(name)
+            .map(|value| SecretString::from(value.to_owned()))
     }
 
     fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
@@ -369,11 +375,7 @@ impl Env<'_> {
         } else {
             Err(ConfigError {
                 variable: name,
-                reason: format!(
-                    "{value} is outside {} to {}",
-                    range.start(),
-                    range.end()
-                ),
+                reason: format!("{value} is outside {} to {}", range.start(), range.end()),
             })
         }
     }
@@ -442,7 +444,8 @@ mod tests {
 
     #[test]
     fn the_host_port_selects_host_mode_on_loopback() {
-        let settings = settings(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "4567"), ("PORT", "1")]).unwrap();
+        let settings =
+            settings(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "4567"), ("PORT", "1")]).unwrap();
         assert!(settings.mode.is_host());
         assert_eq!(settings.mode.listen_addr().to_string(), "127.0.0.1:4567");
     }
@@ -481,7 +484,10 @@ mod tests {
     fn secrets_do_not_show_in_debug_output() {
         let settings = settings(&[
             ("REDDIT_CLIENT_SECRET", "hunter2-secret"),
-            ("OUTPUT_STORAGE_CONNECTION_STRING", "AccountKey=topsecretkey"),
+            (
+                "OUTPUT_STORAGE_CONNECTION_STRING",
+                "AccountKey=topsecretkey",
+            ),
         ])
         .unwrap();
         let debug = format!("{settings:?}");
@@ -507,6 +513,7 @@ mod tests {
             ("ALLOW_INSECURE_CALLBACKS", "maybe"),
             ("LOG_FORMAT", "xml"),
             ("SUMMARY_WOMBLE_URL", "womble"),
+            ("TIMER_SCHEDULE", "0 */6 * * *"),
         ];
         for (variable, value) in cases {
             let error = settings(&[(variable, value)]).expect_err(variable);

@@ -23,7 +23,11 @@ pub const USER_AGENT_SECRET: &str = "reddit-user-agent";
 
 /// Chooses where the Reddit credentials come from.
 pub fn credential_source(settings: &RedditSettings) -> Arc<dyn CredentialSource> {
-    match (&settings.client_id, &settings.client_secret, &settings.key_vault_url) {
+    match (
+        &settings.client_id,
+        &settings.client_secret,
+        &settings.key_vault_url,
+    ) {
         (Some(id), Some(secret), _) => Arc::new(FixedCredentials(Some(Credentials {
             client_id: id.clone(),
             client_secret: secret.clone(),
@@ -68,10 +72,16 @@ impl KeyVaultCredentials {
                     .get(name)
                     .await
                     .map(|secret| SecretString::from(secret.value))
-                    .map_err(|error| format!("Key Vault secret {name} could not be read ({})", error.kind()))
+                    .map_err(|error| {
+                        format!(
+                            "Key Vault secret {name} could not be read ({})",
+                            error.kind()
+                        )
+                    })
             }
         };
-        let (client_id, client_secret) = tokio::try_join!(read(CLIENT_ID_SECRET), read(CLIENT_SECRET_SECRET))?;
+        let (client_id, client_secret) =
+            tokio::try_join!(read(CLIENT_ID_SECRET), read(CLIENT_SECRET_SECRET))?;
         tracing::info!("Reddit credentials read from Key Vault");
         Ok(Credentials {
             client_id,

@@ -18,6 +18,7 @@ use summary_womble::store::{BlobName, BlobStore, StoreError, WriteCondition};
 /// A store under test, with what has to live as long as it does.
 struct Fixture<B> {
     store: Arc<B>,
+    container: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -25,21 +26,27 @@ fn unique_container() -> String {
     format!("contract-{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn ready<B: BlobStore>(store: B, dir: Option<tempfile::TempDir>) -> Fixture<B> {
+async fn ready<B: BlobStore>(
+    store: B,
+    container: String,
+    dir: Option<tempfile::TempDir>,
+) -> Fixture<B> {
     store
         .ensure_container()
         .await
         .unwrap_or_else(|error| panic!("ensure_container on {}: {error:?}", store.describe()));
     Fixture {
         store: Arc::new(store),
+        container,
         _dir: dir,
     }
 }
 
 async fn local_store() -> Fixture<LocalDirStore> {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = LocalDirStore::new(dir.path(), &unique_container());
-    ready(store, Some(dir)).await
+    let container = unique_container();
+    let store = LocalDirStore::new(dir.path(), &container);
+    ready(store, container, Some(dir)).await
 }
 
 fn azurite_connection_string() -> String {
@@ -53,10 +60,10 @@ fn azurite_connection_string() -> String {
 }
 
 async fn azure_store() -> Fixture<AzureBlobStore> {
-    let store =
-        AzureBlobStore::from_connection_string(&azurite_connection_string(), &unique_container())
-            .expect("AZURITE_CONNECTION_STRING should configure a store");
-    ready(store, None).await
+    let container = unique_container();
+    let store = AzureBlobStore::from_connection_string(&azurite_connection_string(), &container)
+        .expect("AZURITE_CONNECTION_STRING should configure a store");
+    ready(store, container, None).await
 }
 
 fn name(name: &str) -> BlobName {
@@ -95,37 +102,58 @@ mod cases {
     }
 
     pub async fn a_missing_blob_reads_as_none<B: BlobStore>(store: Arc<B>) {
-        assert!(store.get(&name("jobs/none/status.json")).await.unwrap().is_none());
+        assert!(store
+            .get(&name("jobs/none/status.json"))
+            .await
+            .unwrap()
+            .is_none());
     }
 
     pub async fn a_written_blob_reads_back_with_the_etag_the_write_returned<B: BlobStore>(
         store: Arc<B>,
     ) {
-        let etag = put(&*store, "jobs/1/status.json", r#"{"status":"queued"}"#, WriteCondition::Always)
+        let etag = put(
+            &*store,
+            "jobs/1/status.json",
+            r#"{"status":"queued"}"#,
+            WriteCondition::Always,
+        )
+        .await
+        .unwrap();
+        let blob = store
+            .get(&name("jobs/1/status.json"))
             .await
+            .unwrap()
             .unwrap();
-        let blob = store.get(&name("jobs/1/status.json")).await.unwrap().unwrap();
         assert_eq!(blob.body, body(r#"{"status":"queued"}"#));
         assert_eq!(blob.etag, etag);
     }
 
     pub async fn an_empty_blob_reads_back_empty<B: BlobStore>(store: Arc<B>) {
-        let etag = put(&*store, "empty", "", WriteCondition::Always).await.unwrap();
+        let etag = put(&*store, "empty", "", WriteCondition::Always)
+            .await
+            .unwrap();
         let blob = store.get(&name("empty")).await.unwrap().unwrap();
         assert!(blob.body.is_empty());
         assert_eq!(blob.etag, etag);
     }
 
     pub async fn the_etag_changes_when_the_content_changes<B: BlobStore>(store: Arc<B>) {
-        let first = put(&*store, "doc", "one", WriteCondition::Always).await.unwrap();
-        let second = put(&*store, "doc", "two", WriteCondition::Always).await.unwrap();
+        let first = put(&*store, "doc", "one", WriteCondition::Always)
+            .await
+            .unwrap();
+        let second = put(&*store, "doc", "two", WriteCondition::Always)
+            .await
+            .unwrap();
         assert_ne!(first, second);
         let blob = store.get(&name("doc")).await.unwrap().unwrap();
         assert_eq!((blob.body, blob.etag), (body("two"), second));
     }
 
     pub async fn creating_a_blob_that_does_not_exist_succeeds<B: BlobStore>(store: Arc<B>) {
-        let etag = put(&*store, "new", "fresh", WriteCondition::IfNotExists).await.unwrap();
+        let etag = put(&*store, "new", "fresh", WriteCondition::IfNotExists)
+            .await
+            .unwrap();
         let blob = store.get(&name("new")).await.unwrap().unwrap();
         assert_eq!((blob.body, blob.etag), (body("fresh"), etag));
     }
@@ -133,15 +161,22 @@ mod cases {
     pub async fn creating_a_blob_that_exists_fails_and_changes_nothing<B: BlobStore>(
         store: Arc<B>,
     ) {
-        let etag = put(&*store, "taken", "original", WriteCondition::Always).await.unwrap();
+        let etag = put(&*store, "taken", "original", WriteCondition::Always)
+            .await
+            .unwrap();
         let outcome = put(&*store, "taken", "intruder", WriteCondition::IfNotExists).await;
-        assert!(matches!(outcome, Err(StoreError::ConditionFailed)), "{outcome:?}");
+        assert!(
+            matches!(outcome, Err(StoreError::ConditionFailed)),
+            "{outcome:?}"
+        );
         let blob = store.get(&name("taken")).await.unwrap().unwrap();
         assert_eq!((blob.body, blob.etag), (body("original"), etag));
     }
 
     pub async fn a_write_with_the_current_etag_succeeds<B: BlobStore>(store: Arc<B>) {
-        let first = put(&*store, "doc", "v1", WriteCondition::Always).await.unwrap();
+        let first = put(&*store, "doc", "v1", WriteCondition::Always)
+            .await
+            .unwrap();
         let second = put(&*store, "doc", "v2", WriteCondition::IfMatch(first.clone()))
             .await
             .unwrap();
@@ -151,12 +186,23 @@ mod cases {
     }
 
     pub async fn a_stale_etag_write_fails_and_changes_nothing<B: BlobStore>(store: Arc<B>) {
-        let stale = put(&*store, "doc", "v1", WriteCondition::Always).await.unwrap();
+        let stale = put(&*store, "doc", "v1", WriteCondition::Always)
+            .await
+            .unwrap();
         let current = put(&*store, "doc", "v2", WriteCondition::IfMatch(stale.clone()))
             .await
             .unwrap();
-        let outcome = put(&*store, "doc", "lost update", WriteCondition::IfMatch(stale)).await;
-        assert!(matches!(outcome, Err(StoreError::ConditionFailed)), "{outcome:?}");
+        let outcome = put(
+            &*store,
+            "doc",
+            "lost update",
+            WriteCondition::IfMatch(stale),
+        )
+        .await;
+        assert!(
+            matches!(outcome, Err(StoreError::ConditionFailed)),
+            "{outcome:?}"
+        );
         let blob = store.get(&name("doc")).await.unwrap().unwrap();
         assert_eq!((blob.body, blob.etag), (body("v2"), current));
     }
@@ -164,12 +210,20 @@ mod cases {
     pub async fn an_etag_write_to_a_missing_blob_fails_and_creates_nothing<B: BlobStore>(
         store: Arc<B>,
     ) {
-        let etag = put(&*store, "gone", "v1", WriteCondition::Always).await.unwrap();
+        let etag = put(&*store, "gone", "v1", WriteCondition::Always)
+            .await
+            .unwrap();
         store.delete(&name("gone")).await.unwrap();
         let outcome = put(&*store, "gone", "v2", WriteCondition::IfMatch(etag.clone())).await;
-        assert!(matches!(outcome, Err(StoreError::ConditionFailed)), "{outcome:?}");
+        assert!(
+            matches!(outcome, Err(StoreError::ConditionFailed)),
+            "{outcome:?}"
+        );
         let outcome = put(&*store, "never/was", "v2", WriteCondition::IfMatch(etag)).await;
-        assert!(matches!(outcome, Err(StoreError::ConditionFailed)), "{outcome:?}");
+        assert!(
+            matches!(outcome, Err(StoreError::ConditionFailed)),
+            "{outcome:?}"
+        );
         assert_eq!(content(&*store, "gone").await, None);
         assert_eq!(content(&*store, "never/was").await, None);
     }
@@ -177,9 +231,14 @@ mod cases {
     pub async fn of_racing_writes_from_one_version_exactly_one_succeeds<B: BlobStore>(
         store: Arc<B>,
     ) {
-        let version = put(&*store, "jobs/race/status.json", "v0", WriteCondition::Always)
-            .await
-            .unwrap();
+        let version = put(
+            &*store,
+            "jobs/race/status.json",
+            "v0",
+            WriteCondition::Always,
+        )
+        .await
+        .unwrap();
         let start = Arc::new(Barrier::new(RACERS));
         let writers: Vec<_> = (0..RACERS)
             .map(|writer| {
@@ -208,7 +267,11 @@ mod cases {
         }
         assert_eq!(winners.len(), 1, "winners: {winners:?}");
         let (text, etag) = winners.pop().unwrap();
-        let blob = store.get(&name("jobs/race/status.json")).await.unwrap().unwrap();
+        let blob = store
+            .get(&name("jobs/race/status.json"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((blob.body, blob.etag), (body(&text), etag));
     }
 
@@ -235,7 +298,10 @@ mod cases {
             }
         }
         assert_eq!(winners.len(), 1, "winners: {winners:?}");
-        assert_eq!(content(&*store, "jobs/lease").await, Some(body(&winners[0])));
+        assert_eq!(
+            content(&*store, "jobs/lease").await,
+            Some(body(&winners[0]))
+        );
     }
 
     pub async fn deleting_a_missing_blob_is_ok<B: BlobStore>(store: Arc<B>) {
@@ -245,14 +311,24 @@ mod cases {
     pub async fn a_deleted_blob_reads_as_none_and_can_be_created_again<B: BlobStore>(
         store: Arc<B>,
     ) {
-        put(&*store, "jobs/2/status.json", "v1", WriteCondition::Always).await.unwrap();
+        put(&*store, "jobs/2/status.json", "v1", WriteCondition::Always)
+            .await
+            .unwrap();
         store.delete(&name("jobs/2/status.json")).await.unwrap();
         assert_eq!(content(&*store, "jobs/2/status.json").await, None);
         store.delete(&name("jobs/2/status.json")).await.unwrap();
-        put(&*store, "jobs/2/status.json", "v2", WriteCondition::IfNotExists)
-            .await
-            .unwrap();
-        assert_eq!(content(&*store, "jobs/2/status.json").await, Some(body("v2")));
+        put(
+            &*store,
+            "jobs/2/status.json",
+            "v2",
+            WriteCondition::IfNotExists,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            content(&*store, "jobs/2/status.json").await,
+            Some(body("v2"))
+        );
     }
 
     pub async fn listing_pages_through_a_prefix_in_name_order_without_repeats_or_gaps<
@@ -268,7 +344,9 @@ mod cases {
             "jobs/d/status.json",
         ];
         for blob in &expected {
-            put(&*store, blob, blob, WriteCondition::Always).await.unwrap();
+            put(&*store, blob, blob, WriteCondition::Always)
+                .await
+                .unwrap();
         }
         expected.sort_unstable();
 
@@ -276,8 +354,17 @@ mod cases {
         let mut marker = None;
         loop {
             let page = store.list("jobs/", marker, 2).await.unwrap();
-            assert!(page.items.len() <= 2, "a page of {} items", page.items.len());
-            pages.push(page.items.iter().map(|item| item.name.to_string()).collect::<Vec<_>>());
+            assert!(
+                page.items.len() <= 2,
+                "a page of {} items",
+                page.items.len()
+            );
+            pages.push(
+                page.items
+                    .iter()
+                    .map(|item| item.name.to_string())
+                    .collect::<Vec<_>>(),
+            );
             marker = page.next_marker;
             if marker.is_none() {
                 break;
@@ -297,7 +384,9 @@ mod cases {
             "jobsx",
             "20250811_135221_reddit_technology.json",
         ] {
-            put(&*store, blob, "{}", WriteCondition::Always).await.unwrap();
+            put(&*store, blob, "{}", WriteCondition::Always)
+                .await
+                .unwrap();
         }
         let names = |page: summary_womble::store::ListPage| {
             assert_eq!(page.next_marker, None);
@@ -312,7 +401,11 @@ mod cases {
         );
         assert_eq!(
             names(store.list("jobs/", None, 100).await.unwrap()),
-            ["jobs/a1/status.json", "jobs/a2/status.json", "jobs/b1/status.json"]
+            [
+                "jobs/a1/status.json",
+                "jobs/a2/status.json",
+                "jobs/b1/status.json"
+            ]
         );
         let everything: HashSet<_> = names(store.list("", None, 100).await.unwrap())
             .into_iter()
@@ -321,7 +414,9 @@ mod cases {
     }
 
     pub async fn listing_an_unused_prefix_is_one_empty_page<B: BlobStore>(store: Arc<B>) {
-        put(&*store, "jobs/a/status.json", "{}", WriteCondition::Always).await.unwrap();
+        put(&*store, "jobs/a/status.json", "{}", WriteCondition::Always)
+            .await
+            .unwrap();
         let page = store.list("nothing/here/", None, 10).await.unwrap();
         assert!(page.items.is_empty(), "{:?}", page.items);
         assert_eq!(page.next_marker, None);
@@ -331,8 +426,12 @@ mod cases {
         store: Arc<B>,
     ) {
         let before = chrono::Utc::now() - chrono::Duration::minutes(5);
-        put(&*store, "sized/three", "abc", WriteCondition::Always).await.unwrap();
-        put(&*store, "sized/zero", "", WriteCondition::Always).await.unwrap();
+        put(&*store, "sized/three", "abc", WriteCondition::Always)
+            .await
+            .unwrap();
+        put(&*store, "sized/zero", "", WriteCondition::Always)
+            .await
+            .unwrap();
         let after = chrono::Utc::now() + chrono::Duration::minutes(5);
         let page = store.list("sized/", None, 10).await.unwrap();
         let sizes: Vec<_> = page
@@ -340,7 +439,10 @@ mod cases {
             .iter()
             .map(|item| (item.name.to_string(), item.size))
             .collect();
-        assert_eq!(sizes, [("sized/three".to_owned(), 3), ("sized/zero".to_owned(), 0)]);
+        assert_eq!(
+            sizes,
+            [("sized/three".to_owned(), 3), ("sized/zero".to_owned(), 0)]
+        );
         for item in &page.items {
             assert!(
                 before < item.last_modified && item.last_modified < after,
@@ -354,7 +456,9 @@ mod cases {
     pub async fn ensuring_the_container_again_is_harmless_and_keeps_its_blobs<B: BlobStore>(
         store: Arc<B>,
     ) {
-        put(&*store, "kept", "still here", WriteCondition::Always).await.unwrap();
+        put(&*store, "kept", "still here", WriteCondition::Always)
+            .await
+            .unwrap();
         store.ensure_container().await.unwrap();
         store.ensure_container().await.unwrap();
         assert_eq!(content(&*store, "kept").await, Some(body("still here")));
@@ -482,15 +586,115 @@ mod azure_blob_store_extras {
             "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=",
             &connection_string[key_end..]
         );
-        let store = AzureBlobStore::from_connection_string(&wrong_key, &unique_container()).unwrap();
+        let store =
+            AzureBlobStore::from_connection_string(&wrong_key, &unique_container()).unwrap();
         let outcome = store.ensure_container().await;
         assert!(matches!(outcome, Err(StoreError::Failed(_))), "{outcome:?}");
+    }
+
+    /// Azurite's blob endpoint in `connection_string`, moved to `port`.
+    fn with_blob_port(connection_string: &str, port: u16) -> String {
+        connection_string
+            .split(';')
+            .map(|part| match part.split_once('=') {
+                Some((key, endpoint)) if key.eq_ignore_ascii_case("BlobEndpoint") => {
+                    let mut endpoint = url::Url::parse(endpoint).expect("a BlobEndpoint URL");
+                    endpoint.set_port(Some(port)).unwrap();
+                    format!("BlobEndpoint={endpoint}")
+                }
+                _ => part.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    /// A proxy in front of Azurite that passes the first request on but never delivers its
+    /// reply: the write lands, and the writer sees a broken connection. Later connections pass.
+    async fn proxy_losing_the_first_reply() -> u16 {
+        use tokio::io::AsyncReadExt;
+        use tokio::net::{TcpListener, TcpStream};
+
+        let connection_string = azurite_connection_string();
+        let upstream = connection_string
+            .split(';')
+            .find_map(|part| part.strip_prefix("BlobEndpoint="))
+            .and_then(|endpoint| url::Url::parse(endpoint).ok())
+            .and_then(|endpoint| endpoint.port())
+            .expect("AZURITE_CONNECTION_STRING names Azurite's BlobEndpoint with a port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    return;
+                };
+                let lose_reply = std::mem::replace(&mut first, false);
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let requests = tokio::spawn(async move {
+                        tokio::io::copy(&mut client_read, &mut server_write).await
+                    });
+                    if lose_reply {
+                        // Once the reply starts, the request has been carried out.
+                        let _ = server_read.read(&mut [0; 1]).await;
+                        requests.abort();
+                    } else {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_conditional_write_whose_reply_was_lost_still_succeeds() {
+        let fixture = azure_store().await;
+        let direct = &fixture.store;
+        let lossy = |port| {
+            AzureBlobStore::from_connection_string(
+                &with_blob_port(&azurite_connection_string(), port),
+                &fixture.container,
+            )
+            .unwrap()
+        };
+
+        // Retried, the create meets the blob its first attempt made.
+        let store = lossy(proxy_losing_the_first_reply().await);
+        let created = store
+            .put(
+                &name("jobs/lost/lease"),
+                body("mine"),
+                "text/plain",
+                WriteCondition::IfNotExists,
+            )
+            .await
+            .expect("the create landed, so it succeeded");
+        let blob = direct.get(&name("jobs/lost/lease")).await.unwrap().unwrap();
+        assert_eq!((blob.body, blob.etag), (body("mine"), created.clone()));
+
+        // Retried, the update meets a changed ETag: its own.
+        let store = lossy(proxy_losing_the_first_reply().await);
+        let updated = store
+            .put(
+                &name("jobs/lost/lease"),
+                body("mine, updated"),
+                "text/plain",
+                WriteCondition::IfMatch(created),
+            )
+            .await
+            .expect("the update landed, so it succeeded");
+        let blob = direct.get(&name("jobs/lost/lease")).await.unwrap().unwrap();
+        assert_eq!((blob.body, blob.etag), (body("mine, updated"), updated));
     }
 
     #[test]
     fn the_description_names_account_and_container_and_no_key() {
         let connection_string = azurite_connection_string();
-        let store = AzureBlobStore::from_connection_string(&connection_string, "hot-topics").unwrap();
+        let store =
+            AzureBlobStore::from_connection_string(&connection_string, "hot-topics").unwrap();
         let description = store.describe();
         assert!(
             description.starts_with("azure blob devstoreaccount1/hot-topics"),

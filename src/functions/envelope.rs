@@ -159,9 +159,14 @@ mod tests {
             "IsPastDue": false
         }))
         .unwrap();
-        assert_eq!(with.schedule_status.unwrap().next.as_deref(), Some("2026-01-01T06:00:00Z"));
-        let without: TimerInfo =
-            binding(&serde_json::json!({"Schedule": {}, "ScheduleStatus": null, "IsPastDue": true})).unwrap();
+        assert_eq!(
+            with.schedule_status.unwrap().next.as_deref(),
+            Some("2026-01-01T06:00:00Z")
+        );
+        let without: TimerInfo = binding(
+            &serde_json::json!({"Schedule": {}, "ScheduleStatus": null, "IsPastDue": true}),
+        )
+        .unwrap();
         assert!(without.schedule_status.is_none());
         assert!(without.is_past_due);
     }
@@ -182,7 +187,10 @@ mod tests {
             "Params": {}
         }))
         .unwrap();
-        assert_eq!(req.query_pairs(), vec![("job_id".to_owned(), "x".to_owned())]);
+        assert_eq!(
+            req.query_pairs(),
+            vec![("job_id".to_owned(), "x".to_owned())]
+        );
         let mut headers = req.header_values();
         headers.sort();
         assert_eq!(headers.len(), 3);

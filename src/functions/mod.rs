@@ -137,7 +137,11 @@ impl ApiError {
         }
         match &self {
             ApiError::Unavailable(cause) | ApiError::Internal(cause) => {
-                tracing::error!(status = self.status().as_u16(), error = format!("{cause:#}"), "request failed")
+                tracing::error!(
+                    status = self.status().as_u16(),
+                    error = format!("{cause:#}"),
+                    "request failed"
+                )
             }
             _ => tracing::debug!(status = self.status().as_u16(), error = %self, "request refused"),
         }

@@ -24,7 +24,14 @@ use crate::reddit::Subreddit;
 /// Seconds a client is asked to wait before polling a job that is not finished.
 const POLL_AFTER_SECONDS: &str = "5";
 
-const START_FIELDS: [&str; 6] = ["action", "source", "topics", "limit", "priority", "callback_url"];
+const START_FIELDS: [&str; 6] = [
+    "action",
+    "source",
+    "topics",
+    "limit",
+    "priority",
+    "callback_url",
+];
 
 /// Handles one call, whichever form it came in.
 pub async fn handle(context: &FunctionContext, request: ApiRequest) -> ApiResponse {
@@ -222,7 +229,9 @@ fn parse_callback_url(text: &str, allow_insecure: bool) -> Result<String, ApiErr
             });
     match (url.scheme(), local) {
         ("https", false) => Ok(url.to_string()),
-        (_, true) if allow_insecure && matches!(url.scheme(), "http" | "https") => Ok(url.to_string()),
+        (_, true) if allow_insecure && matches!(url.scheme(), "http" | "https") => {
+            Ok(url.to_string())
+        }
         (_, true) => Err(bad(
             "callback_url must not point at a local or private address",
         )),
@@ -234,7 +243,11 @@ fn parse_callback_url(text: &str, allow_insecure: bool) -> Result<String, ApiErr
 /// else `WEBSITE_HOSTNAME` over https, else the `Host` header over http.
 fn public_base(context: &FunctionContext, request: &ApiRequest) -> String {
     let first = |value: &str| value.split(',').next().unwrap_or("").trim().to_owned();
-    if let Some(host) = request.header("x-forwarded-host").map(first).filter(|h| !h.is_empty()) {
+    if let Some(host) = request
+        .header("x-forwarded-host")
+        .map(first)
+        .filter(|h| !h.is_empty())
+    {
         let proto = request
             .header("x-forwarded-proto")
             .map(first)
@@ -264,7 +277,11 @@ struct Ticket<'a> {
     retry_of: Option<JobId>,
 }
 
-fn ticket(context: &FunctionContext, request: &ApiRequest, document: &StatusDocument) -> ApiResponse {
+fn ticket(
+    context: &FunctionContext,
+    request: &ApiRequest,
+    document: &StatusDocument,
+) -> ApiResponse {
     let endpoint = format!("{}/api/SummaryWomble", public_base(context, request));
     let status_query_url = format!("{endpoint}?job_id={}", document.job_id);
     let body = Ticket {
@@ -311,7 +328,9 @@ async fn start(
     let job = parse_start(body, context.settings.jobs.allow_insecure_callbacks)?;
     let idempotency_key = match request.header("idempotency-key") {
         None => None,
-        Some(key) if (1..=200).contains(&key.len()) && key.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
+        Some(key)
+            if (1..=200).contains(&key.len()) && key.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+        {
             Some(key)
         }
         Some(_) => {
@@ -363,9 +382,11 @@ async fn cancel(context: &FunctionContext, id: JobId) -> Result<ApiResponse, Api
             Ok(ApiResponse::json(StatusCode::ACCEPTED, &document))
         }
         Err(RepositoryError::NotFound) => Err(not_found(id)),
-        Err(RepositoryError::Transition(TransitionError::Terminal(status))) => Err(ApiError::Conflict(
-            format!("Job {id} is already {status}; it cannot be cancelled."),
-        )),
+        Err(RepositoryError::Transition(TransitionError::Terminal(status))) => {
+            Err(ApiError::Conflict(format!(
+                "Job {id} is already {status}; it cannot be cancelled."
+            )))
+        }
         Err(error) => Err(storage_error(error)),
     }
 }
@@ -440,7 +461,11 @@ impl ListPosition {
 }
 
 impl ListFilter {
-    fn new(status: Option<&str>, top: Option<&str>, continuation: Option<&str>) -> Result<Self, ApiError> {
+    fn new(
+        status: Option<&str>,
+        top: Option<&str>,
+        continuation: Option<&str>,
+    ) -> Result<Self, ApiError> {
         let status = status
             .map(|text| {
                 JobStatus::parse(text).ok_or_else(|| {
@@ -457,7 +482,10 @@ impl ListFilter {
                 .ok_or_else(|| bad("top must be an integer from 1 to 100"))?,
         };
         let after = continuation
-            .map(|token| ListPosition::parse(token).ok_or_else(|| bad("continuation is not a token this API issued")))
+            .map(|token| {
+                ListPosition::parse(token)
+                    .ok_or_else(|| bad("continuation is not a token this API issued"))
+            })
             .transpose()?;
         Ok(Self { status, top, after })
     }
@@ -473,7 +501,11 @@ impl ListFilter {
             )));
         }
         let non_empty = |name| request.query_value(name).filter(|value| !value.is_empty());
-        Self::new(non_empty("status"), non_empty("top"), non_empty("continuation"))
+        Self::new(
+            non_empty("status"),
+            non_empty("top"),
+            non_empty("continuation"),
+        )
     }
 
     fn from_body(body: &Map<String, Value>) -> Result<Self, ApiError> {
@@ -501,7 +533,10 @@ async fn all_documents(context: &FunctionContext) -> Result<Vec<StatusDocument>,
     let mut ids = Vec::new();
     let mut marker = None;
     loop {
-        let (page, next) = repository.list_ids(marker, 1000).await.map_err(storage_error)?;
+        let (page, next) = repository
+            .list_ids(marker, 1000)
+            .await
+            .map_err(storage_error)?;
         ids.extend(page);
         match next {
             Some(next) => marker = Some(next),
@@ -558,7 +593,10 @@ async fn metrics(context: &FunctionContext) -> Result<ApiResponse, ApiError> {
         .into_iter()
         .filter(|doc| doc.created_at >= since)
         .collect();
-    Ok(ApiResponse::json(StatusCode::OK, &Metrics::of(&documents, since)))
+    Ok(ApiResponse::json(
+        StatusCode::OK,
+        &Metrics::of(&documents, since),
+    ))
 }
 
 /// The metrics answer (api.md section 4).
@@ -576,8 +614,10 @@ struct Metrics {
 
 impl Metrics {
     fn of(documents: &[StatusDocument], since: DateTime<Utc>) -> Self {
-        let mut by_status: HashMap<&'static str, usize> =
-            JobStatus::ALL.iter().map(|status| (status.as_str(), 0)).collect();
+        let mut by_status: HashMap<&'static str, usize> = JobStatus::ALL
+            .iter()
+            .map(|status| (status.as_str(), 0))
+            .collect();
         let mut failures_by_subreddit: HashMap<String, usize> = HashMap::new();
         let mut durations: Vec<f64> = Vec::new();
         for doc in documents {
@@ -593,11 +633,14 @@ impl Metrics {
                 }
             }
         }
-        let terminal = documents.iter().filter(|doc| doc.status.is_terminal()).count();
+        let terminal = documents
+            .iter()
+            .filter(|doc| doc.status.is_terminal())
+            .count();
         let completed = by_status["completed"];
         durations.sort_by(f64::total_cmp);
-        let mean = (!durations.is_empty())
-            .then(|| durations.iter().sum::<f64>() / durations.len() as f64);
+        let mean =
+            (!durations.is_empty()).then(|| durations.iter().sum::<f64>() / durations.len() as f64);
         let p95 = (!durations.is_empty()).then(|| {
             let rank = ((durations.len() as f64) * 0.95).ceil() as usize;
             durations[rank.clamp(1, durations.len()) - 1]
@@ -644,8 +687,14 @@ mod tests {
             (json!({"limit": 0}), "limit"),
             (json!({"limit": 2.5}), "limit"),
             (json!({"priority": "urgent"}), "priority"),
-            (json!({"callback_url": "http://example.com/hook"}), "callback_url"),
-            (json!({"callback_url": "https://10.0.0.1/hook"}), "callback_url"),
+            (
+                json!({"callback_url": "http://example.com/hook"}),
+                "callback_url",
+            ),
+            (
+                json!({"callback_url": "https://10.0.0.1/hook"}),
+                "callback_url",
+            ),
             (json!({"topic": ["technology"]}), "\"topic\""),
         ];
         for (input, expected) in cases {

@@ -126,7 +126,11 @@ impl StatusRepository {
                 if marker.is_ok() {
                     let _ = self.store.delete(&active_marker(id)).await;
                 }
-                Err(status.err().or(marker.err()).expect("one of them failed").into())
+                Err(status
+                    .err()
+                    .or(marker.err())
+                    .expect("one of them failed")
+                    .into())
             }
         }
     }
@@ -204,7 +208,11 @@ impl StatusRepository {
         {
             Ok(_) => Ok(None),
             Err(StoreError::ConditionFailed) => {
-                let blob = self.store.get(&name).await?.ok_or(RepositoryError::NotFound)?;
+                let blob = self
+                    .store
+                    .get(&name)
+                    .await?
+                    .ok_or(RepositoryError::NotFound)?;
                 let record: IdempotencyRecord =
                     serde_json::from_slice(&blob.body).map_err(RepositoryError::Corrupt)?;
                 Ok(Some(record.job_id))
@@ -281,7 +289,10 @@ impl StatusRepository {
     /// Deletes terminal jobs that finished before `cutoff`: every blob under `jobs/<id>/` and
     /// the idempotency records that point at them. Output topic blobs are kept: they belong to
     /// the next pipeline stage. Returns how many jobs went.
-    pub async fn purge_finished_before(&self, cutoff: DateTime<Utc>) -> Result<usize, RepositoryError> {
+    pub async fn purge_finished_before(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<usize, RepositoryError> {
         let mut expired = std::collections::HashSet::new();
         let mut marker = None;
         loop {
@@ -290,7 +301,9 @@ impl StatusRepository {
                 let Some(Versioned { document, .. }) = self.load(id).await? else {
                     continue;
                 };
-                if document.status.is_terminal() && document.finished_at.is_some_and(|at| at < cutoff) {
+                if document.status.is_terminal()
+                    && document.finished_at.is_some_and(|at| at < cutoff)
+                {
                     expired.insert(id);
                 }
             }
@@ -345,7 +358,10 @@ impl StatusRepository {
         body: &T,
     ) -> Result<String, RepositoryError> {
         let body = to_json(body);
-        for candidate in [format!("{stem}.json"), format!("{stem}_{}.json", job.short())] {
+        for candidate in [
+            format!("{stem}.json"),
+            format!("{stem}_{}.json", job.short()),
+        ] {
             let name = BlobName::parse(candidate.clone()).expect("stems are made of safe parts");
             match self
                 .store

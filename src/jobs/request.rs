@@ -166,8 +166,13 @@ mod tests {
     #[test]
     fn job_ids_must_be_hyphenated_uuids() {
         for bad in [
-            "", "123", "6ce324a8-0502-4b0c-b729-12e10f0f22f", "6ce324a805024b0cb72912e10f0f22f6",
-            "{6ce324a8-0502-4b0c-b729-12e10f0f22f6}", "../../etc/passwd", "6ce324a8-0502-4b0c-b729-12e10f0f22fg",
+            "",
+            "123",
+            "6ce324a8-0502-4b0c-b729-12e10f0f22f",
+            "6ce324a805024b0cb72912e10f0f22f6",
+            "{6ce324a8-0502-4b0c-b729-12e10f0f22f6}",
+            "../../etc/passwd",
+            "6ce324a8-0502-4b0c-b729-12e10f0f22fg",
         ] {
             assert!(JobId::parse(bad).is_err(), "{bad:?}");
         }
@@ -176,11 +181,20 @@ mod tests {
 
     #[test]
     fn duplicate_subreddits_keep_the_first_spelling() {
-        let names = ["Technology", "programming", "technology", "PROGRAMMING", "gadgets"]
+        let names = [
+            "Technology",
+            "programming",
+            "technology",
+            "PROGRAMMING",
+            "gadgets",
+        ]
+        .iter()
+        .map(|n| Subreddit::parse(n).unwrap())
+        .collect();
+        let kept: Vec<String> = dedup_subreddits(names)
             .iter()
-            .map(|n| Subreddit::parse(n).unwrap())
+            .map(|s| s.to_string())
             .collect();
-        let kept: Vec<String> = dedup_subreddits(names).iter().map(|s| s.to_string()).collect();
         assert_eq!(kept, ["Technology", "programming", "gadgets"]);
     }
 

@@ -23,7 +23,9 @@ use tracing::Instrument;
 
 use super::repository::{RepositoryError, StatusRepository};
 use super::request::{JobId, JobRequest, Priority};
-use super::status::{self, compact_timestamp, OutcomeStatus, StatusDocument, SubredditOutcome, TransitionError};
+use super::status::{
+    self, compact_timestamp, OutcomeStatus, StatusDocument, SubredditOutcome, TransitionError,
+};
 use crate::reddit::{Subreddit, Topic, TopicSource};
 
 /// How the runner behaves; from the settings, shortened in tests.
@@ -148,13 +150,15 @@ impl JobRunner {
         };
         for worker in 0..runner.inner.options.max_concurrent_jobs {
             let this = runner.clone();
-            runner
-                .inner
-                .tracker
-                .spawn(async move { this.work().await }.instrument(tracing::info_span!("worker", worker)));
+            runner.inner.tracker.spawn(
+                async move { this.work().await }.instrument(tracing::info_span!("worker", worker)),
+            );
         }
         let this = runner.clone();
-        runner.inner.tracker.spawn(async move { this.scan_for_stale_jobs().await });
+        runner
+            .inner
+            .tracker
+            .spawn(async move { this.scan_for_stale_jobs().await });
         runner
     }
 
@@ -245,7 +249,12 @@ impl JobRunner {
                 _ = self.inner.shutdown.cancelled() => return,
                 _ = self.run(waiting).instrument(span) => {}
             }
-            self.inner.queue.lock().expect("queue lock").ours.remove(&job);
+            self.inner
+                .queue
+                .lock()
+                .expect("queue lock")
+                .ours
+                .remove(&job);
         }
     }
 
@@ -257,7 +266,9 @@ impl JobRunner {
             match self.with_storage_retries(|| repository.load(job)).await {
                 Ok(Some(versioned)) => versioned.document,
                 Ok(None) => return tracing::error!("adopted job vanished from storage"),
-                Err(error) => return tracing::error!(error = %error, "could not load the adopted job"),
+                Err(error) => {
+                    return tracing::error!(error = %error, "could not load the adopted job")
+                }
             }
         } else {
             let claimed = self
@@ -280,7 +291,11 @@ impl JobRunner {
         };
         let mine = document.attempts;
         if document.attempts > 1 {
-            tracing::info!(attempt = document.attempts, remaining = document.pending().len(), "resuming job");
+            tracing::info!(
+                attempt = document.attempts,
+                remaining = document.pending().len(),
+                "resuming job"
+            );
         } else {
             tracing::info!("job started");
         }
@@ -297,12 +312,18 @@ impl JobRunner {
             Err(RepositoryError::Transition(TransitionError::Superseded)) => {
                 tracing::warn!("another worker took the job over; stopping here");
             }
-            Err(error) => tracing::error!(error = %error, "job could not record its progress; it will be resumed"),
+            Err(error) => {
+                tracing::error!(error = %error, "job could not record its progress; it will be resumed")
+            }
         }
     }
 
     /// Fetches and stores every pending subreddit, recording each outcome, then ends the job.
-    async fn collect(&self, document: StatusDocument, mine: u32) -> Result<StatusDocument, RepositoryError> {
+    async fn collect(
+        &self,
+        document: StatusDocument,
+        mine: u32,
+    ) -> Result<StatusDocument, RepositoryError> {
         let job = document.job_id;
         let stamp = compact_timestamp(document.started_at.unwrap_or(document.created_at));
         let limit = document.request.limit.get();
@@ -384,7 +405,11 @@ impl JobRunner {
             Ok(topics) => topics,
             Err(error) => {
                 tracing::warn!(subreddit = %subreddit, error = %error, "subreddit could not be fetched");
-                return SubredditOutcome::failed(subreddit.clone(), OutcomeStatus::FetchFailed, error.to_string());
+                return SubredditOutcome::failed(
+                    subreddit.clone(),
+                    OutcomeStatus::FetchFailed,
+                    error.to_string(),
+                );
             }
         };
         let output = OutputDocument {
@@ -473,7 +498,14 @@ impl JobRunner {
             - chrono::Duration::from_std(self.inner.options.stale_after).expect("a sane duration");
         let mut adopted = 0;
         for (job, marked_at) in repository.list_active().await? {
-            if self.inner.queue.lock().expect("queue lock").ours.contains(&job) {
+            if self
+                .inner
+                .queue
+                .lock()
+                .expect("queue lock")
+                .ours
+                .contains(&job)
+            {
                 continue;
             }
             if marked_at > stale_before {

@@ -249,7 +249,11 @@ impl StatusDocument {
     }
 
     /// Names the subreddit being worked on.
-    pub fn processing(&mut self, subreddit: &Subreddit, at: DateTime<Utc>) -> Result<(), TransitionError> {
+    pub fn processing(
+        &mut self,
+        subreddit: &Subreddit,
+        at: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
         self.must_be_running()?;
         self.progress.step = format!("processing r/{subreddit}");
         self.updated_at = at;
@@ -257,9 +261,14 @@ impl StatusDocument {
     }
 
     /// Records a finished subreddit (replacing an earlier outcome for the same one).
-    pub fn record(&mut self, outcome: SubredditOutcome, at: DateTime<Utc>) -> Result<(), TransitionError> {
+    pub fn record(
+        &mut self,
+        outcome: SubredditOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
         self.must_be_running()?;
-        self.outcomes.retain(|done| done.subreddit != outcome.subreddit);
+        self.outcomes
+            .retain(|done| done.subreddit != outcome.subreddit);
         self.outcomes.push(outcome);
         self.progress.completed = self.outcomes.len() as u32;
         self.updated_at = at;
@@ -386,11 +395,19 @@ mod tests {
     fn a_job_runs_to_completed_when_one_subreddit_succeeds() {
         let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
         doc.claim(now(), 0).unwrap();
-        doc.record(SubredditOutcome::success(sub("aa"), 3, "x.json".into()), now()).unwrap();
+        doc.record(
+            SubredditOutcome::success(sub("aa"), 3, "x.json".into()),
+            now(),
+        )
+        .unwrap();
         assert_eq!(doc.progress.completed, 1);
         assert_eq!(doc.pending(), vec![sub("bb")]);
         doc.record(
-            SubredditOutcome::failed(sub("bb"), OutcomeStatus::FetchFailed, "r/bb is private (HTTP 403)".into()),
+            SubredditOutcome::failed(
+                sub("bb"),
+                OutcomeStatus::FetchFailed,
+                "r/bb is private (HTTP 403)".into(),
+            ),
             now(),
         )
         .unwrap();
@@ -409,13 +426,21 @@ mod tests {
         let mut doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
         doc.claim(now(), 0).unwrap();
         doc.record(
-            SubredditOutcome::failed(sub("aa"), OutcomeStatus::FetchFailed, "r/aa does not exist".into()),
+            SubredditOutcome::failed(
+                sub("aa"),
+                OutcomeStatus::FetchFailed,
+                "r/aa does not exist".into(),
+            ),
             now(),
         )
         .unwrap();
         doc.finish(now()).unwrap();
         assert_eq!(doc.status, JobStatus::Failed);
-        assert!(doc.error.as_deref().unwrap().contains("r/aa does not exist"));
+        assert!(doc
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("r/aa does not exist"));
     }
 
     #[test]
@@ -428,7 +453,10 @@ mod tests {
         assert_eq!(doc.claim(now(), 0), terminal);
         assert_eq!(doc.heartbeat(now()), terminal);
         assert_eq!(doc.processing(&sub("aa"), now()), terminal);
-        assert_eq!(doc.record(SubredditOutcome::success(sub("aa"), 1, "b".into()), now()), terminal);
+        assert_eq!(
+            doc.record(SubredditOutcome::success(sub("aa"), 1, "b".into()), now()),
+            terminal
+        );
         assert_eq!(doc.finish(now()), terminal);
         assert_eq!(doc.fail("again".into(), now()), terminal);
         assert_eq!(doc.request_cancel(now()), terminal);
@@ -450,7 +478,11 @@ mod tests {
     fn cancelling_keeps_finished_work_and_skips_the_rest() {
         let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
         doc.claim(now(), 0).unwrap();
-        doc.record(SubredditOutcome::success(sub("aa"), 2, "a.json".into()), now()).unwrap();
+        doc.record(
+            SubredditOutcome::success(sub("aa"), 2, "a.json".into()),
+            now(),
+        )
+        .unwrap();
         doc.request_cancel(now()).unwrap();
         assert_eq!(doc.status, JobStatus::Running);
         doc.cancel(now()).unwrap();
@@ -465,7 +497,11 @@ mod tests {
         let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
         doc.claim(now(), 0).unwrap();
         let started = doc.started_at;
-        doc.record(SubredditOutcome::success(sub("aa"), 2, "a.json".into()), now()).unwrap();
+        doc.record(
+            SubredditOutcome::success(sub("aa"), 2, "a.json".into()),
+            now(),
+        )
+        .unwrap();
         doc.claim(now(), 1).unwrap();
         assert_eq!(doc.attempts, 2);
         assert_eq!(doc.started_at, started);
@@ -484,7 +520,18 @@ mod tests {
     fn the_document_serialises_with_the_fields_every_client_reads() {
         let doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
         let json = serde_json::to_value(&doc).unwrap();
-        for key in ["job_id", "status", "updated_at", "progress", "error", "results", "created_at", "started_at", "finished_at", "request"] {
+        for key in [
+            "job_id",
+            "status",
+            "updated_at",
+            "progress",
+            "error",
+            "results",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "request",
+        ] {
             assert!(json.get(key).is_some(), "{key} missing from {json}");
         }
         assert_eq!(json["status"], "queued");

@@ -50,6 +50,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// No retry starts after this much time on one subreddit.
     pub max_total: Duration,
+    /// One request, connect to last byte.
+    pub request_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -59,6 +61,7 @@ impl Default for RetryPolicy {
             first_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(20),
             max_total: Duration::from_secs(90),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -104,7 +107,10 @@ fn default_expiry() -> u64 {
 /// How one attempt ended.
 enum Attempt {
     Done(Vec<Post>, Option<String>),
-    Retry { after: Option<Duration>, error: FetchError },
+    Retry {
+        after: Option<Duration>,
+        error: FetchError,
+    },
     TokenRejected,
     Final(FetchError),
 }
@@ -128,7 +134,7 @@ impl RedditClient {
             .user_agent(user_agent)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+            .timeout(retry.request_timeout)
             .build()?;
         Ok(Self {
             http,
@@ -171,9 +177,17 @@ impl RedditClient {
             .form(&[("grant_type", "client_credentials")])
             .send()
             .await
-            .map_err(|error| FetchError::CredentialsUnavailable(format!("token request failed: {}", without_url(&error))))?;
+            .map_err(|error| {
+                FetchError::CredentialsUnavailable(format!(
+                    "token request failed: {}",
+                    without_url(&error)
+                ))
+            })?;
         let status = answer.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN || status == StatusCode::BAD_REQUEST {
+        if status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::FORBIDDEN
+            || status == StatusCode::BAD_REQUEST
+        {
             return Err(FetchError::BadCredentials(status.as_u16()));
         }
         if !status.is_success() {
@@ -191,7 +205,10 @@ impl RedditClient {
             value: SecretString::from(answer.access_token),
             renew_at: Instant::now() + lifetime - margin,
         };
-        tracing::info!(expires_in_s = answer.expires_in, "obtained a Reddit access token");
+        tracing::info!(
+            expires_in_s = answer.expires_in,
+            "obtained a Reddit access token"
+        );
         *cached = Some(token.clone());
         Ok(Some(token.value))
     }
@@ -342,12 +359,17 @@ impl RedditClient {
                 Attempt::Retry { after, error } => (after, error),
             };
             let backoff = self.backoff(attempts);
-            let wait = wait.map_or(backoff, |wait| wait + jitter(wait / 10 + Duration::from_millis(50)));
-            if attempts >= self.retry.max_attempts || started.elapsed() + wait > self.retry.max_total {
+            let wait = wait.map_or(backoff, |wait| {
+                wait + jitter(wait / 10 + Duration::from_millis(50))
+            });
+            if attempts >= self.retry.max_attempts
+                || started.elapsed() + wait > self.retry.max_total
+            {
                 return Err(match error {
-                    FetchError::RateLimited { subreddit, .. } => {
-                        FetchError::RateLimited { subreddit, attempts }
-                    }
+                    FetchError::RateLimited { subreddit, .. } => FetchError::RateLimited {
+                        subreddit,
+                        attempts,
+                    },
                     other => other,
                 });
             }

@@ -48,7 +48,10 @@ impl RateLimiter {
                     (None, _) => return,
                 }
             };
-            tracing::info!(wait_ms = wait.as_millis() as u64, "reddit rate limit window exhausted; waiting for reset");
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                "reddit rate limit window exhausted; waiting for reset"
+            );
             tokio::time::sleep(wait).await;
         }
     }
@@ -90,7 +93,10 @@ mod tests {
 
     fn headers(remaining: &str, reset: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert("x-ratelimit-remaining", HeaderValue::from_str(remaining).unwrap());
+        headers.insert(
+            "x-ratelimit-remaining",
+            HeaderValue::from_str(remaining).unwrap(),
+        );
         headers.insert("x-ratelimit-reset", HeaderValue::from_str(reset).unwrap());
         headers
     }

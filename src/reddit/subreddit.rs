@@ -63,7 +63,14 @@ mod tests {
 
     #[test]
     fn valid_names_are_kept_as_spelled() {
-        for name in ["technology", "MachineLearning", "a1", "x_", "AskReddit", "abcdefghijklmnopqrstu"] {
+        for name in [
+            "technology",
+            "MachineLearning",
+            "a1",
+            "x_",
+            "AskReddit",
+            "abcdefghijklmnopqrstu",
+        ] {
             assert_eq!(Subreddit::parse(name).unwrap().as_str(), name);
         }
     }
@@ -71,7 +78,15 @@ mod tests {
     #[test]
     fn invalid_names_are_refused() {
         for name in [
-            "", "a", "_under", "has space", "dash-name", "abcdefghijklmnopqrstuv", "r/tech", "ünï", "..",
+            "",
+            "a",
+            "_under",
+            "has space",
+            "dash-name",
+            "abcdefghijklmnopqrstuv",
+            "r/tech",
+            "ünï",
+            "..",
             "tech\n",
         ] {
             assert!(Subreddit::parse(name).is_err(), "{name:?}");

@@ -112,7 +112,10 @@ mod tests {
     #[test]
     fn a_post_maps_to_the_stored_topic_fields() {
         let topic = post(Some("someone"), "body").into_topic("20250811_135221");
-        assert_eq!(topic.reddit_url, "https://www.reddit.com/r/technology/comments/abc123/a_title/");
+        assert_eq!(
+            topic.reddit_url,
+            "https://www.reddit.com/r/technology/comments/abc123/a_title/"
+        );
         assert_eq!(topic.external_url, "https://example.com/a");
         assert_eq!(topic.created_utc, 1_754_920_341);
         assert_eq!(topic.author, "someone");

@@ -47,6 +47,8 @@ const EMULATOR_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one attempt may take in all. Our blobs are small JSON documents.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an idle connection is kept for reuse.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Retries after a retryable failure (connection trouble, timeouts, 5xx, 429).
 const MAX_RETRIES: u32 = 2;
 /// No retry starts once this much time has passed since the first attempt.
@@ -111,7 +113,8 @@ impl AzureBlobStore {
     /// one). The account is reached at `https://<account>.blob.core.windows.net`.
     pub fn with_managed_identity(account: &str, container: &str) -> Result<Self, AzureConfigError> {
         validate_account(account)?;
-        let credential = azure_identity::create_credential().map_err(AzureConfigError::Credential)?;
+        let credential =
+            azure_identity::create_credential().map_err(AzureConfigError::Credential)?;
         let endpoint = Url::parse(&format!("https://{account}.blob.core.windows.net"))
             .map_err(|_| AzureConfigError::InvalidAccount(account.to_owned()))?;
         let target = StorageTarget {
@@ -127,13 +130,14 @@ impl AzureBlobStore {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            // As the SDK's own client does: pooled connections have been seen to hang
-            // (hyperium/hyper#2312), and a fresh connection per call is cheap at our rate.
-            .pool_max_idle_per_host(0)
+            // Connections are reused (a Functions instance that opens one per call runs out of
+            // outbound SNAT ports), but dropped well before the service's own idle timeout; a
+            // connection closed under us anyway is an I/O error, which is retried.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build()
             .map_err(AzureConfigError::HttpClient)?;
-        let options = ClientOptions::new(TransportOptions::new(Arc::new(http)))
-            .retry(RetryOptions::none());
+        let options =
+            ClientOptions::new(TransportOptions::new(Arc::new(http))).retry(RetryOptions::none());
         let location = CloudLocation::Custom {
             account: target.account.clone(),
             uri: target.endpoint.to_string(),
@@ -164,7 +168,11 @@ impl AzureBlobStore {
 
     /// Runs `attempt` (given its 1-based number) until it succeeds, fails for good, or the retry
     /// allowance is spent.
-    async fn retrying<T, F, Fut>(&self, operation: &'static str, mut attempt: F) -> Result<T, StoreError>
+    async fn retrying<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        mut attempt: F,
+    ) -> Result<T, StoreError>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
@@ -330,7 +338,12 @@ impl AzureBlobStore {
     }
 
     async fn ensure_container_once(&self) -> Result<(), StoreError> {
-        match self.container.create().public_access(PublicAccess::None).await {
+        match self
+            .container
+            .create()
+            .public_access(PublicAccess::None)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(error) if error_code_of(&error) == Some("ContainerAlreadyExists") => Ok(()),
             Err(error) => Err(classify(error)),
@@ -340,7 +353,11 @@ impl AzureBlobStore {
     /// After a retried conditional write failed its condition: did an earlier attempt land?
     /// It did when the blob holds exactly our bytes (or someone wrote the very same bytes, which
     /// leaves the blob as our write would have).
-    async fn earlier_attempt_landed(&self, name: &BlobName, body: &Bytes) -> Result<ETag, StoreError> {
+    async fn earlier_attempt_landed(
+        &self,
+        name: &BlobName,
+        body: &Bytes,
+    ) -> Result<ETag, StoreError> {
         match self.retrying("get", |_| self.get_once(name)).await? {
             Some(blob) if blob.body == *body => Ok(blob.etag),
             _ => Err(StoreError::ConditionFailed),
@@ -391,9 +408,12 @@ impl BlobStore for AzureBlobStore {
         marker: Option<String>,
         max_results: u32,
     ) -> Result<ListPage, StoreError> {
-        let max_results = NonZeroU32::new(max_results.min(MAX_LIST_RESULTS)).unwrap_or(NonZeroU32::MIN);
-        self.retrying("list", |_| self.list_once(prefix, marker.clone(), max_results))
-            .await
+        let max_results =
+            NonZeroU32::new(max_results.min(MAX_LIST_RESULTS)).unwrap_or(NonZeroU32::MIN);
+        self.retrying("list", |_| {
+            self.list_once(prefix, marker.clone(), max_results)
+        })
+        .await
     }
 
     fn describe(&self) -> String {
@@ -439,13 +459,16 @@ impl StorageTarget {
 
         let blob_endpoint = settings
             .get("BlobEndpoint")
-            .map(|endpoint| parse_endpoint(endpoint).ok_or(AzureConfigError::Invalid("BlobEndpoint")))
+            .map(|endpoint| {
+                parse_endpoint(endpoint).ok_or(AzureConfigError::Invalid("BlobEndpoint"))
+            })
             .transpose()?;
         let account = match (settings.get("AccountName"), &blob_endpoint) {
             (Some(account), _) => account.to_owned(),
             // Shared access signature strings often carry only the endpoint.
-            (None, Some(endpoint)) => account_from_endpoint(endpoint)
-                .ok_or(AzureConfigError::Missing("AccountName"))?,
+            (None, Some(endpoint)) => {
+                account_from_endpoint(endpoint).ok_or(AzureConfigError::Missing("AccountName"))?
+            }
             (None, None) => return Err(AzureConfigError::Missing("AccountName")),
         };
         validate_account(&account)?;
@@ -696,7 +719,7 @@ mod tests {
             container_url(&azurite),
             "http://127.0.0.1:41234/devstoreaccount1/hot-topics"
         );
-        let trailing_slash = azurite.replace("devstoreaccount1;", "devstoreaccount1/;");
+        let trailing_slash = azurite.replace("41234/devstoreaccount1;", "41234/devstoreaccount1/;");
         assert_eq!(
             container_url(&trailing_slash),
             "http://127.0.0.1:41234/devstoreaccount1/hot-topics"
@@ -758,17 +781,29 @@ mod tests {
         )
         .unwrap();
         let description = store.describe();
-        assert!(description.starts_with("azure blob womble/hot-topics"), "{description}");
+        assert!(
+            description.starts_with("azure blob womble/hot-topics"),
+            "{description}"
+        );
         assert!(!description.contains(KEY));
     }
 
     #[test]
     fn bad_connection_strings_are_rejected_without_quoting_the_key() {
         let cases = [
-            (format!("AccountName=womble;{KEY}"), "no `=`"),
-            (format!("AccountName=womble;AccountKey={KEY};Extra="), "empty key or value"),
+            (
+                format!("AccountName=womble;{}", KEY.trim_end_matches('=')),
+                "no `=`",
+            ),
+            (
+                format!("AccountName=womble;AccountKey={KEY};Extra="),
+                "empty key or value",
+            ),
             (format!("AccountKey={KEY}"), "no AccountName"),
-            ("AccountName=womble".to_owned(), "no AccountKey or SharedAccessSignature"),
+            (
+                "AccountName=womble".to_owned(),
+                "no AccountKey or SharedAccessSignature",
+            ),
             (
                 format!("AccountName=womble;AccountKey={KEY}!not-base64"),
                 "AccountKey is not valid",
@@ -786,11 +821,19 @@ mod tests {
                 "BlobEndpoint is not valid",
             ),
             (
-                format!("AccountName=womble;AccountKey={KEY};BlobEndpoint=https://x.example/?sig={KEY}"),
+                format!(
+                    "AccountName=womble;AccountKey={KEY};BlobEndpoint=https://x.example/?sig={KEY}"
+                ),
                 "BlobEndpoint is not valid",
             ),
-            (format!("AccountName=Womble_1;AccountKey={KEY}"), "invalid storage account name"),
-            ("UseDevelopmentStorage=yes".to_owned(), "UseDevelopmentStorage is not valid"),
+            (
+                format!("AccountName=Womble_1;AccountKey={KEY}"),
+                "invalid storage account name",
+            ),
+            (
+                "UseDevelopmentStorage=yes".to_owned(),
+                "UseDevelopmentStorage is not valid",
+            ),
             (
                 "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://proxy".to_owned(),
                 "not supported",
@@ -801,9 +844,15 @@ mod tests {
             let error = AzureBlobStore::from_connection_string(&connection_string, "hot-topics")
                 .expect_err(&format!("{connection_string:?} should be rejected"));
             let message = error.to_string();
-            assert!(message.contains(expected), "{message:?} should mention {expected:?}");
+            assert!(
+                message.contains(expected),
+                "{message:?} should mention {expected:?}"
+            );
             assert!(!message.contains(KEY), "{message:?} leaks the key");
-            assert!(!message.contains("c2VjcmV0"), "{message:?} leaks part of the key");
+            assert!(
+                !message.contains("c2VjcmV0"),
+                "{message:?} leaks part of the key"
+            );
         }
     }
 
@@ -816,7 +865,17 @@ mod tests {
                 "{good:?} should be accepted"
             );
         }
-        for bad in ["", "ab", "Hot-Topics", "-abc", "abc-", "a--b", "a_b", "a/b", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "ab",
+            "Hot-Topics",
+            "-abc",
+            "abc-",
+            "a--b",
+            "a_b",
+            "a/b",
+            &"a".repeat(64),
+        ] {
             assert!(
                 matches!(
                     AzureBlobStore::from_connection_string(connection_string, bad),
@@ -856,6 +915,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.is_retryable(), "{error:?}");
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

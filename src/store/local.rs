@@ -42,8 +42,9 @@ struct Inner {
     /// `<root>/<container>`.
     container_dir: PathBuf,
     /// Serialises the writes and deletes of this process, so that an `IfMatch` check and the
-    /// replacement it guards happen as one step.
-    write_lock: Mutex<()>,
+    /// replacement it guards happen as one step. The guard moves into the blocking task, so a
+    /// caller that stops waiting cannot release it while the file work still runs.
+    write_lock: Arc<Mutex<()>>,
 }
 
 impl LocalDirStore {
@@ -56,7 +57,7 @@ impl LocalDirStore {
         Self {
             inner: Arc::new(Inner {
                 container_dir: root.into().join(container),
-                write_lock: Mutex::new(()),
+                write_lock: Arc::new(Mutex::new(())),
             }),
         }
     }
@@ -99,7 +100,7 @@ impl Inner {
                 etag: etag_of(&body),
                 body: Bytes::from(body),
             })),
-            Err(error) if is_missing(&error) => Ok(None),
+            Err(error) if is_missing(&error, &path) => Ok(None),
             Err(error) => Err(failed(error)),
         }
     }
@@ -130,29 +131,41 @@ impl Inner {
         target: &Path,
         condition: &WriteCondition,
     ) -> Result<(), StoreError> {
+        if let WriteCondition::IfMatch(expected) = condition {
+            // A blob that exists has its directory already.
+            let current = match std::fs::read(target) {
+                Ok(current) => current,
+                Err(error) if is_missing(&error, target) => {
+                    return Err(StoreError::ConditionFailed)
+                }
+                Err(error) => return Err(failed(error)),
+            };
+            if etag_of(&current) != *expected {
+                return Err(StoreError::ConditionFailed);
+            }
+            return std::fs::rename(temp, target).map_err(failed);
+        }
+
+        if target.is_dir() {
+            // Blobs live under this name (`a/b` exists, `a` is being written).
+            return Err(failed(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a directory of blobs has this name",
+            )));
+        }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(failed)?;
         }
-        match condition {
-            WriteCondition::Always => std::fs::rename(temp, target).map_err(failed),
-            WriteCondition::IfNotExists => match std::fs::hard_link(temp, target) {
-                Ok(()) => Ok(()),
-                Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                    Err(StoreError::ConditionFailed)
-                }
-                Err(error) => Err(failed(error)),
-            },
-            WriteCondition::IfMatch(expected) => {
-                let current = match std::fs::read(target) {
-                    Ok(current) => current,
-                    Err(error) if is_missing(&error) => return Err(StoreError::ConditionFailed),
-                    Err(error) => return Err(failed(error)),
-                };
-                if etag_of(&current) != *expected {
-                    return Err(StoreError::ConditionFailed);
-                }
-                std::fs::rename(temp, target).map_err(failed)
+        if *condition == WriteCondition::Always {
+            return std::fs::rename(temp, target).map_err(failed);
+        }
+        // The link fails when the name is taken, even by another process: creation is atomic.
+        match std::fs::hard_link(temp, target) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                Err(StoreError::ConditionFailed)
             }
+            Err(error) => Err(failed(error)),
         }
     }
 
@@ -165,7 +178,7 @@ impl Inner {
                 self.remove_empty_parents(&path);
                 Ok(())
             }
-            Err(error) if is_missing(&error) => Ok(()),
+            Err(error) if is_missing(&error, &path) => Ok(()),
             Err(error) => Err(failed(error)),
         }
     }
@@ -199,8 +212,11 @@ impl Inner {
         };
         let mut names = Vec::new();
         collect_files(&self.container_dir, &start_dir, start_name, &mut names)?;
+        let temp_prefix = format!("{TEMP_DIR}/");
         names.retain(|(name, _)| {
-            name.starts_with(prefix) && marker.map_or(true, |marker| name.as_str() > marker)
+            name.starts_with(prefix)
+                && !name.starts_with(&temp_prefix)
+                && marker.map_or(true, |marker| name.as_str() > marker)
         });
         names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
@@ -239,7 +255,7 @@ fn collect_files(
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         // No directory, no blobs (also when the prefix's directory part names a file).
-        Err(error) if is_missing(&error) || !dir.is_dir() => return Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound || !dir.is_dir() => return Ok(()),
         Err(error) => return Err(failed(error)),
     };
     for entry in entries {
@@ -254,7 +270,7 @@ fn collect_files(
         let metadata = match entry.metadata() {
             Ok(metadata) => metadata,
             // Deleted while we walked.
-            Err(error) if is_missing(&error) => continue,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(error) => return Err(failed(error)),
         };
         if metadata.is_dir() {
@@ -289,11 +305,14 @@ impl BlobStore for LocalDirStore {
         let etag = etag_of(&body);
         let temp = self.blocking(move |inner| inner.write_temp(&body)).await?;
 
+        let guard = Arc::clone(&self.inner.write_lock).lock_owned().await;
         let installed = {
-            let _guard = self.inner.write_lock.lock().await;
-            let (temp, target) = (temp.clone(), target.clone());
-            self.blocking(move |inner| inner.install(&temp, &target, &condition))
-                .await
+            let temp = temp.clone();
+            self.blocking(move |inner| {
+                let _guard = guard;
+                inner.install(&temp, &target, &condition)
+            })
+            .await
         };
         // After a rename the temp file is gone; after a hard link or a failure it is left over.
         let _ = tokio::fs::remove_file(&temp).await;
@@ -301,9 +320,13 @@ impl BlobStore for LocalDirStore {
     }
 
     async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
-        let _guard = self.inner.write_lock.lock().await;
+        let guard = Arc::clone(&self.inner.write_lock).lock_owned().await;
         let name = name.clone();
-        self.blocking(move |inner| inner.delete(&name)).await
+        self.blocking(move |inner| {
+            let _guard = guard;
+            inner.delete(&name)
+        })
+        .await
     }
 
     async fn list(
@@ -327,8 +350,10 @@ fn etag_of(body: &[u8]) -> ETag {
     ETag(hex::encode(Sha256::digest(body)))
 }
 
-fn is_missing(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::NotFound
+/// Whether a failed file operation on `path` means there is no blob there: the file does not
+/// exist, or the path is a directory or lies under a file (`a/b` when `a` is a blob).
+fn is_missing(error: &io::Error, path: &Path) -> bool {
+    error.kind() == io::ErrorKind::NotFound || !path.is_file()
 }
 
 fn failed(error: io::Error) -> StoreError {
@@ -362,7 +387,12 @@ mod tests {
         let reserved = BlobName::parse(format!("{TEMP_DIR}/stray")).unwrap();
         assert!(matches!(
             store
-                .put(&reserved, Bytes::from_static(b"y"), "text/plain", WriteCondition::Always)
+                .put(
+                    &reserved,
+                    Bytes::from_static(b"y"),
+                    "text/plain",
+                    WriteCondition::Always
+                )
                 .await,
             Err(StoreError::Failed(_))
         ));
@@ -376,7 +406,12 @@ mod tests {
         let store = LocalDirStore::new(root.path(), "box");
         let name = BlobName::parse("jobs/1/status.json").unwrap();
         store
-            .put(&name, Bytes::from_static(b"{}"), "application/json", WriteCondition::Always)
+            .put(
+                &name,
+                Bytes::from_static(b"{}"),
+                "application/json",
+                WriteCondition::Always,
+            )
             .await
             .unwrap();
         store.delete(&name).await.unwrap();
@@ -391,14 +426,29 @@ mod tests {
         let name = BlobName::parse("a.json").unwrap();
         let body = Bytes::from_static(b"1");
         let etag = store
-            .put(&name, body.clone(), "application/json", WriteCondition::IfNotExists)
+            .put(
+                &name,
+                body.clone(),
+                "application/json",
+                WriteCondition::IfNotExists,
+            )
             .await
             .unwrap();
         let _ = store
-            .put(&name, body.clone(), "application/json", WriteCondition::IfNotExists)
+            .put(
+                &name,
+                body.clone(),
+                "application/json",
+                WriteCondition::IfNotExists,
+            )
             .await;
         store
-            .put(&name, body.clone(), "application/json", WriteCondition::IfMatch(etag))
+            .put(
+                &name,
+                body.clone(),
+                "application/json",
+                WriteCondition::IfMatch(etag),
+            )
             .await
             .unwrap();
         store
@@ -409,6 +459,50 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(leftovers, 0);
+    }
+
+    #[tokio::test]
+    async fn directories_and_names_under_a_blob_are_missing_blobs() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(root.path(), "box");
+        let status = BlobName::parse("jobs/1/status.json").unwrap();
+        let etag = store
+            .put(
+                &status,
+                Bytes::from_static(b"{}"),
+                "application/json",
+                WriteCondition::Always,
+            )
+            .await
+            .unwrap();
+        for missing in ["jobs", "jobs/1", "jobs/1/status.json/more"] {
+            let missing = BlobName::parse(missing).unwrap();
+            assert!(store.get(&missing).await.unwrap().is_none(), "{missing}");
+            store.delete(&missing).await.unwrap();
+            let outcome = store
+                .put(
+                    &missing,
+                    Bytes::from_static(b"x"),
+                    "text/plain",
+                    WriteCondition::IfMatch(etag.clone()),
+                )
+                .await;
+            assert!(
+                matches!(outcome, Err(StoreError::ConditionFailed)),
+                "{missing}: {outcome:?}"
+            );
+        }
+        assert!(store.get(&status).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_prefix_inside_the_temp_directory_lists_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalDirStore::new(root.path(), "box");
+        store.ensure_container().await.unwrap();
+        std::fs::write(root.path().join("box").join(TEMP_DIR).join("stray"), b"x").unwrap();
+        let page = store.list(&format!("{TEMP_DIR}/"), None, 10).await.unwrap();
+        assert!(page.items.is_empty(), "{:?}", page.items);
     }
 
     #[test]

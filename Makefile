@@ -1,0 +1,52 @@
+# SummaryWomble: an Azure Functions app run by a Rust custom handler.
+#
+#   make run              start the app locally with Azurite (func start when Core Tools is
+#                         installed, else the handler in standalone mode on port 7071)
+#   make test             unit, contract and black-box tests against a real Azurite
+#   make handler          release build of the handler, copied to ./handler
+#   make deploy APP=name  publish to an Azure Function App with Core Tools
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+PORT ?= 7071
+AZURITE_RUN_PORT ?= 10000
+
+.PHONY: help run test handler deploy clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+node_modules/.bin/azurite-blob: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+test: node_modules/.bin/azurite-blob
+	$(CARGO) build --locked --tests --bins
+	scripts/with-azurite.sh .test-state $(CARGO) test --locked -- --color never
+
+run: node_modules/.bin/azurite-blob
+	@if command -v func >/dev/null 2>&1; then \
+	  $(CARGO) build --locked && cp target/debug/handler ./handler && \
+	  AZURITE_BLOB_PORT=$(AZURITE_RUN_PORT) scripts/with-azurite.sh .run-state func start --custom; \
+	else \
+	  echo "Azure Functions Core Tools (func) not found: running the handler standalone on port $(PORT)."; \
+	  $(CARGO) build --locked && \
+	  scripts/with-azurite.sh .run-state scripts/run-standalone.sh $(PORT); \
+	fi
+
+handler:
+	$(CARGO) build --locked --release --bin handler
+	cp target/release/handler ./handler
+
+deploy: handler
+	@test -n "$(APP)" || { echo "usage: make deploy APP=<function-app-name>"; exit 2; }
+	@command -v func >/dev/null 2>&1 || { echo "Azure Functions Core Tools (func) is required to deploy"; exit 2; }
+	func azure functionapp publish $(APP) --custom
+
+clean:
+	-scripts/azurite.sh stop .test-state
+	-scripts/azurite.sh stop .run-state
+	rm -rf .test-state .run-state handler

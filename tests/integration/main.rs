@@ -1,0 +1,8 @@
+//! Black-box tests: the built `handler` driven through the Functions host simulator, against
+//! Azurite and a fake Reddit. Run by `make test`, which starts Azurite and exports
+//! `AZURITE_CONNECTION_STRING`.
+
+mod support;
+
+
+mod reddit;

@@ -1,0 +1,72 @@
+//! The Azurite container a test runs against: a fresh one per test, so tests run in parallel
+//! without seeing each other's blobs.
+
+use std::sync::Arc;
+
+use summary_womble::store::azure::AzureBlobStore;
+use summary_womble::store::{BlobName, BlobStore};
+
+/// The connection string `make test` exports for the Azurite it started.
+pub fn connection_string() -> String {
+    std::env::var("AZURITE_CONNECTION_STRING").unwrap_or_else(|_| {
+        panic!(
+            "AZURITE_CONNECTION_STRING is not set: these tests need Azurite. Run them with \
+             `make test`, which installs and starts it."
+        )
+    })
+}
+
+/// A container of its own for one test, already created.
+pub struct Container {
+    pub name: String,
+    pub store: Arc<dyn BlobStore>,
+}
+
+impl Container {
+    pub async fn fresh() -> Self {
+        let name = format!("t-{}", uuid::Uuid::new_v4().simple());
+        let store = AzureBlobStore::from_connection_string(&connection_string(), &name)
+            .expect("the Azurite connection string works");
+        store.ensure_container().await.expect("Azurite answers");
+        Self {
+            name,
+            store: Arc::new(store),
+        }
+    }
+
+    /// The environment that points the handler at this container.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AzureWebJobsStorage".into(), connection_string()),
+            ("OUTPUT_CONTAINER".into(), self.name.clone()),
+        ]
+    }
+
+    /// Every blob name, in order.
+    pub async fn names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self.store.list("", marker, 1000).await.expect("Azurite lists");
+            names.extend(page.items.into_iter().map(|item| item.name.as_str().to_owned()));
+            match page.next_marker {
+                Some(next) => marker = Some(next),
+                None => return names,
+            }
+        }
+    }
+
+    pub async fn read(&self, name: &str) -> Option<Vec<u8>> {
+        self.store
+            .get(&BlobName::parse(name).unwrap())
+            .await
+            .expect("Azurite reads")
+            .map(|blob| blob.body.to_vec())
+    }
+
+    pub async fn read_json(&self, name: &str) -> Option<serde_json::Value> {
+        self.read(name)
+            .await
+            .map(|body| serde_json::from_slice(&body).expect("the blob is JSON"))
+    }
+}

@@ -1,0 +1,374 @@
+//! A local Reddit that answers as the real one does (reddit.md): the application-only token
+//! endpoint with Basic auth, `/r/<name>/hot` Listings with stickied posts and `after` paging,
+//! `X-Ratelimit-*` headers on every answer, and the real error shapes: 403 with a `reason` for
+//! private/quarantined subreddits, 404 `banned`, a 302 to the search page for a subreddit that
+//! does not exist, 401 for a bad or expired token, 429 with `Retry-After`, 5xx, slow answers and
+//! malformed JSON. Every request is recorded so tests can count what the handler sent.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use warp::http::{HeaderMap, Response, StatusCode};
+use warp::Filter;
+
+pub const CLIENT_ID: &str = "fake-client-id";
+pub const CLIENT_SECRET: &str = "fake-client-secret-do-not-log";
+
+/// How one subreddit behaves.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// A normal subreddit with `posts` posts, the first `stickied` of them stickied.
+    Posts { posts: usize, stickied: usize },
+    Private,
+    Quarantined,
+    Banned,
+    /// Unknown name: Reddit redirects to its search page.
+    Missing,
+    /// Answers `status` this many times, then behaves normally.
+    FailTimes { status: u16, times: usize },
+    /// Answers 429 with `Retry-After: retry_after` this many times, then normally.
+    RateLimitedTimes { times: usize, retry_after: f64 },
+    /// 200 with a body that is not JSON.
+    Malformed,
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub query: String,
+    pub authorization: Option<String>,
+    pub user_agent: Option<String>,
+    pub at: Instant,
+}
+
+#[derive(Debug)]
+struct State {
+    behaviours: HashMap<String, Behaviour>,
+    /// How many times each subreddit has been asked for (for FailTimes / RateLimitedTimes).
+    asked: HashMap<String, usize>,
+    requests: Vec<Seen>,
+    tokens_issued: usize,
+    valid_tokens: Vec<String>,
+    latency: Duration,
+    /// Rate-limit window the fake reports: remaining requests and seconds to reset.
+    window_remaining: f64,
+    window_reset: f64,
+    /// When set, the remaining count the fake reports is exhausted after this many answers.
+    window_budget: Option<usize>,
+    /// Listing requests being answered right now, and the most there ever were at once.
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+#[derive(Clone)]
+pub struct FakeReddit {
+    state: Arc<Mutex<State>>,
+    addr: SocketAddr,
+}
+
+impl FakeReddit {
+    /// Starts on a free loopback port; every subreddit not configured has 25 posts, 2 stickied.
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State {
+            behaviours: HashMap::new(),
+            asked: HashMap::new(),
+            requests: Vec::new(),
+            tokens_issued: 0,
+            valid_tokens: Vec::new(),
+            latency: Duration::ZERO,
+            window_remaining: 600.0,
+            window_reset: 600.0,
+            window_budget: None,
+            in_flight: 0,
+            max_in_flight: 0,
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let routes = routes(state.clone());
+        tokio::spawn(warp::serve(routes).incoming(listener).run());
+        Self { state, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The environment that points the handler at this fake with credentials.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("REDDIT_AUTH_URL".into(), self.url()),
+            ("REDDIT_API_URL".into(), self.url()),
+            ("REDDIT_PUBLIC_URL".into(), self.url()),
+            ("REDDIT_CLIENT_ID".into(), CLIENT_ID.into()),
+            ("REDDIT_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
+            ("REDDIT_USER_AGENT".into(), "linux:summary-womble-tests:v1 (by /u/womble)".into()),
+        ]
+    }
+
+    pub fn set(&self, subreddit: &str, behaviour: Behaviour) {
+        self.state
+            .lock()
+            .unwrap()
+            .behaviours
+            .insert(subreddit.to_ascii_lowercase(), behaviour);
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().unwrap().latency = latency;
+    }
+
+    /// Reports a window in which only `budget` more requests may be sent, resetting in
+    /// `reset` seconds.
+    pub fn set_window(&self, budget: usize, reset: f64) {
+        let mut state = self.state.lock().unwrap();
+        state.window_budget = Some(budget);
+        state.window_reset = reset;
+    }
+
+    pub fn tokens_issued(&self) -> usize {
+        self.state.lock().unwrap().tokens_issued
+    }
+
+    /// Forgets every issued token, as if they had expired.
+    pub fn expire_tokens(&self) {
+        self.state.lock().unwrap().valid_tokens.clear();
+    }
+
+    /// The most listing requests that were ever in flight at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Listing requests for one subreddit.
+    pub fn listing_requests(&self, subreddit: &str) -> usize {
+        let prefix = format!("/r/{}/hot", subreddit.to_ascii_lowercase());
+        self.requests()
+            .iter()
+            .filter(|seen| seen.path.to_ascii_lowercase().starts_with(&prefix))
+            .count()
+    }
+}
+
+fn routes(
+    state: Arc<Mutex<State>>,
+) -> impl Filter<Extract = (Response<String>,), Error = Infallible> + Clone {
+    let state = warp::any().map(move || state.clone());
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(state)
+        .then(
+            |method: warp::http::Method,
+             path: warp::path::FullPath,
+             query: String,
+             headers: HeaderMap,
+             state: Arc<Mutex<State>>| async move {
+                answer(method, path.as_str().to_owned(), query, headers, state).await
+            },
+        )
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+async fn answer(
+    method: warp::http::Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    state: Arc<Mutex<State>>,
+) -> Response<String> {
+    let is_listing = path.starts_with("/r/");
+    let latency = {
+        let mut state = state.lock().unwrap();
+        if is_listing {
+            state.in_flight += 1;
+            state.max_in_flight = state.max_in_flight.max(state.in_flight);
+        }
+        state.requests.push(Seen {
+            path: path.clone(),
+            query: query.clone(),
+            authorization: header(&headers, "authorization"),
+            user_agent: header(&headers, "user-agent"),
+            at: Instant::now(),
+        });
+        state.latency
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if is_listing {
+        state.lock().unwrap().in_flight -= 1;
+    }
+
+    if path == "/api/v1/access_token" && method == warp::http::Method::POST {
+        return token(&headers, &state);
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (name, public) = match segments.as_slice() {
+        ["r", name, "hot"] => (name.to_string(), false),
+        ["r", name, "hot.json"] => (name.to_string(), true),
+        _ => return json_answer(&state, StatusCode::NOT_FOUND, json!({"message": "Not Found", "error": 404})),
+    };
+    if !public {
+        let authorized = header(&headers, "authorization")
+            .and_then(|value| value.strip_prefix("bearer ").map(str::to_owned))
+            .is_some_and(|token| state.lock().unwrap().valid_tokens.contains(&token));
+        if !authorized {
+            return json_answer(&state, StatusCode::UNAUTHORIZED, json!({"message": "Unauthorized", "error": 401}));
+        }
+    }
+    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let limit: usize = params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(25).min(100);
+    let after = params.get("after").cloned();
+
+    let (behaviour, asked) = {
+        let mut state = state.lock().unwrap();
+        let key = name.to_ascii_lowercase();
+        let asked = {
+            let count = state.asked.entry(key.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        let behaviour = state
+            .behaviours
+            .get(&key)
+            .cloned()
+            .unwrap_or(Behaviour::Posts { posts: 25, stickied: 2 });
+        (behaviour, asked)
+    };
+    let normal = Behaviour::Posts { posts: 25, stickied: 2 };
+    let behaviour = match behaviour {
+        Behaviour::FailTimes { status, times } if asked <= times => {
+            return json_answer(
+                &state,
+                StatusCode::from_u16(status).unwrap(),
+                json!({"message": "Internal Server Error", "error": status}),
+            )
+        }
+        Behaviour::RateLimitedTimes { times, retry_after } if asked <= times => {
+            let mut response = json_answer(&state, StatusCode::TOO_MANY_REQUESTS, json!({"message": "Too Many Requests", "error": 429}));
+            response
+                .headers_mut()
+                .insert("retry-after", retry_after.to_string().parse().unwrap());
+            return response;
+        }
+        Behaviour::FailTimes { .. } | Behaviour::RateLimitedTimes { .. } => normal,
+        other => other,
+    };
+    match behaviour {
+        Behaviour::Private => json_answer(&state, StatusCode::FORBIDDEN, json!({"reason": "private", "message": "Forbidden", "error": 403})),
+        Behaviour::Quarantined => json_answer(&state, StatusCode::FORBIDDEN, json!({"reason": "quarantined", "message": "Forbidden", "error": 403, "quarantine_message": "..."})),
+        Behaviour::Banned => json_answer(&state, StatusCode::NOT_FOUND, json!({"reason": "banned", "message": "Not Found", "error": 404})),
+        Behaviour::Missing => {
+            let mut response = json_answer(&state, StatusCode::FOUND, json!({}));
+            *response.body_mut() = String::new();
+            response.headers_mut().insert(
+                "location",
+                format!("https://www.reddit.com/subreddits/search.json?q={name}").parse().unwrap(),
+            );
+            response
+        }
+        Behaviour::Malformed => {
+            let mut response = json_answer(&state, StatusCode::OK, json!({}));
+            *response.body_mut() = "<html>we're doing some maintenance".into();
+            response
+        }
+        Behaviour::Posts { posts, stickied } => {
+            json_answer(&state, StatusCode::OK, listing(&name, posts, stickied, limit, after.as_deref()))
+        }
+        Behaviour::FailTimes { .. } | Behaviour::RateLimitedTimes { .. } => unreachable!(),
+    }
+}
+
+fn token(headers: &HeaderMap, state: &Arc<Mutex<State>>) -> Response<String> {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+    );
+    if header(headers, "authorization").as_deref() != Some(expected.as_str()) {
+        return json_answer(state, StatusCode::UNAUTHORIZED, json!({"message": "Unauthorized", "error": 401}));
+    }
+    let token = {
+        let mut state = state.lock().unwrap();
+        state.tokens_issued += 1;
+        let token = format!("token-{}", state.tokens_issued);
+        state.valid_tokens.push(token.clone());
+        token
+    };
+    json_answer(
+        state,
+        StatusCode::OK,
+        json!({"access_token": token, "token_type": "bearer", "expires_in": 3600, "scope": "*"}),
+    )
+}
+
+/// The rate-limit headers Reddit puts on every answer.
+fn json_answer(state: &Arc<Mutex<State>>, status: StatusCode, body: Value) -> Response<String> {
+    let (used, remaining, reset) = {
+        let mut state = state.lock().unwrap();
+        let used = state.requests.len();
+        let remaining = match state.window_budget.as_mut() {
+            Some(budget) => {
+                *budget = budget.saturating_sub(1);
+                *budget as f64
+            }
+            None => (state.window_remaining - used as f64).max(0.0),
+        };
+        (used, remaining, state.window_reset)
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json; charset=UTF-8")
+        .header("x-ratelimit-used", used.to_string())
+        .header("x-ratelimit-remaining", format!("{remaining:.1}"))
+        .header("x-ratelimit-reset", format!("{}", reset.round() as u64))
+        .body(body.to_string())
+        .unwrap()
+}
+
+/// A hot listing: `posts` posts named `<name>_<i>`, the first `stickied` stickied, paged by
+/// `after` as Reddit does (`after` names the last post of the page).
+fn listing(name: &str, posts: usize, stickied: usize, limit: usize, after: Option<&str>) -> Value {
+    let start = after
+        .and_then(|after| after.strip_prefix("t3_"))
+        .and_then(|id| id.rsplit('_').next())
+        .and_then(|i| i.parse::<usize>().ok())
+        .map_or(0, |i| i + 1);
+    let end = (start + limit).min(posts);
+    let children: Vec<Value> = (start..end)
+        .map(|i| {
+            let id = format!("{}_{i}", name.to_ascii_lowercase());
+            json!({"kind": "t3", "data": {
+                "id": id,
+                "name": format!("t3_{id}"),
+                "title": format!("Post {i} of r/{name}: <b>bold</b> & more"),
+                "url": format!("https://example.com/{name}/{i}"),
+                "permalink": format!("/r/{name}/comments/{id}/post_{i}/"),
+                "score": 1000 - i as i64,
+                "num_comments": i * 3,
+                "created_utc": 1_754_920_341.0 + i as f64 + 0.5,
+                "author": if i % 5 == 4 { "[deleted]".to_owned() } else { format!("user{i}") },
+                "selftext": if i % 3 == 0 { "é".repeat(700) } else { String::new() },
+                "stickied": i < stickied,
+                "over_18": false,
+                "subreddit": name,
+                "is_self": i % 3 == 0,
+            }})
+        })
+        .collect();
+    let after = (end < posts).then(|| format!("t3_{}_{}", name.to_ascii_lowercase(), end - 1));
+    json!({"kind": "Listing", "data": {"after": after, "before": null, "dist": children.len(), "children": children}})
+}
