@@ -6,7 +6,8 @@
 #   scripts/azurite.sh stop <state-dir>    stop it; stopping a stopped emulator is fine
 #
 # <state-dir>/env exports AZURITE_BLOB_PORT and AZURITE_CONNECTION_STRING, so a caller can
-# `source` it. The port is chosen at start so that parallel runs never collide on 10000.
+# `source` it. The port is chosen at start so that parallel runs never collide on 10000; set
+# AZURITE_BLOB_PORT to insist on one (10000 is what `UseDevelopmentStorage=true` expects).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,10 +39,10 @@ install_azurite() {
     (
         cd "$repo_root"
         if [[ -f package-lock.json ]]; then
-            # --unsafe-perm keeps install scripts working when run as root.
-            npm ci --no-audit --no-fund --unsafe-perm >&2
+            npm ci --no-audit --no-fund >&2
         else
-            npm install --no-audit --no-fund --unsafe-perm >&2
+            # Writes package-lock.json, which should then be committed.
+            npm install --no-audit --no-fund >&2
         fi
     )
     [[ -x "$azurite_bin" ]] || die "npm finished but $azurite_bin is still missing"
@@ -85,7 +86,14 @@ start() {
     install_azurite
 
     local port log pid
-    port="$(free_port)"
+    port="${AZURITE_BLOB_PORT:-}"
+    if [[ -z "$port" ]]; then
+        port="$(free_port)"
+    elif ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+        die "AZURITE_BLOB_PORT=$port is not a TCP port"
+    elif port_answers "$port"; then
+        die "port $port (AZURITE_BLOB_PORT) is already in use on 127.0.0.1; stop what listens there or unset AZURITE_BLOB_PORT"
+    fi
     log="$state_dir/azurite.log"
     rm -f "$state_dir/env"
 

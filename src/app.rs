@@ -29,6 +29,7 @@ use crate::functions::{
     get_hot_topics, summary_womble, ApiError, ApiRequest, ApiResponse, FunctionContext,
     MAX_BODY_BYTES,
 };
+use crate::jobs::callback::CallbackSender;
 use crate::jobs::runner::RunnerOptions;
 use crate::jobs::{JobRunner, StatusRepository};
 use crate::reddit::client::{default_user_agent, Endpoints, RetryPolicy};
@@ -93,6 +94,8 @@ pub fn build(settings: Settings) -> anyhow::Result<FunctionContext> {
             max_concurrent_jobs: settings.jobs.max_concurrent_jobs,
             fetch_concurrency: 8,
             stale_after: settings.jobs.stale_after,
+            callbacks: CallbackSender::new(settings.jobs.callback_signing_key.clone())
+                .context("the HTTP client cannot be built")?,
         },
     );
     tokio::spawn(ensure_container(store));

@@ -574,7 +574,7 @@ async fn list(context: &FunctionContext, filter: ListFilter) -> Result<ApiRespon
                 .is_none_or(|after| ListPosition::of(doc).is_after(after))
         })
         .collect();
-    documents.sort_by(|a, b| (b.created_at, b.job_id).cmp(&(a.created_at, a.job_id)));
+    documents.sort_by_key(|doc| std::cmp::Reverse((doc.created_at, doc.job_id)));
     let more = documents.len() > filter.top;
     documents.truncate(filter.top);
     let continuation = more

@@ -5,8 +5,10 @@
 //! - [`status`]: the [`StatusDocument`] stored at `jobs/<id>/status.json` and its state machine.
 //! - [`repository`]: [`StatusRepository`], status documents on a blob store with ETag
 //!   conditions, and the output blobs.
+//! - [`callback`]: signed completion callbacks.
 //! - [`runner`]: [`JobRunner`], which accepts jobs and runs them as tracked tasks.
 
+pub mod callback;
 pub mod repository;
 pub mod request;
 pub mod runner;

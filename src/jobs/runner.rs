@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::callback::CallbackSender;
 use super::repository::{RepositoryError, StatusRepository};
 use super::request::{JobId, JobRequest, Priority};
 use super::status::{
@@ -37,6 +38,8 @@ pub struct RunnerOptions {
     pub fetch_concurrency: usize,
     /// A non-terminal job not updated for this long has lost its worker.
     pub stale_after: Duration,
+    /// Delivers completion callbacks of jobs that asked for one.
+    pub callbacks: CallbackSender,
 }
 
 impl RunnerOptions {
@@ -282,6 +285,14 @@ impl JobRunner {
                 .await;
             match claimed {
                 Ok(document) => document,
+                Err(RepositoryError::Transition(TransitionError::Terminal(status))) => {
+                    tracing::info!(status = %status, "job ended before it started");
+                    // Cancelled while queued: its callback is still owed.
+                    if let Ok(Some(versioned)) = repository.load(job).await {
+                        self.call_back(versioned.document);
+                    }
+                    return;
+                }
                 Err(RepositoryError::Transition(reason)) => {
                     tracing::info!(reason = %reason, "job not started");
                     return;
@@ -308,6 +319,7 @@ impl JobRunner {
                     // The scanner removes the marker of a terminal job later.
                     tracing::warn!(error = %error, "could not remove the job's active marker");
                 }
+                self.call_back(document);
             }
             Err(RepositoryError::Transition(TransitionError::Superseded)) => {
                 tracing::warn!("another worker took the job over; stopping here");
@@ -316,6 +328,22 @@ impl JobRunner {
                 tracing::error!(error = %error, "job could not record its progress; it will be resumed")
             }
         }
+    }
+
+    /// Sends the final document to the job's callback URL, if it has one, as a tracked task so
+    /// a slow receiver holds no worker.
+    fn call_back(&self, document: StatusDocument) {
+        let Some(url) = document.request.callback_url.clone() else {
+            return;
+        };
+        let callbacks = self.inner.options.callbacks.clone();
+        let span = tracing::info_span!("callback", job_id = %document.job_id);
+        self.inner.tracker.spawn(
+            async move {
+                callbacks.deliver(&url, &document).await;
+            }
+            .instrument(span),
+        );
     }
 
     /// Fetches and stores every pending subreddit, recording each outcome, then ends the job.

@@ -8,7 +8,7 @@
 //!   name the setting at fault and never repeat a value.
 //! - The SDK's own retry policy is switched off: it retries for up to a minute, and it would
 //!   retry a conditional write whose first attempt may already have landed. [`AzureBlobStore`]
-//!   retries a little itself ([`MAX_RETRIES`], [`RETRY_BUDGET`]) and, when a retried conditional
+//!   retries a little itself (`MAX_RETRIES` within `RETRY_BUDGET`) and, when a retried conditional
 //!   write reports a failed condition, checks whether the blob already holds exactly the bytes
 //!   being written (then the earlier attempt did land, and the write succeeded).
 //! - Each HTTP attempt has a connect timeout and an overall timeout, so a call against storage
@@ -774,7 +774,7 @@ mod tests {
     }
 
     #[test]
-    fn describe_names_account_and_container_but_no_key() {
+    fn neither_describe_nor_debug_shows_the_key() {
         let store = AzureBlobStore::from_connection_string(
             &format!("AccountName=womble;AccountKey={KEY}"),
             "hot-topics",
@@ -786,6 +786,7 @@ mod tests {
             "{description}"
         );
         assert!(!description.contains(KEY));
+        assert!(!format!("{store:?}").contains(KEY), "{store:?}");
     }
 
     #[test]

@@ -216,7 +216,7 @@ impl Inner {
         names.retain(|(name, _)| {
             name.starts_with(prefix)
                 && !name.starts_with(&temp_prefix)
-                && marker.map_or(true, |marker| name.as_str() > marker)
+                && marker.is_none_or(|marker| name.as_str() > marker)
         });
         names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
