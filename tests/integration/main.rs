@@ -2,7 +2,9 @@
 //! Azurite and a fake Reddit. Run by `make test`, which starts Azurite and exports
 //! `AZURITE_CONNECTION_STRING`.
 
-mod support;
-
-
+mod api;
+mod durability;
 mod reddit;
+mod secrets;
+mod support;
+mod timer;

@@ -13,6 +13,8 @@ pub struct TestApp {
     pub host: HostSimulator,
     pub reddit: FakeReddit,
     pub container: Container,
+    /// The settings the handler was started with, for starting more instances.
+    pub env: Vec<(String, String)>,
 }
 
 impl TestApp {
@@ -22,21 +24,35 @@ impl TestApp {
 
     /// Starts with extra settings (they win over the defaults).
     pub async fn start_with(extra: Vec<(&str, &str)>) -> Self {
+        Self::start_on(Container::fresh().await, extra).await
+    }
+
+    /// Starts against a given container.
+    pub async fn start_on(container: Container, extra: Vec<(&str, &str)>) -> Self {
         let reddit = FakeReddit::start().await;
-        let container = Container::fresh().await;
         let mut env = container.env();
         env.extend(reddit.env());
         env.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
-        let host = HostSimulator::start(HostOptions {
-            env,
-            ..HostOptions::default()
-        })
-        .await;
+        let host = Self::instance(&env).await;
         Self {
             host,
             reddit,
             container,
+            env,
         }
+    }
+
+    async fn instance(env: &[(String, String)]) -> HostSimulator {
+        HostSimulator::start(HostOptions {
+            env: env.to_vec(),
+            ..HostOptions::default()
+        })
+        .await
+    }
+
+    /// Another handler instance sharing this app's storage and Reddit (a scaled-out app).
+    pub async fn another_instance(&self) -> HostSimulator {
+        Self::instance(&self.env).await
     }
 
     /// Starts a job through the forwarded route and returns the ticket, asserting the 202.
@@ -86,4 +102,78 @@ impl TestApp {
 /// A start body for the given subreddits.
 pub fn job(topics: &[&str], limit: u32) -> Value {
     json!({"topics": topics, "limit": limit})
+}
+
+/// The handler in standalone mode (no Functions host): started directly, listening on `PORT`.
+pub struct StandaloneApp {
+    /// Kept for the life of the app: the handler fetches from it.
+    _reddit: FakeReddit,
+    pub container: Container,
+    pub port: u16,
+    child: std::process::Child,
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl StandaloneApp {
+    pub async fn start(extra: Vec<(&str, &str)>) -> Self {
+        use std::io::BufRead;
+        let reddit = FakeReddit::start().await;
+        let container = Container::fresh().await;
+        let port = super::host::free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_handler"));
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("PORT", port.to_string())
+            .envs(container.env())
+            .envs(reddit.env())
+            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("the handler starts");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut logs = logs.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
+        let app = Self {
+            _reddit: reddit,
+            container,
+            port,
+            child,
+            logs,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::get(app.url("/")).await.is_err() {
+            assert!(Instant::now() < deadline, "standalone handler not ready:\n{}", app.logs());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StandaloneApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

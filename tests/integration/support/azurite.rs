@@ -20,6 +20,7 @@ pub fn connection_string() -> String {
 pub struct Container {
     pub name: String,
     pub store: Arc<dyn BlobStore>,
+    connection_string: String,
 }
 
 impl Container {
@@ -31,13 +32,14 @@ impl Container {
         Self {
             name,
             store: Arc::new(store),
+            connection_string: connection_string(),
         }
     }
 
     /// The environment that points the handler at this container.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
-            ("AzureWebJobsStorage".into(), connection_string()),
+            ("AzureWebJobsStorage".into(), self.connection_string.clone()),
             ("OUTPUT_CONTAINER".into(), self.name.clone()),
         ]
     }
@@ -68,5 +70,66 @@ impl Container {
         self.read(name)
             .await
             .map(|body| serde_json::from_slice(&body).expect("the blob is JSON"))
+    }
+}
+
+/// An Azurite of the test's own, which the test may stop and start again (on the same port,
+/// with the same data), to show what the handler does while storage is away.
+pub struct OwnAzurite {
+    state: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnAzurite {
+    pub fn start() -> Self {
+        let azurite = Self {
+            state: tempfile::tempdir().unwrap(),
+            port: super::host::free_port(),
+        };
+        azurite.up();
+        azurite
+    }
+
+    fn script(&self, action: &str) {
+        let status = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/azurite.sh"))
+            .arg(action)
+            .arg(self.state.path())
+            .env("AZURITE_BLOB_PORT", self.port.to_string())
+            .status()
+            .expect("scripts/azurite.sh runs");
+        assert!(status.success(), "azurite.sh {action} failed");
+    }
+
+    pub fn up(&self) {
+        self.script("start");
+    }
+
+    pub fn down(&self) {
+        self.script("stop");
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:{}/devstoreaccount1;",
+            self.port
+        )
+    }
+
+    /// A container on this Azurite, created.
+    pub async fn container(&self) -> Container {
+        let name = format!("t-{}", uuid::Uuid::new_v4().simple());
+        let store = AzureBlobStore::from_connection_string(&self.connection_string(), &name).unwrap();
+        store.ensure_container().await.expect("own Azurite answers");
+        Container {
+            name,
+            store: Arc::new(store),
+            connection_string: self.connection_string(),
+        }
+    }
+}
+
+impl Drop for OwnAzurite {
+    fn drop(&mut self) {
+        self.down();
     }
 }

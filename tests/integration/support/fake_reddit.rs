@@ -35,6 +35,8 @@ pub enum Behaviour {
     RateLimitedTimes { times: usize, retry_after: f64 },
     /// 200 with a body that is not JSON.
     Malformed,
+    /// A normal subreddit that takes this long to answer.
+    Slow(Duration),
 }
 
 /// One request as the fake saw it.
@@ -266,6 +268,10 @@ async fn answer(
             return response;
         }
         Behaviour::FailTimes { .. } | Behaviour::RateLimitedTimes { .. } => normal,
+        Behaviour::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            normal
+        }
         other => other,
     };
     match behaviour {
@@ -289,7 +295,9 @@ async fn answer(
         Behaviour::Posts { posts, stickied } => {
             json_answer(&state, StatusCode::OK, listing(&name, posts, stickied, limit, after.as_deref()))
         }
-        Behaviour::FailTimes { .. } | Behaviour::RateLimitedTimes { .. } => unreachable!(),
+        Behaviour::FailTimes { .. } | Behaviour::RateLimitedTimes { .. } | Behaviour::Slow(_) => {
+            unreachable!("resolved above")
+        }
     }
 }
 

@@ -4,4 +4,6 @@
 pub mod app;
 pub mod azurite;
 pub mod fake_reddit;
+pub mod gate;
 pub mod host;
+pub mod key_vault;
