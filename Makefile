@@ -25,7 +25,7 @@ node_modules/.bin/azurite-blob: package.json package-lock.json
 
 test: node_modules/.bin/azurite-blob
 	$(CARGO) build --locked --tests --bins
-	scripts/with-azurite.sh .test-state $(CARGO) test --locked -- --color never
+	scripts/with-azurite.sh .test-state $(CARGO) test --locked --no-fail-fast -- --color never
 
 run: node_modules/.bin/azurite-blob
 	@if command -v func >/dev/null 2>&1; then \

@@ -174,7 +174,7 @@ pub fn routes(
         warp::any().map(move || context.clone())
     };
 
-    let forwarded = warp::path!("api" / "SummaryWomble")
+    let forwarded = route("/api/SummaryWomble")
         .and(authorized(context.settings.clone()))
         .and(warp::method())
         .and(raw_query())
@@ -197,7 +197,7 @@ pub fn routes(
             },
         );
 
-    let envelope_http = warp::path!("SummaryWomble")
+    let envelope_http = route("/SummaryWomble")
         .and(warp::post())
         .and(authorized(context.settings.clone()))
         .and(limited_body(MAX_ENVELOPE_BYTES))
@@ -206,7 +206,7 @@ pub fn routes(
             http_envelope(&context, &body).await
         });
 
-    let timer = warp::path!("GetHotTopics")
+    let timer = route("/GetHotTopics")
         .and(warp::post())
         .and(authorized(context.settings.clone()))
         .and(limited_body(MAX_ENVELOPE_BYTES))
@@ -231,6 +231,24 @@ pub fn routes(
         .with(warp::trace::request())
 }
 
+/// A function's route. The host matches routes without regard to case and forwards the
+/// caller's own spelling, so we match the same way.
+fn route(path: &'static str) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path::full()
+        .and_then(move |full: warp::path::FullPath| async move {
+            if full
+                .as_str()
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(path)
+            {
+                Ok(())
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .untuple_one()
+}
+
 /// The query string, empty when there is none.
 fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
     warp::query::raw().or(warp::any().map(String::new)).unify()
@@ -247,13 +265,18 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
 struct Refused(ApiError);
 impl warp::reject::Reject for Refused {}
 
+/// How much of an oversized body is read and thrown away before answering 413, so the client
+/// (still sending) gets the JSON answer rather than a reset connection. Beyond this the
+/// connection is simply closed.
+const MAX_DRAIN_BYTES: u64 = 4 * 1024 * 1024;
+
 /// The request body, refused with 413 once it passes `limit` bytes, whether or not the
 /// client sent a Content-Length (the host may send envelopes chunked).
 fn limited_body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     let declared = warp::header::optional::<u64>("content-length").and_then(
-        move |length: Option<u64>| async move {
+        |length: Option<u64>| async move {
             match length {
-                Some(length) if length > limit as u64 => {
+                Some(length) if length > MAX_DRAIN_BYTES => {
                     Err(warp::reject::custom(Refused(ApiError::PayloadTooLarge)))
                 }
                 _ => Ok(()),
@@ -273,14 +296,21 @@ where
 {
     let mut stream = std::pin::pin!(stream);
     let mut body = BytesMut::new();
+    let mut seen: u64 = 0;
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|_| {
             warp::reject::custom(Refused(ApiError::BadRequest(
                 "The request body could not be read.".into(),
             )))
         })?;
-        if body.len() + chunk.remaining() > limit {
-            return Err(warp::reject::custom(Refused(ApiError::PayloadTooLarge)));
+        seen += chunk.remaining() as u64;
+        if seen > MAX_DRAIN_BYTES {
+            break;
+        }
+        if seen > limit as u64 {
+            // Over the limit: keep reading (and dropping) so the answer can be heard.
+            chunk.advance(chunk.remaining());
+            continue;
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -288,6 +318,9 @@ where
             let n = part.len();
             chunk.advance(n);
         }
+    }
+    if seen > limit as u64 {
+        return Err(warp::reject::custom(Refused(ApiError::PayloadTooLarge)));
     }
     Ok(body.freeze())
 }

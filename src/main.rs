@@ -1,8 +1,9 @@
 //! The `handler` executable: reads settings, starts logging, serves until stopped.
 //!
-//! The exit code is decided here, once: 0 after a requested stop, 2 for unusable settings, 1
-//! for any other failure. The Functions host restarts a handler that exits non-zero and never
-//! one that exits 0, so a start-up failure must never exit 0.
+//! The exit code is decided here, once: 2 for unusable settings, 1 for any other failure, and
+//! after a requested stop (Ctrl-C, SIGTERM) 0 in standalone mode but 1 under the Functions
+//! host. The host restarts a handler that exits non-zero and never one that exits 0, so under
+//! the host no exit may be 0: whoever stopped us, the app must come back.
 
 use std::process::ExitCode;
 
@@ -20,7 +21,12 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(settings.log_format);
+    let under_host = settings.mode.is_host();
     match run(settings) {
+        Ok(()) if under_host => {
+            tracing::warn!("stopped under the Functions host; exiting non-zero so the host restarts the handler");
+            ExitCode::from(1)
+        }
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "handler stopped");

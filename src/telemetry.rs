@@ -1,6 +1,9 @@
-//! Logging set-up. The host turns stdout lines into Information logs, so everything goes to
-//! stdout: human-readable by default, JSON lines with `LOG_FORMAT=json`.
+//! Logging set-up. The host turns stdout lines into Information logs and stderr lines into
+//! Error logs, so warnings and errors go to stderr and the rest to stdout: human-readable by
+//! default, JSON lines with `LOG_FORMAT=json`.
 
+use tracing::Level;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -10,7 +13,11 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
+        .with_writer(
+            std::io::stderr
+                .with_max_level(Level::WARN)
+                .or_else(std::io::stdout),
+        )
         .with_target(false);
     // A second initialisation (tests) keeps the first subscriber.
     let _ = match format {

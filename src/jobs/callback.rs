@@ -32,7 +32,9 @@ pub struct CallbackSender {
 impl CallbackSender {
     pub fn new(signing_key: Option<SecretString>) -> Result<Self, reqwest::Error> {
         if signing_key.is_none() {
-            tracing::warn!("CALLBACK_SIGNING_KEY is not set: completion callbacks are sent unsigned");
+            tracing::warn!(
+                "CALLBACK_SIGNING_KEY is not set: completion callbacks are sent unsigned"
+            );
         }
         Ok(Self {
             http: reqwest::Client::builder()

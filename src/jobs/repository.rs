@@ -118,6 +118,9 @@ impl StatusRepository {
         );
         match (status, marker) {
             (Ok(_), Ok(_)) => Ok(()),
+            // The job exists already (a concurrent submit under the same idempotency key): the
+            // marker we wrote is its marker too, so nothing is undone.
+            (Err(StoreError::ConditionFailed), _) => Err(StoreError::ConditionFailed.into()),
             (status, marker) => {
                 // Leave nothing behind that nobody will run; best effort, the caller is told.
                 if status.is_ok() {
@@ -330,6 +333,7 @@ impl StatusRepository {
             for item in self.list_all(&format!("{JOBS_PREFIX}{id}/")).await? {
                 self.store.delete(&item.name).await?;
             }
+            self.retire(*id).await?;
         }
         Ok(expired.len())
     }

@@ -28,6 +28,7 @@ use super::status::{
     self, compact_timestamp, OutcomeStatus, StatusDocument, SubredditOutcome, TransitionError,
 };
 use crate::reddit::{Subreddit, Topic, TopicSource};
+use crate::store::StoreError;
 
 /// How the runner behaves; from the settings, shortened in tests.
 #[derive(Debug, Clone)]
@@ -192,11 +193,23 @@ impl JobRunner {
             }
         }
         let document = StatusDocument::queued(id, request, retry_of, status::now());
-        if let Err(error) = repository.create(&document).await {
-            if let Some(key) = idempotency_key {
-                let _ = repository.release_idempotency_key(key).await;
+        match repository.create(&document).await {
+            Ok(()) => {}
+            // Two submits with the same key raced: the other one created the job.
+            Err(RepositoryError::Store(StoreError::ConditionFailed))
+                if idempotency_key.is_some() =>
+            {
+                if let Some(existing) = repository.load(id).await? {
+                    return Ok(existing.document);
+                }
+                return Err(RepositoryError::NotFound.into());
             }
-            return Err(error.into());
+            Err(error) => {
+                if let Some(key) = idempotency_key {
+                    let _ = repository.release_idempotency_key(key).await;
+                }
+                return Err(error.into());
+            }
         }
         tracing::info!(job_id = %id, topics = document.request.topics.len(), priority = ?document.request.priority, "job accepted");
         self.enqueue(&document, false);

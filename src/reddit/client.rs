@@ -21,6 +21,11 @@ use super::rate_limit::{header_f64, RateLimiter};
 use super::topic::{Listing, Post};
 use super::{FetchError, Subreddit, Topic, TopicSource};
 
+/// How many posts a subreddit can pin at the top of its listings.
+const STICKY_SLOTS: u32 = 2;
+/// Reddit's largest listing page.
+const MAX_PAGE: u32 = 100;
+
 /// A Reddit "script" or "web" app's credentials.
 #[derive(Clone)]
 pub struct Credentials {
@@ -438,9 +443,12 @@ impl TopicSource for RedditClient {
         let wanted = limit as usize;
         let mut topics = Vec::with_capacity(wanted);
         let mut after: Option<String> = None;
-        // Stickied posts take places in the listing; a few more pages reach `limit` real posts.
+        // Stickied posts take places at the top of the listing. A subreddit has at most
+        // STICKY_SLOTS of them, so asking for that many more posts than wanted gets `limit`
+        // real posts in one round trip; another page is fetched only if that fell short.
+        let page_size = (limit + STICKY_SLOTS).min(MAX_PAGE);
         for _ in 0..4 {
-            let (posts, next) = self.page(subreddit, limit, after.as_deref()).await?;
+            let (posts, next) = self.page(subreddit, page_size, after.as_deref()).await?;
             let exhausted = posts.is_empty() || next.is_none();
             topics.extend(
                 posts

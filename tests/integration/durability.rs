@@ -26,12 +26,19 @@ async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> b
 }
 
 async fn completed_count(app: &TestApp, id: &str) -> u64 {
-    app.stored_status(id).await.map_or(0, |doc| doc["progress"]["completed"].as_u64().unwrap_or(0))
+    app.stored_status(id)
+        .await
+        .map_or(0, |doc| doc["progress"]["completed"].as_u64().unwrap_or(0))
 }
 
 /// Topic blobs (everything outside `jobs/`).
 async fn output_blobs(app: &TestApp) -> Vec<String> {
-    app.container.names().await.into_iter().filter(|name| !name.starts_with("jobs/")).collect()
+    app.container
+        .names()
+        .await
+        .into_iter()
+        .filter(|name| !name.starts_with("jobs/"))
+        .collect()
 }
 
 fn post(body: Value) -> HostRequest {
@@ -41,15 +48,27 @@ fn post(body: Value) -> HostRequest {
 #[tokio::test]
 async fn a_job_killed_mid_way_is_resumed_after_restart_without_refetching_finished_subreddits() {
     let mut app = TestApp::start_with(vec![QUICK_ADOPTION]).await;
-    app.reddit.set("slowsub", Behaviour::Slow(Duration::from_secs(120)));
-    let id = app.start_job(job(&["fastone", "fasttwo", "slowsub"], 2)).await["job_id"]
+    app.reddit
+        .set("slowsub", Behaviour::Slow(Duration::from_secs(120)));
+    let id = app
+        .start_job(job(&["fastone", "fasttwo", "slowsub"], 2))
+        .await["job_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    wait_for("two subreddits recorded", WAIT, async || completed_count(&app, &id).await == 2).await;
+    wait_for("two subreddits recorded", WAIT, async || {
+        completed_count(&app, &id).await == 2
+    })
+    .await;
 
     app.host.kill();
-    app.reddit.set("slowsub", Behaviour::Posts { posts: 10, stickied: 0 });
+    app.reddit.set(
+        "slowsub",
+        Behaviour::Posts {
+            posts: 10,
+            stickied: 0,
+        },
+    );
     app.host.restart().await;
 
     let done = app.wait_terminal(&id, WAIT).await;
@@ -64,23 +83,46 @@ async fn a_job_killed_mid_way_is_resumed_after_restart_without_refetching_finish
     // One topic blob per subreddit, each the one the status names.
     let mut blobs = output_blobs(&app).await;
     blobs.sort();
-    let mut named: Vec<String> = results.iter().map(|r| r["blob_name"].as_str().unwrap().to_owned()).collect();
+    let mut named: Vec<String> = results
+        .iter()
+        .map(|r| r["blob_name"].as_str().unwrap().to_owned())
+        .collect();
     named.sort();
     assert_eq!(blobs, named);
-    assert!(app.container.names().await.iter().all(|name| !name.starts_with("jobs/active/")), "the active marker is gone");
+    assert!(
+        app.container
+            .names()
+            .await
+            .iter()
+            .all(|name| !name.starts_with("jobs/active/")),
+        "the active marker is gone"
+    );
 }
 
 #[tokio::test]
 async fn two_instances_adopt_a_stale_job_exactly_once() {
     let mut app = TestApp::start_with(vec![QUICK_ADOPTION]).await;
-    app.reddit.set("slowsub", Behaviour::Slow(Duration::from_secs(120)));
-    let id = app.start_job(job(&["fastone", "slowsub"], 2)).await["job_id"].as_str().unwrap().to_owned();
-    wait_for("one subreddit recorded", WAIT, async || completed_count(&app, &id).await == 1).await;
+    app.reddit
+        .set("slowsub", Behaviour::Slow(Duration::from_secs(120)));
+    let id = app.start_job(job(&["fastone", "slowsub"], 2)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for("one subreddit recorded", WAIT, async || {
+        completed_count(&app, &id).await == 1
+    })
+    .await;
     app.host.kill();
-    app.reddit.set("slowsub", Behaviour::Posts { posts: 10, stickied: 0 });
+    app.reddit.set(
+        "slowsub",
+        Behaviour::Posts {
+            posts: 10,
+            stickied: 0,
+        },
+    );
 
     let (second, third) = tokio::join!(app.another_instance(), app.another_instance());
-    let done = app.wait_terminal(&id, WAIT).await;
+    let done = app.wait_stored_terminal(&id, WAIT).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["attempts"], 2);
     let adoptions = [second.logs(), third.logs()]
@@ -98,14 +140,20 @@ async fn a_cancelled_job_stops_before_its_next_subreddit_and_keeps_finished_resu
     // Twelve slow subreddits: eight are fetched at once, the last four wait their turn.
     let names: Vec<String> = (0..12).map(|i| format!("slow{i}")).collect();
     for name in &names {
-        app.reddit.set(name, Behaviour::Slow(Duration::from_millis(1500)));
+        app.reddit
+            .set(name, Behaviour::Slow(Duration::from_millis(1500)));
     }
     let topics: Vec<&str> = names.iter().map(String::as_str).collect();
-    let id = app.start_job(job(&topics, 1)).await["job_id"].as_str().unwrap().to_owned();
+    let id = app.start_job(job(&topics, 1)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let cancel = app
         .host
-        .forward(HostRequest::delete(&format!("/api/SummaryWomble?job_id={id}")))
+        .forward(HostRequest::delete(&format!(
+            "/api/SummaryWomble?job_id={id}"
+        )))
         .await;
     assert_eq!(cancel.status, 202, "{}", cancel.text());
     assert!(cancel.json()["cancel_requested_at"].is_string());
@@ -119,20 +167,37 @@ async fn a_cancelled_job_stops_before_its_next_subreddit_and_keeps_finished_resu
         .filter(|r| r["status"] == "skipped")
         .map(|r| r["subreddit"].as_str().unwrap())
         .collect();
-    assert!(!skipped.is_empty(), "the queued subreddits are skipped: {done}");
+    assert!(
+        !skipped.is_empty(),
+        "the queued subreddits are skipped: {done}"
+    );
     for name in &skipped {
-        assert_eq!(app.reddit.listing_requests(name), 0, "{name} was skipped yet fetched");
+        assert_eq!(
+            app.reddit.listing_requests(name),
+            0,
+            "{name} was skipped yet fetched"
+        );
     }
-    assert!(results.iter().all(|r| r["status"] == "success" || r["status"] == "skipped"));
+    assert!(results
+        .iter()
+        .all(|r| r["status"] == "success" || r["status"] == "skipped"));
     assert_eq!(output_blobs(&app).await.len(), 12 - skipped.len());
 
     // A finished job cannot be cancelled again.
-    let again = app.host.forward(post(json!({"action": "cancel", "job_id": id}))).await;
+    let again = app
+        .host
+        .forward(post(json!({"action": "cancel", "job_id": id})))
+        .await;
     assert_eq!(again.status, 409);
-    assert!(again.json()["error"].as_str().unwrap().contains("cancelled"));
+    assert!(again.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("cancelled"));
     let unknown = app
         .host
-        .forward(post(json!({"action": "cancel", "job_id": uuid::Uuid::new_v4().to_string()})))
+        .forward(post(
+            json!({"action": "cancel", "job_id": uuid::Uuid::new_v4().to_string()}),
+        ))
         .await;
     assert_eq!(unknown.status, 404);
 }
@@ -140,15 +205,28 @@ async fn a_cancelled_job_stops_before_its_next_subreddit_and_keeps_finished_resu
 #[tokio::test]
 async fn a_queued_job_is_cancelled_at_once() {
     let app = TestApp::start_with(vec![("MAX_CONCURRENT_JOBS", "1")]).await;
-    app.reddit.set("blocker", Behaviour::Slow(Duration::from_secs(3)));
-    let blocker = app.start_job(job(&["blocker"], 1)).await["job_id"].as_str().unwrap().to_owned();
-    let queued = app.start_job(job(&["technology"], 1)).await["job_id"].as_str().unwrap().to_owned();
-    let cancel = app.host.forward(post(json!({"action": "cancel", "job_id": queued}))).await;
+    app.reddit
+        .set("blocker", Behaviour::Slow(Duration::from_secs(3)));
+    let blocker = app.start_job(job(&["blocker"], 1)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queued = app.start_job(job(&["technology"], 1)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cancel = app
+        .host
+        .forward(post(json!({"action": "cancel", "job_id": queued})))
+        .await;
     assert_eq!(cancel.status, 202);
     assert_eq!(cancel.json()["status"], "cancelled");
     assert_eq!(cancel.json()["results"]["results"][0]["status"], "skipped");
     app.wait_terminal(&blocker, WAIT).await;
-    assert_eq!(app.stored_status(&queued).await.unwrap()["status"], "cancelled");
+    assert_eq!(
+        app.stored_status(&queued).await.unwrap()["status"],
+        "cancelled"
+    );
     assert_eq!(app.reddit.listing_requests("technology"), 0);
 }
 
@@ -156,11 +234,23 @@ async fn a_queued_job_is_cancelled_at_once() {
 async fn a_finished_job_can_be_retried_as_a_new_job() {
     let app = TestApp::start().await;
     app.reddit.set("privatesub", Behaviour::Private);
-    let first = app.start_job(job(&["privatesub"], 2)).await["job_id"].as_str().unwrap().to_owned();
+    let first = app.start_job(job(&["privatesub"], 2)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(app.wait_terminal(&first, WAIT).await["status"], "failed");
 
-    app.reddit.set("privatesub", Behaviour::Posts { posts: 5, stickied: 0 });
-    let retry = app.host.forward(post(json!({"action": "retry", "job_id": first}))).await;
+    app.reddit.set(
+        "privatesub",
+        Behaviour::Posts {
+            posts: 5,
+            stickied: 0,
+        },
+    );
+    let retry = app
+        .host
+        .forward(post(json!({"action": "retry", "job_id": first})))
+        .await;
     assert_eq!(retry.status, 202, "{}", retry.text());
     let ticket = retry.json();
     let second = ticket["job_id"].as_str().unwrap().to_owned();
@@ -176,13 +266,22 @@ async fn a_finished_job_can_be_retried_as_a_new_job() {
 #[tokio::test]
 async fn a_running_job_cannot_be_retried() {
     let app = TestApp::start().await;
-    app.reddit.set("slowsub", Behaviour::Slow(Duration::from_secs(3)));
-    let id = app.start_job(job(&["slowsub"], 1)).await["job_id"].as_str().unwrap().to_owned();
-    let retry = app.host.forward(post(json!({"action": "retry", "job_id": id}))).await;
+    app.reddit
+        .set("slowsub", Behaviour::Slow(Duration::from_secs(3)));
+    let id = app.start_job(job(&["slowsub"], 1)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let retry = app
+        .host
+        .forward(post(json!({"action": "retry", "job_id": id})))
+        .await;
     assert_eq!(retry.status, 409);
     let unknown = app
         .host
-        .forward(post(json!({"action": "retry", "job_id": uuid::Uuid::new_v4().to_string()})))
+        .forward(post(
+            json!({"action": "retry", "job_id": uuid::Uuid::new_v4().to_string()}),
+        ))
         .await;
     assert_eq!(unknown.status, 404);
 }
@@ -213,7 +312,13 @@ async fn a_repeated_idempotency_key_returns_the_original_ticket_and_starts_nothi
         })
         .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let statuses = app.container.names().await.into_iter().filter(|n| n.ends_with("/status.json")).count();
+    let statuses = app
+        .container
+        .names()
+        .await
+        .into_iter()
+        .filter(|n| n.ends_with("/status.json"))
+        .count();
     assert_eq!(statuses, 2, "one job per key");
 }
 
@@ -222,7 +327,12 @@ async fn jobs_are_listed_newest_first_a_page_at_a_time() {
     let app = TestApp::start().await;
     let mut started = Vec::new();
     for _ in 0..5 {
-        started.push(app.start_job(job(&["technology"], 1)).await["job_id"].as_str().unwrap().to_owned());
+        started.push(
+            app.start_job(job(&["technology"], 1)).await["job_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     for id in &started {
         app.wait_terminal(id, WAIT).await;
@@ -241,7 +351,10 @@ async fn jobs_are_listed_newest_first_a_page_at_a_time() {
         pages += 1;
         let jobs = page["jobs"].as_array().unwrap();
         assert!(jobs.len() <= 2);
-        seen.extend(jobs.iter().map(|doc| doc["job_id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            jobs.iter()
+                .map(|doc| doc["job_id"].as_str().unwrap().to_owned()),
+        );
         match page["continuation"].as_str() {
             Some(token) => continuation = Some(token.to_owned()),
             None => break,
@@ -253,11 +366,17 @@ async fn jobs_are_listed_newest_first_a_page_at_a_time() {
 
     let completed = app
         .host
-        .forward(post(json!({"action": "list", "status": "completed", "top": 100})))
+        .forward(post(
+            json!({"action": "list", "status": "completed", "top": 100}),
+        ))
         .await
         .json();
     assert_eq!(completed["jobs"].as_array().unwrap().len(), 5);
-    let failed = app.host.forward(HostRequest::get("/api/SummaryWomble?status=failed")).await.json();
+    let failed = app
+        .host
+        .forward(HostRequest::get("/api/SummaryWomble?status=failed"))
+        .await
+        .json();
     assert_eq!(failed["jobs"], json!([]));
     assert_eq!(failed["continuation"], Value::Null);
 
@@ -273,10 +392,20 @@ async fn jobs_are_listed_newest_first_a_page_at_a_time() {
 #[tokio::test]
 async fn high_priority_jobs_leave_the_queue_first() {
     let app = TestApp::start_with(vec![("MAX_CONCURRENT_JOBS", "1")]).await;
-    app.reddit.set("blocker", Behaviour::Slow(Duration::from_secs(2)));
-    let blocker = app.start_job(job(&["blocker"], 1)).await["job_id"].as_str().unwrap().to_owned();
-    let normal_one = app.start_job(job(&["technology"], 1)).await["job_id"].as_str().unwrap().to_owned();
-    let normal_two = app.start_job(job(&["gadgets"], 1)).await["job_id"].as_str().unwrap().to_owned();
+    app.reddit
+        .set("blocker", Behaviour::Slow(Duration::from_secs(2)));
+    let blocker = app.start_job(job(&["blocker"], 1)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let normal_one = app.start_job(job(&["technology"], 1)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let normal_two = app.start_job(job(&["gadgets"], 1)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let high = app
         .start_job(json!({"topics": ["programming"], "limit": 1, "priority": "high"}))
         .await["job_id"]
@@ -290,7 +419,15 @@ async fn high_priority_jobs_leave_the_queue_first() {
     }
     started.sort();
     let order: Vec<&str> = started.iter().map(|(_, id)| id.as_str()).collect();
-    assert_eq!(order, [blocker.as_str(), high.as_str(), normal_one.as_str(), normal_two.as_str()]);
+    assert_eq!(
+        order,
+        [
+            blocker.as_str(),
+            high.as_str(),
+            normal_one.as_str(),
+            normal_two.as_str()
+        ]
+    );
     assert!(app.host.logs().contains("queue_depth"));
 }
 
@@ -310,26 +447,39 @@ async fn the_completion_callback_is_signed_and_retried() {
                 let mut received = received.lock().unwrap();
                 received.push((signature, body.to_vec()));
                 let status = if received.len() == 1 { 500 } else { 204 };
-                warp::reply::with_status(warp::reply(), warp::http::StatusCode::from_u16(status).unwrap())
+                warp::reply::with_status(
+                    warp::reply(),
+                    warp::http::StatusCode::from_u16(status).unwrap(),
+                )
             })
     };
     tokio::spawn(warp::serve(routes).incoming(listener).run());
 
     let key = "callback-signing-key";
-    let app = TestApp::start_with(vec![("CALLBACK_SIGNING_KEY", key), ("ALLOW_INSECURE_CALLBACKS", "true")]).await;
+    let app = TestApp::start_with(vec![
+        ("CALLBACK_SIGNING_KEY", key),
+        ("ALLOW_INSECURE_CALLBACKS", "true"),
+    ])
+    .await;
     let ticket = app
         .start_job(json!({"topics": ["technology"], "limit": 1, "callback_url": format!("http://127.0.0.1:{port}/hook")}))
         .await;
     let id = ticket["job_id"].as_str().unwrap().to_owned();
     let done = app.wait_terminal(&id, WAIT).await;
-    wait_for("the callback to be delivered", WAIT, async || received.lock().unwrap().len() >= 2).await;
+    wait_for("the callback to be delivered", WAIT, async || {
+        received.lock().unwrap().len() >= 2
+    })
+    .await;
 
     let received = received.lock().unwrap().clone();
     for (signature, body) in &received {
         let expected = summary_womble::jobs::callback::signature(key.as_bytes(), body);
         assert_eq!(signature.as_deref(), Some(expected.as_str()));
         let document: Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(document, done, "the callback carries the final status document");
+        assert_eq!(
+            document, done,
+            "the callback carries the final status document"
+        );
     }
     // Delivery trouble never changes the outcome.
     assert_eq!(app.stored_status(&id).await.unwrap()["status"], "completed");
@@ -343,7 +493,10 @@ async fn storage_down_at_submit_answers_503_and_starts_nothing() {
     azurite.down();
     let answer = app.host.forward(post(job(&["technology"], 1))).await;
     assert_eq!(answer.status, 503, "{}", answer.text());
-    assert!(answer.json()["error"].as_str().unwrap().contains("Storage is unavailable"));
+    assert!(answer.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("Storage is unavailable"));
     azurite.up();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(app.container.names().await.is_empty(), "nothing was stored");
@@ -354,9 +507,16 @@ async fn storage_down_at_submit_answers_503_and_starts_nothing() {
 async fn storage_lost_during_a_job_and_back_leaves_the_job_terminal_and_consistent() {
     let azurite = OwnAzurite::start();
     let app = TestApp::start_on(azurite.container().await, vec![]).await;
-    app.reddit.set("slowsub", Behaviour::Slow(Duration::from_secs(2)));
-    let id = app.start_job(job(&["fastone", "slowsub"], 2)).await["job_id"].as_str().unwrap().to_owned();
-    wait_for("the job to run", WAIT, async || completed_count(&app, &id).await >= 1).await;
+    app.reddit
+        .set("slowsub", Behaviour::Slow(Duration::from_secs(2)));
+    let id = app.start_job(job(&["fastone", "slowsub"], 2)).await["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for("the job to run", WAIT, async || {
+        completed_count(&app, &id).await >= 1
+    })
+    .await;
     azurite.down();
     // The slow subreddit answers while storage is away; its blob and the status must wait.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -368,7 +528,11 @@ async fn storage_lost_during_a_job_and_back_leaves_the_job_terminal_and_consiste
     assert!(results.iter().all(|r| r["status"] == "success"), "{done}");
     for result in results {
         let name = result["blob_name"].as_str().unwrap();
-        let blob = app.container.read_json(name).await.expect("every named blob exists");
+        let blob = app
+            .container
+            .read_json(name)
+            .await
+            .expect("every named blob exists");
         assert_eq!(blob["job_id"], id.as_str());
         assert_eq!(blob["count"], result["topics_count"]);
     }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use serde_json::Value;
 use summary_womble::jobs::status::SubredditOutcome;
-use summary_womble::jobs::{JobId, JobRequest, Limit, Priority, Source, StatusDocument, StatusRepository};
+use summary_womble::jobs::{
+    JobId, JobRequest, Limit, Priority, Source, StatusDocument, StatusRepository,
+};
 use summary_womble::reddit::Subreddit;
 
 use crate::support::app::TestApp;
@@ -46,9 +48,16 @@ async fn a_timer_run_submits_one_job_with_the_function_key_and_logs_its_ticket()
     let (app, gate) = app_with_gate().await;
     let outcome = app
         .host
-        .invoke_timer("GetHotTopics", timer_payload(Some("2026-11-28T12:00:00Z"), false))
+        .invoke_timer(
+            "GetHotTopics",
+            timer_payload(Some("2026-11-28T12:00:00Z"), false),
+        )
         .await;
-    assert!(outcome.succeeded, "the host would record a failure: {outcome:?}\n{}", app.host.logs());
+    assert!(
+        outcome.succeeded,
+        "the host would record a failure: {outcome:?}\n{}",
+        app.host.logs()
+    );
     assert_eq!(outcome.status, 200);
     assert_eq!(outcome.body["Outputs"], serde_json::json!({}));
     assert_eq!(outcome.body["ReturnValue"], Value::Null);
@@ -57,11 +66,29 @@ async fn a_timer_run_submits_one_job_with_the_function_key_and_logs_its_ticket()
     assert_eq!(blobs.len(), 1, "{blobs:?}");
     let job_id = blobs[0].split('/').nth(1).unwrap();
     let stored = app.stored_status(job_id).await.unwrap();
-    assert_eq!(stored["request"]["topics"], serde_json::json!(["technology", "gadgets", "Futurology"]));
+    assert_eq!(
+        stored["request"]["topics"],
+        serde_json::json!(["technology", "gadgets", "Futurology"])
+    );
     assert_eq!(stored["request"]["limit"], 3);
-    assert!(outcome.logs.iter().any(|line| line.contains(job_id)), "{:?}", outcome.logs);
-    assert!(outcome.logs.iter().any(|line| line.starts_with(&format!("Job {job_id} is "))), "{:?}", outcome.logs);
-    assert!(outcome.logs.iter().any(|line| line.contains("Purged")), "{:?}", outcome.logs);
+    assert!(
+        outcome.logs.iter().any(|line| line.contains(job_id)),
+        "{:?}",
+        outcome.logs
+    );
+    assert!(
+        outcome
+            .logs
+            .iter()
+            .any(|line| line.starts_with(&format!("Job {job_id} is "))),
+        "{:?}",
+        outcome.logs
+    );
+    assert!(
+        outcome.logs.iter().any(|line| line.contains("Purged")),
+        "{:?}",
+        outcome.logs
+    );
 
     let calls = gate.calls();
     let submit = &calls[0];
@@ -99,7 +126,10 @@ async fn the_same_schedule_slot_twice_makes_one_job() {
     // A later slot is a new job.
     let next = app
         .host
-        .invoke_timer("GetHotTopics", timer_payload(Some("2026-11-29T00:00:00Z"), false))
+        .invoke_timer(
+            "GetHotTopics",
+            timer_payload(Some("2026-11-29T00:00:00Z"), false),
+        )
         .await;
     assert!(next.succeeded);
     assert_eq!(status_blobs(&app.container).await.len(), 2);
@@ -108,9 +138,16 @@ async fn the_same_schedule_slot_twice_makes_one_job() {
 #[tokio::test]
 async fn a_run_without_schedule_status_and_past_due_still_submits_and_says_it_is_late() {
     let (app, _gate) = app_with_gate().await;
-    let outcome = app.host.invoke_timer("GetHotTopics", timer_payload(None, true)).await;
+    let outcome = app
+        .host
+        .invoke_timer("GetHotTopics", timer_payload(None, true))
+        .await;
     assert!(outcome.succeeded, "{outcome:?}");
-    assert!(outcome.logs.iter().any(|line| line.contains("past due")), "{:?}", outcome.logs);
+    assert!(
+        outcome.logs.iter().any(|line| line.contains("past due")),
+        "{:?}",
+        outcome.logs
+    );
     assert_eq!(status_blobs(&app.container).await.len(), 1);
 }
 
@@ -124,7 +161,10 @@ async fn a_summary_womble_that_refuses_the_key_makes_the_run_fail_visibly() {
     ])
     .await;
     gate.forward_to(app.host.port());
-    let outcome = app.host.invoke_timer("GetHotTopics", timer_payload(None, false)).await;
+    let outcome = app
+        .host
+        .invoke_timer("GetHotTopics", timer_payload(None, false))
+        .await;
     assert!(!outcome.succeeded, "{outcome:?}");
     assert_eq!(gate.calls()[0].status, 401);
     assert!(app.host.logs().contains("HTTP 401"), "{}", app.host.logs());
@@ -135,7 +175,10 @@ async fn a_summary_womble_that_refuses_the_key_makes_the_run_fail_visibly() {
 async fn a_summary_womble_that_answers_500_makes_the_run_fail_visibly() {
     let (app, gate) = app_with_gate().await;
     gate.answer_with(500);
-    let outcome = app.host.invoke_timer("GetHotTopics", timer_payload(None, false)).await;
+    let outcome = app
+        .host
+        .invoke_timer("GetHotTopics", timer_payload(None, false))
+        .await;
     assert!(!outcome.succeeded, "{outcome:?}");
     assert!(app.host.logs().contains("HTTP 500"), "{}", app.host.logs());
 }
@@ -174,10 +217,29 @@ async fn retention_purges_old_finished_jobs_and_keeps_recent_and_running_ones() 
     repository.create(&document(recent, Some(3))).await.unwrap();
     repository.create(&document(running, None)).await.unwrap();
     // The old job's idempotency record goes with it; the recent one's stays.
-    assert_eq!(repository.reserve_idempotency_key("old-key", old).await.unwrap(), None);
-    assert_eq!(repository.reserve_idempotency_key("recent-key", recent).await.unwrap(), None);
+    assert_eq!(
+        repository
+            .reserve_idempotency_key("old-key", old)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        repository
+            .reserve_idempotency_key("recent-key", recent)
+            .await
+            .unwrap(),
+        None
+    );
     // Topic blobs belong to the next stage and are never purged.
-    let topics = repository.store_output(old, "20251001_000000_reddit_technology", &serde_json::json!({"job_id": old})).await.unwrap();
+    let topics = repository
+        .store_output(
+            old,
+            "20251001_000000_reddit_technology",
+            &serde_json::json!({"job_id": old}),
+        )
+        .await
+        .unwrap();
 
     let purged = repository
         .purge_finished_before(Utc::now() - TimeDelta::days(30))
@@ -187,13 +249,31 @@ async fn retention_purges_old_finished_jobs_and_keeps_recent_and_running_ones() 
     assert!(repository.load(old).await.unwrap().is_none());
     assert!(repository.load(recent).await.unwrap().is_some());
     assert!(repository.load(running).await.unwrap().is_some());
-    assert!(container.read(&topics).await.is_some(), "topic blobs are kept");
+    assert!(
+        container.read(&topics).await.is_some(),
+        "topic blobs are kept"
+    );
     let names = container.names().await;
-    assert!(!names.iter().any(|name| name.contains(&old.to_string())), "{names:?}");
+    assert!(
+        !names.iter().any(|name| name.contains(&old.to_string())),
+        "{names:?}"
+    );
     // The purged job's key is free again; the recent job's still points at it.
     let fresh = JobId::new();
-    assert_eq!(repository.reserve_idempotency_key("old-key", fresh).await.unwrap(), None);
-    assert_eq!(repository.reserve_idempotency_key("recent-key", fresh).await.unwrap(), Some(recent));
+    assert_eq!(
+        repository
+            .reserve_idempotency_key("old-key", fresh)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        repository
+            .reserve_idempotency_key("recent-key", fresh)
+            .await
+            .unwrap(),
+        Some(recent)
+    );
 }
 
 #[tokio::test]
@@ -211,7 +291,11 @@ async fn standalone_mode_runs_the_timer_on_its_own_schedule() {
         if !status_blobs(&app.container).await.is_empty() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no scheduled job after 20 s:\n{}", app.logs());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled job after 20 s:\n{}",
+            app.logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(app.logs().contains("GetHotTopics scheduled"));

@@ -67,7 +67,9 @@ impl TestApp {
 
     pub async fn status(&self, job_id: &str) -> HostResponse {
         self.host
-            .forward(HostRequest::get(&format!("/api/SummaryWomble?job_id={job_id}")))
+            .forward(HostRequest::get(&format!(
+                "/api/SummaryWomble?job_id={job_id}"
+            )))
             .await
     }
 
@@ -78,7 +80,9 @@ impl TestApp {
             let response = self.status(job_id).await;
             assert_eq!(response.status, 200, "status answered {}", response.text());
             let document = response.json();
-            if ["completed", "failed", "cancelled"].contains(&document["status"].as_str().unwrap_or("")) {
+            if ["completed", "failed", "cancelled"]
+                .contains(&document["status"].as_str().unwrap_or(""))
+            {
                 return document;
             }
             assert!(
@@ -88,6 +92,26 @@ impl TestApp {
                 self.host.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls the stored status blob (not the API) until the job is terminal: for when this
+    /// app's own handler is down and others do the work.
+    pub async fn wait_stored_terminal(&self, job_id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(document) = self.stored_status(job_id).await {
+                if ["completed", "failed", "cancelled"]
+                    .contains(&document["status"].as_str().unwrap_or(""))
+                {
+                    return document;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} not terminal after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -140,7 +164,10 @@ impl StandaloneApp {
         ] {
             let logs = logs.clone();
             std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
                     let mut logs = logs.lock().unwrap();
                     logs.push_str(&line);
                     logs.push('\n');
@@ -156,7 +183,11 @@ impl StandaloneApp {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while reqwest::get(app.url("/")).await.is_err() {
-            assert!(Instant::now() < deadline, "standalone handler not ready:\n{}", app.logs());
+            assert!(
+                Instant::now() < deadline,
+                "standalone handler not ready:\n{}",
+                app.logs()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         app

@@ -49,8 +49,16 @@ impl Container {
         let mut names = Vec::new();
         let mut marker = None;
         loop {
-            let page = self.store.list("", marker, 1000).await.expect("Azurite lists");
-            names.extend(page.items.into_iter().map(|item| item.name.as_str().to_owned()));
+            let page = self
+                .store
+                .list("", marker, 1000)
+                .await
+                .expect("Azurite lists");
+            names.extend(
+                page.items
+                    .into_iter()
+                    .map(|item| item.name.as_str().to_owned()),
+            );
             match page.next_marker {
                 Some(next) => marker = Some(next),
                 None => return names,
@@ -91,12 +99,13 @@ impl OwnAzurite {
     }
 
     fn script(&self, action: &str) {
-        let status = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/azurite.sh"))
-            .arg(action)
-            .arg(self.state.path())
-            .env("AZURITE_BLOB_PORT", self.port.to_string())
-            .status()
-            .expect("scripts/azurite.sh runs");
+        let status =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/azurite.sh"))
+                .arg(action)
+                .arg(self.state.path())
+                .env("AZURITE_BLOB_PORT", self.port.to_string())
+                .status()
+                .expect("scripts/azurite.sh runs");
         assert!(status.success(), "azurite.sh {action} failed");
     }
 
@@ -118,7 +127,8 @@ impl OwnAzurite {
     /// A container on this Azurite, created.
     pub async fn container(&self) -> Container {
         let name = format!("t-{}", uuid::Uuid::new_v4().simple());
-        let store = AzureBlobStore::from_connection_string(&self.connection_string(), &name).unwrap();
+        let store =
+            AzureBlobStore::from_connection_string(&self.connection_string(), &name).unwrap();
         store.ensure_container().await.expect("own Azurite answers");
         Container {
             name,

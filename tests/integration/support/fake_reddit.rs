@@ -23,16 +23,25 @@ pub const CLIENT_SECRET: &str = "fake-client-secret-do-not-log";
 #[derive(Debug, Clone)]
 pub enum Behaviour {
     /// A normal subreddit with `posts` posts, the first `stickied` of them stickied.
-    Posts { posts: usize, stickied: usize },
+    Posts {
+        posts: usize,
+        stickied: usize,
+    },
     Private,
     Quarantined,
     Banned,
     /// Unknown name: Reddit redirects to its search page.
     Missing,
     /// Answers `status` this many times, then behaves normally.
-    FailTimes { status: u16, times: usize },
+    FailTimes {
+        status: u16,
+        times: usize,
+    },
     /// Answers 429 with `Retry-After: retry_after` this many times, then normally.
-    RateLimitedTimes { times: usize, retry_after: f64 },
+    RateLimitedTimes {
+        times: usize,
+        retry_after: f64,
+    },
     /// 200 with a body that is not JSON.
     Malformed,
     /// A normal subreddit that takes this long to answer.
@@ -109,7 +118,10 @@ impl FakeReddit {
             ("REDDIT_PUBLIC_URL".into(), self.url()),
             ("REDDIT_CLIENT_ID".into(), CLIENT_ID.into()),
             ("REDDIT_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
-            ("REDDIT_USER_AGENT".into(), "linux:summary-womble-tests:v1 (by /u/womble)".into()),
+            (
+                "REDDIT_USER_AGENT".into(),
+                "linux:summary-womble-tests:v1 (by /u/womble)".into(),
+            ),
         ]
     }
 
@@ -182,7 +194,10 @@ fn routes(
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 async fn answer(
@@ -222,18 +237,40 @@ async fn answer(
     let (name, public) = match segments.as_slice() {
         ["r", name, "hot"] => (name.to_string(), false),
         ["r", name, "hot.json"] => (name.to_string(), true),
-        _ => return json_answer(&state, StatusCode::NOT_FOUND, json!({"message": "Not Found", "error": 404})),
+        _ => {
+            return json_answer(
+                &state,
+                StatusCode::NOT_FOUND,
+                json!({"message": "Not Found", "error": 404}),
+            )
+        }
     };
     if !public {
         let authorized = header(&headers, "authorization")
-            .and_then(|value| value.strip_prefix("bearer ").map(str::to_owned))
+            .and_then(|value| {
+                // Reddit takes the scheme in any case.
+                let (scheme, token) = value.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| token.to_owned())
+            })
             .is_some_and(|token| state.lock().unwrap().valid_tokens.contains(&token));
         if !authorized {
-            return json_answer(&state, StatusCode::UNAUTHORIZED, json!({"message": "Unauthorized", "error": 401}));
+            return json_answer(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "Unauthorized", "error": 401}),
+            );
         }
     }
-    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let limit: usize = params.get("limit").and_then(|l| l.parse().ok()).unwrap_or(25).min(100);
+    let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let limit: usize = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(25)
+        .min(100);
     let after = params.get("after").cloned();
 
     let (behaviour, asked) = {
@@ -248,10 +285,16 @@ async fn answer(
             .behaviours
             .get(&key)
             .cloned()
-            .unwrap_or(Behaviour::Posts { posts: 25, stickied: 2 });
+            .unwrap_or(Behaviour::Posts {
+                posts: 25,
+                stickied: 2,
+            });
         (behaviour, asked)
     };
-    let normal = Behaviour::Posts { posts: 25, stickied: 2 };
+    let normal = Behaviour::Posts {
+        posts: 25,
+        stickied: 2,
+    };
     let behaviour = match behaviour {
         Behaviour::FailTimes { status, times } if asked <= times => {
             return json_answer(
@@ -261,7 +304,11 @@ async fn answer(
             )
         }
         Behaviour::RateLimitedTimes { times, retry_after } if asked <= times => {
-            let mut response = json_answer(&state, StatusCode::TOO_MANY_REQUESTS, json!({"message": "Too Many Requests", "error": 429}));
+            let mut response = json_answer(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"message": "Too Many Requests", "error": 429}),
+            );
             response
                 .headers_mut()
                 .insert("retry-after", retry_after.to_string().parse().unwrap());
@@ -275,15 +322,29 @@ async fn answer(
         other => other,
     };
     match behaviour {
-        Behaviour::Private => json_answer(&state, StatusCode::FORBIDDEN, json!({"reason": "private", "message": "Forbidden", "error": 403})),
-        Behaviour::Quarantined => json_answer(&state, StatusCode::FORBIDDEN, json!({"reason": "quarantined", "message": "Forbidden", "error": 403, "quarantine_message": "..."})),
-        Behaviour::Banned => json_answer(&state, StatusCode::NOT_FOUND, json!({"reason": "banned", "message": "Not Found", "error": 404})),
+        Behaviour::Private => json_answer(
+            &state,
+            StatusCode::FORBIDDEN,
+            json!({"reason": "private", "message": "Forbidden", "error": 403}),
+        ),
+        Behaviour::Quarantined => json_answer(
+            &state,
+            StatusCode::FORBIDDEN,
+            json!({"reason": "quarantined", "message": "Forbidden", "error": 403, "quarantine_message": "..."}),
+        ),
+        Behaviour::Banned => json_answer(
+            &state,
+            StatusCode::NOT_FOUND,
+            json!({"reason": "banned", "message": "Not Found", "error": 404}),
+        ),
         Behaviour::Missing => {
             let mut response = json_answer(&state, StatusCode::FOUND, json!({}));
             *response.body_mut() = String::new();
             response.headers_mut().insert(
                 "location",
-                format!("https://www.reddit.com/subreddits/search.json?q={name}").parse().unwrap(),
+                format!("https://www.reddit.com/subreddits/search.json?q={name}")
+                    .parse()
+                    .unwrap(),
             );
             response
         }
@@ -292,9 +353,11 @@ async fn answer(
             *response.body_mut() = "<html>we're doing some maintenance".into();
             response
         }
-        Behaviour::Posts { posts, stickied } => {
-            json_answer(&state, StatusCode::OK, listing(&name, posts, stickied, limit, after.as_deref()))
-        }
+        Behaviour::Posts { posts, stickied } => json_answer(
+            &state,
+            StatusCode::OK,
+            listing(&name, posts, stickied, limit, after.as_deref()),
+        ),
         Behaviour::FailTimes { .. } | Behaviour::RateLimitedTimes { .. } | Behaviour::Slow(_) => {
             unreachable!("resolved above")
         }
@@ -307,7 +370,11 @@ fn token(headers: &HeaderMap, state: &Arc<Mutex<State>>) -> Response<String> {
         base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
     );
     if header(headers, "authorization").as_deref() != Some(expected.as_str()) {
-        return json_answer(state, StatusCode::UNAUTHORIZED, json!({"message": "Unauthorized", "error": 401}));
+        return json_answer(
+            state,
+            StatusCode::UNAUTHORIZED,
+            json!({"message": "Unauthorized", "error": 401}),
+        );
     }
     let token = {
         let mut state = state.lock().unwrap();

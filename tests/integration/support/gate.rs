@@ -47,10 +47,18 @@ impl Gate {
             .and(warp::path::full())
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
-            .then(move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body: Bytes| {
-                let this = this.clone();
-                async move { this.answer(method, path.as_str().to_owned(), headers, body).await }
-            });
+            .then(
+                move |method: Method,
+                      path: warp::path::FullPath,
+                      headers: HeaderMap,
+                      body: Bytes| {
+                    let this = this.clone();
+                    async move {
+                        this.answer(method, path.as_str().to_owned(), headers, body)
+                            .await
+                    }
+                },
+            );
         tokio::spawn(warp::serve(routes).incoming(listener).run());
         gate
     }
@@ -72,8 +80,19 @@ impl Gate {
         self.state.lock().unwrap().calls.clone()
     }
 
-    async fn answer(&self, method: Method, path: String, headers: HeaderMap, body: Bytes) -> Response<Vec<u8>> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    async fn answer(
+        &self,
+        method: Method,
+        path: String,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response<Vec<u8>> {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let key = header("x-functions-key");
         let (target, forced) = {
             let state = self.state.lock().unwrap();
@@ -89,7 +108,10 @@ impl Gate {
                 .unwrap()
         } else if key.as_deref() != Some(self.key.as_str()) {
             status = 401;
-            Response::builder().status(StatusCode::UNAUTHORIZED).body(Vec::new()).unwrap()
+            Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .body(Vec::new())
+                .unwrap()
         } else {
             let target = target.expect("the gate knows the handler's port");
             let mut request = reqwest::Client::new()
@@ -106,7 +128,9 @@ impl Gate {
             for (name, value) in answer.headers() {
                 builder = builder.header(name, value);
             }
-            builder.body(answer.bytes().await.unwrap().to_vec()).unwrap()
+            builder
+                .body(answer.bytes().await.unwrap().to_vec())
+                .unwrap()
         };
         self.state.lock().unwrap().calls.push(GateCall {
             method: method.to_string(),

@@ -21,19 +21,23 @@ pub struct FakeKeyVault {
 
 impl FakeKeyVault {
     pub async fn start(secrets: &[(&str, &str)]) -> Self {
-        let secrets: Arc<HashMap<String, String>> =
-            Arc::new(secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        let secrets: Arc<HashMap<String, String>> = Arc::new(
+            secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         let seen = Arc::new(Mutex::new(Vec::new()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://localhost:{}", listener.local_addr().unwrap().port());
         let routes = {
             let secrets = secrets.clone();
             let seen = seen.clone();
-            warp::path::full()
-                .and(warp::header::headers_cloned())
-                .map(move |path: warp::path::FullPath, headers: HeaderMap| {
+            warp::path::full().and(warp::header::headers_cloned()).map(
+                move |path: warp::path::FullPath, headers: HeaderMap| {
                     answer(path.as_str(), &headers, &secrets, &seen)
-                })
+                },
+            )
         };
         tokio::spawn(warp::serve(routes).incoming(listener).run());
         Self { seen, url }
@@ -43,7 +47,10 @@ impl FakeKeyVault {
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("KEY_VAULT_URL".into(), format!("{}/", self.url)),
-            ("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", self.url)),
+            (
+                "IDENTITY_ENDPOINT".into(),
+                format!("{}/msi/token", self.url),
+            ),
             ("IDENTITY_HEADER".into(), IDENTITY_HEADER.into()),
             ("AZURE_CREDENTIAL_KIND".into(), "appservice".into()),
         ]
@@ -62,7 +69,12 @@ fn answer(
     seen: &Mutex<Vec<String>>,
 ) -> Response<String> {
     seen.lock().unwrap().push(path.to_owned());
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let reply = |status: StatusCode, body: serde_json::Value| {
         Response::builder()
             .status(status)
@@ -72,7 +84,10 @@ fn answer(
     };
     if path == "/msi/token" {
         if header("x-identity-header") != IDENTITY_HEADER {
-            return reply(StatusCode::UNAUTHORIZED, json!({"error": "bad identity header"}));
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "bad identity header"}),
+            );
         }
         let expires = chrono::Utc::now().timestamp() + 3600;
         return reply(
@@ -84,7 +99,10 @@ fn answer(
     if let Some(name) = path.strip_prefix("/secrets/") {
         let name = name.trim_end_matches('/');
         if header("authorization") != format!("Bearer {VAULT_TOKEN}") {
-            return reply(StatusCode::UNAUTHORIZED, json!({"error": {"code": "Unauthorized"}}));
+            return reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": {"code": "Unauthorized"}}),
+            );
         }
         return match secrets.get(name) {
             Some(value) => reply(
@@ -93,7 +111,10 @@ fn answer(
                        "attributes": {"enabled": true, "created": 1_700_000_000, "updated": 1_700_000_000,
                                       "recoveryLevel": "Recoverable+Purgeable"}}),
             ),
-            None => reply(StatusCode::NOT_FOUND, json!({"error": {"code": "SecretNotFound"}})),
+            None => reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": {"code": "SecretNotFound"}}),
+            ),
         };
     }
     reply(StatusCode::NOT_FOUND, json!({"error": "not found"}))
