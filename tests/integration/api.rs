@@ -185,10 +185,7 @@ async fn the_job_is_stored_as_queued_before_the_ticket_is_answered() {
 #[tokio::test]
 async fn status_by_post_action_and_by_get_agree() {
     let app = TestApp::start().await;
-    let id = app.start_job(job(&["gadgets"], 1)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&["gadgets"], 1)).await;
     app.wait_terminal(&id, WAIT).await;
     let by_get = app.status(&id).await;
     let by_post = app
@@ -629,11 +626,8 @@ async fn subreddits_that_fail_are_reported_without_failing_the_job() {
     app.reddit.set("privatesub", Behaviour::Private);
     app.reddit.set("nosuchsub", Behaviour::Missing);
     let id = app
-        .start_job(job(&["technology", "privatesub", "nosuchsub"], 2))
-        .await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .submit(job(&["technology", "privatesub", "nosuchsub"], 2))
+        .await;
     let done = app.wait_terminal(&id, WAIT).await;
     assert_eq!(done["status"], "completed");
     let results = done["results"]["results"].as_array().unwrap();
@@ -653,10 +647,7 @@ async fn a_job_where_every_subreddit_fails_ends_failed_with_the_reasons() {
     use crate::support::fake_reddit::Behaviour;
     let app = TestApp::start().await;
     app.reddit.set("bannedsub", Behaviour::Banned);
-    let id = app.start_job(job(&["bannedsub"], 2)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&["bannedsub"], 2)).await;
     let done = app.wait_terminal(&id, WAIT).await;
     assert_eq!(done["status"], "failed");
     assert!(

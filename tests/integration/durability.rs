@@ -50,12 +50,7 @@ async fn a_job_killed_mid_way_is_resumed_after_restart_without_refetching_finish
     let mut app = TestApp::start_with(vec![QUICK_ADOPTION]).await;
     app.reddit
         .set("slowsub", Behaviour::Slow(Duration::from_secs(120)));
-    let id = app
-        .start_job(job(&["fastone", "fasttwo", "slowsub"], 2))
-        .await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&["fastone", "fasttwo", "slowsub"], 2)).await;
     wait_for("two subreddits recorded", WAIT, async || {
         completed_count(&app, &id).await == 2
     })
@@ -104,10 +99,7 @@ async fn two_instances_adopt_a_stale_job_exactly_once() {
     let mut app = TestApp::start_with(vec![QUICK_ADOPTION]).await;
     app.reddit
         .set("slowsub", Behaviour::Slow(Duration::from_secs(120)));
-    let id = app.start_job(job(&["fastone", "slowsub"], 2)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&["fastone", "slowsub"], 2)).await;
     wait_for("one subreddit recorded", WAIT, async || {
         completed_count(&app, &id).await == 1
     })
@@ -144,10 +136,7 @@ async fn a_cancelled_job_stops_before_its_next_subreddit_and_keeps_finished_resu
             .set(name, Behaviour::Slow(Duration::from_millis(1500)));
     }
     let topics: Vec<&str> = names.iter().map(String::as_str).collect();
-    let id = app.start_job(job(&topics, 1)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&topics, 1)).await;
 
     let cancel = app
         .host
@@ -207,14 +196,8 @@ async fn a_queued_job_is_cancelled_at_once() {
     let app = TestApp::start_with(vec![("MAX_CONCURRENT_JOBS", "1")]).await;
     app.reddit
         .set("blocker", Behaviour::Slow(Duration::from_secs(3)));
-    let blocker = app.start_job(job(&["blocker"], 1)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let queued = app.start_job(job(&["technology"], 1)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let blocker = app.submit(job(&["blocker"], 1)).await;
+    let queued = app.submit(job(&["technology"], 1)).await;
     let cancel = app
         .host
         .forward(post(json!({"action": "cancel", "job_id": queued})))
@@ -234,10 +217,7 @@ async fn a_queued_job_is_cancelled_at_once() {
 async fn a_finished_job_can_be_retried_as_a_new_job() {
     let app = TestApp::start().await;
     app.reddit.set("privatesub", Behaviour::Private);
-    let first = app.start_job(job(&["privatesub"], 2)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = app.submit(job(&["privatesub"], 2)).await;
     assert_eq!(app.wait_terminal(&first, WAIT).await["status"], "failed");
 
     app.reddit.set(
@@ -268,10 +248,7 @@ async fn a_running_job_cannot_be_retried() {
     let app = TestApp::start().await;
     app.reddit
         .set("slowsub", Behaviour::Slow(Duration::from_secs(3)));
-    let id = app.start_job(job(&["slowsub"], 1)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&["slowsub"], 1)).await;
     let retry = app
         .host
         .forward(post(json!({"action": "retry", "job_id": id})))
@@ -327,12 +304,7 @@ async fn jobs_are_listed_newest_first_a_page_at_a_time() {
     let app = TestApp::start().await;
     let mut started = Vec::new();
     for _ in 0..5 {
-        started.push(
-            app.start_job(job(&["technology"], 1)).await["job_id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        started.push(app.submit(job(&["technology"], 1)).await);
     }
     for id in &started {
         app.wait_terminal(id, WAIT).await;
@@ -394,24 +366,12 @@ async fn high_priority_jobs_leave_the_queue_first() {
     let app = TestApp::start_with(vec![("MAX_CONCURRENT_JOBS", "1")]).await;
     app.reddit
         .set("blocker", Behaviour::Slow(Duration::from_secs(2)));
-    let blocker = app.start_job(job(&["blocker"], 1)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let normal_one = app.start_job(job(&["technology"], 1)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let normal_two = app.start_job(job(&["gadgets"], 1)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let blocker = app.submit(job(&["blocker"], 1)).await;
+    let normal_one = app.submit(job(&["technology"], 1)).await;
+    let normal_two = app.submit(job(&["gadgets"], 1)).await;
     let high = app
-        .start_job(json!({"topics": ["programming"], "limit": 1, "priority": "high"}))
-        .await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .submit(json!({"topics": ["programming"], "limit": 1, "priority": "high"}))
+        .await;
     let mut started = Vec::new();
     for id in [&blocker, &normal_one, &normal_two, &high] {
         let done = app.wait_terminal(id, WAIT).await;
@@ -431,11 +391,14 @@ async fn high_priority_jobs_leave_the_queue_first() {
     assert!(app.host.logs().contains("queue_depth"));
 }
 
+/// What a callback receiver got: the signature header and the body.
+type Deliveries = Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+
 /// A receiver that checks the callback's signature and fails the first delivery.
 #[tokio::test]
 async fn the_completion_callback_is_signed_and_retried() {
     use warp::Filter;
-    let received: Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>> = Arc::default();
+    let received: Deliveries = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let routes = {
@@ -509,10 +472,7 @@ async fn storage_lost_during_a_job_and_back_leaves_the_job_terminal_and_consiste
     let app = TestApp::start_on(azurite.container().await, vec![]).await;
     app.reddit
         .set("slowsub", Behaviour::Slow(Duration::from_secs(2)));
-    let id = app.start_job(job(&["fastone", "slowsub"], 2)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&["fastone", "slowsub"], 2)).await;
     wait_for("the job to run", WAIT, async || {
         completed_count(&app, &id).await >= 1
     })

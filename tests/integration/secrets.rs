@@ -39,10 +39,7 @@ async fn credentials_come_from_key_vault_and_never_appear_in_logs_or_blobs() {
     let env = without_env_credentials(&vault);
     let app =
         TestApp::start_with(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).await;
-    let id = app.start_job(job(&["technology", "gadgets"], 2)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&["technology", "gadgets"], 2)).await;
     let done = app.wait_terminal(&id, WAIT).await;
     assert_eq!(done["status"], "completed", "{done}");
     // The fake Reddit only hands out a token for the right id and secret, so the job's
@@ -86,10 +83,7 @@ async fn a_job_whose_credentials_cannot_be_loaded_fails_with_a_clear_error() {
     let env = without_env_credentials(&vault);
     let app =
         TestApp::start_with(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).await;
-    let id = app.start_job(job(&["technology"], 2)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&["technology"], 2)).await;
     let done = app.wait_terminal(&id, WAIT).await;
     assert_eq!(done["status"], "failed");
     let error = done["error"].as_str().unwrap();
@@ -107,10 +101,7 @@ async fn a_job_whose_credentials_cannot_be_loaded_fails_with_a_clear_error() {
 #[tokio::test]
 async fn environment_credentials_never_appear_in_logs_or_blobs() {
     let app = TestApp::start_with(vec![("RUST_LOG", "debug")]).await;
-    let id = app.start_job(job(&["technology"], 2)).await["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.submit(job(&["technology"], 2)).await;
     app.wait_terminal(&id, WAIT).await;
     let logs = app.host.logs();
     assert!(

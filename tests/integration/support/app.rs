@@ -65,6 +65,14 @@ impl TestApp {
         response.json()
     }
 
+    /// Starts a job and returns just its id.
+    pub async fn submit(&self, body: Value) -> String {
+        self.start_job(body).await["job_id"]
+            .as_str()
+            .expect("the ticket has a job_id")
+            .to_owned()
+    }
+
     pub async fn status(&self, job_id: &str) -> HostResponse {
         self.host
             .forward(HostRequest::get(&format!(
