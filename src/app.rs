@@ -86,6 +86,15 @@ pub fn reddit_client(settings: &RedditSettings) -> anyhow::Result<RedditClient> 
 pub fn build(settings: Settings) -> anyhow::Result<FunctionContext> {
     let store = open_store(&settings.storage)?;
     tracing::info!(store = %store.describe(), mode = if settings.mode.is_host() { "host" } else { "standalone" }, "starting");
+    if let Mode::Standalone {
+        function_keys: None,
+        ..
+    } = settings.mode
+    {
+        tracing::warn!(
+            "FUNCTION_KEYS is not set: standalone mode accepts every call without a function key"
+        );
+    }
     let reddit = Arc::new(reddit_client(&settings.reddit)?);
     let jobs = JobRunner::start(
         StatusRepository::new(store.clone()),

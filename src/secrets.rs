@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use azure_security_keyvault::SecretClient;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::OnceCell;
 
 use crate::config::RedditSettings;
@@ -31,10 +31,14 @@ pub fn credential_source(settings: &RedditSettings) -> Arc<dyn CredentialSource>
         (Some(id), Some(secret), _) => Arc::new(FixedCredentials(Some(Credentials {
             client_id: id.clone(),
             client_secret: secret.clone(),
+            user_agent: None,
         }))),
         (_, _, Some(vault)) => {
             tracing::info!(vault = %vault, "Reddit credentials will be read from Key Vault");
-            Arc::new(KeyVaultCredentials::new(vault.as_str()))
+            Arc::new(KeyVaultCredentials::new(
+                vault.as_str(),
+                settings.user_agent.is_none(),
+            ))
         }
         _ => {
             tracing::warn!(
@@ -49,13 +53,16 @@ pub fn credential_source(settings: &RedditSettings) -> Arc<dyn CredentialSource>
 /// Credentials read once from Key Vault.
 pub struct KeyVaultCredentials {
     vault_url: String,
+    /// Whether to read `reddit-user-agent` too (`REDDIT_USER_AGENT` was not set).
+    with_user_agent: bool,
     loaded: OnceCell<Credentials>,
 }
 
 impl KeyVaultCredentials {
-    pub fn new(vault_url: &str) -> Self {
+    pub fn new(vault_url: &str, with_user_agent: bool) -> Self {
         Self {
             vault_url: vault_url.to_owned(),
+            with_user_agent,
             loaded: OnceCell::new(),
         }
     }
@@ -82,10 +89,24 @@ impl KeyVaultCredentials {
         };
         let (client_id, client_secret) =
             tokio::try_join!(read(CLIENT_ID_SECRET), read(CLIENT_SECRET_SECRET))?;
-        tracing::info!("Reddit credentials read from Key Vault");
+        // The User-Agent is optional: without it the default one is used.
+        let user_agent = if self.with_user_agent {
+            read(USER_AGENT_SECRET)
+                .await
+                .ok()
+                .map(|agent| agent.expose_secret().trim().to_owned())
+                .filter(|agent| !agent.is_empty())
+        } else {
+            None
+        };
+        tracing::info!(
+            user_agent_from_vault = user_agent.is_some(),
+            "Reddit credentials read from Key Vault"
+        );
         Ok(Credentials {
             client_id,
             client_secret,
+            user_agent,
         })
     }
 }

@@ -31,6 +31,9 @@ const MAX_PAGE: u32 = 100;
 pub struct Credentials {
     pub client_id: SecretString,
     pub client_secret: SecretString,
+    /// A User-Agent that came with the credentials (Key Vault's `reddit-user-agent`); it
+    /// replaces the client's own on every request made with them.
+    pub user_agent: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -94,6 +97,7 @@ pub struct RedditClient {
 #[derive(Clone)]
 struct Token {
     value: SecretString,
+    user_agent: Option<String>,
     /// Renew a little before Reddit's expiry so no request carries a just-expired token.
     renew_at: Instant,
 }
@@ -152,11 +156,11 @@ impl RedditClient {
     }
 
     /// The bearer token, fetched when missing or due for renewal. `Ok(None)`: no credentials.
-    async fn token(&self, force_renew: bool) -> Result<Option<SecretString>, FetchError> {
+    async fn token(&self, force_renew: bool) -> Result<Option<Token>, FetchError> {
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref() {
             if !force_renew && Instant::now() < token.renew_at {
-                return Ok(Some(token.value.clone()));
+                return Ok(Some(token.clone()));
             }
         }
         let Some(credentials) = self
@@ -172,9 +176,11 @@ impl RedditClient {
             .auth
             .join("api/v1/access_token")
             .expect("a fixed relative path joins");
-        let answer = self
-            .http
-            .post(url)
+        let mut request = self.http.post(url);
+        if let Some(user_agent) = &credentials.user_agent {
+            request = request.header(reqwest::header::USER_AGENT, user_agent);
+        }
+        let answer = request
             .basic_auth(
                 credentials.client_id.expose_secret(),
                 Some(credentials.client_secret.expose_secret()),
@@ -208,6 +214,7 @@ impl RedditClient {
         let margin = (lifetime / 10).min(Duration::from_secs(300));
         let token = Token {
             value: SecretString::from(answer.access_token),
+            user_agent: credentials.user_agent.clone(),
             renew_at: Instant::now() + lifetime - margin,
         };
         tracing::info!(
@@ -215,7 +222,7 @@ impl RedditClient {
             "obtained a Reddit access token"
         );
         *cached = Some(token.clone());
-        Ok(Some(token.value))
+        Ok(Some(token))
     }
 
     async fn attempt(
@@ -223,7 +230,7 @@ impl RedditClient {
         subreddit: &Subreddit,
         limit: u32,
         after: Option<&str>,
-        token: Option<&SecretString>,
+        token: Option<&Token>,
     ) -> Attempt {
         let name = subreddit.as_str();
         let mut url = match token {
@@ -239,7 +246,10 @@ impl RedditClient {
         }
         let mut request = self.http.get(url);
         if let Some(token) = token {
-            request = request.bearer_auth(token.expose_secret());
+            request = request.bearer_auth(token.value.expose_secret());
+            if let Some(user_agent) = &token.user_agent {
+                request = request.header(reqwest::header::USER_AGENT, user_agent);
+            }
         }
 
         self.limiter.acquire().await;

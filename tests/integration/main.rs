@@ -6,5 +6,6 @@ mod api;
 mod durability;
 mod reddit;
 mod secrets;
+mod standalone;
 mod support;
 mod timer;

@@ -23,6 +23,7 @@ fn credentials(secret: &str) -> Arc<dyn CredentialSource> {
     Arc::new(FixedCredentials(Some(Credentials {
         client_id: CLIENT_ID.to_owned().into(),
         client_secret: secret.to_owned().into(),
+        user_agent: None,
     })))
 }
 

@@ -183,6 +183,27 @@ async fn a_summary_womble_that_answers_500_makes_the_run_fail_visibly() {
     assert!(app.host.logs().contains("HTTP 500"), "{}", app.host.logs());
 }
 
+#[tokio::test]
+async fn a_legacy_synchronous_200_answer_is_understood_and_logged() {
+    let (app, gate) = app_with_gate().await;
+    gate.answer_with(200);
+    let outcome = app
+        .host
+        .invoke_timer("GetHotTopics", timer_payload(None, false))
+        .await;
+    assert!(outcome.succeeded, "{outcome:?}");
+    assert!(
+        outcome
+            .logs
+            .iter()
+            .any(|line| line.contains("answered synchronously (HTTP 200)")),
+        "{:?}",
+        outcome.logs
+    );
+    // No status check follows a synchronous answer.
+    assert_eq!(gate.calls().len(), 1);
+}
+
 fn document(id: JobId, finished_days_ago: Option<i64>) -> StatusDocument {
     let request = JobRequest {
         source: Source::Reddit,
