@@ -426,19 +426,20 @@ struct ListFilter {
     after: Option<ListPosition>,
 }
 
-/// Where a page ended: jobs are ordered newest first, ties by id.
+/// Where a page ended: jobs are ordered newest first, ties by id. Its token is the opaque
+/// continuation a list answer hands out.
 #[derive(Debug, Clone, PartialEq)]
-struct ListPosition {
-    created_at: DateTime<Utc>,
-    job_id: JobId,
+pub struct ListPosition {
+    pub created_at: DateTime<Utc>,
+    pub job_id: JobId,
 }
 
 impl ListPosition {
-    fn token(&self) -> String {
+    pub fn token(&self) -> String {
         hex::encode(format!("{}|{}", self.created_at.to_rfc3339(), self.job_id))
     }
 
-    fn parse(token: &str) -> Option<Self> {
+    pub fn parse(token: &str) -> Option<Self> {
         let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
         let (at, id) = text.split_once('|')?;
         Some(Self {

@@ -190,7 +190,7 @@ impl StatusDocument {
             finished_at: None,
             request,
             progress: Progress {
-                step: "queued".into(),
+                step: "initializing".into(),
                 completed: 0,
                 total,
             },
