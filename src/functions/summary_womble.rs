@@ -44,22 +44,30 @@ pub async fn handle(context: &FunctionContext, request: ApiRequest) -> ApiRespon
 async fn route(context: &FunctionContext, request: &ApiRequest) -> Result<ApiResponse, ApiError> {
     match request.method {
         Method::GET => match request.query_value("job_id") {
-            Some(id) => status(context, parse_job_id(Some(id))?).await,
+            Some(id) => {
+                only_query(request, &["job_id"])?;
+                status(context, parse_job_id(Some(id))?).await
+            }
             None => {
-                let filter = ListFilter::from_query(request)?;
-                list(context, filter).await
+                only_query(request, &["status", "top", "continuation"])?;
+                list(context, ListFilter::from_query(request)?).await
             }
         },
-        Method::DELETE => cancel(context, parse_job_id(request.query_value("job_id"))?).await,
+        Method::DELETE => {
+            only_query(request, &["job_id"])?;
+            cancel(context, parse_job_id(request.query_value("job_id"))?).await
+        }
         Method::POST => {
+            only_query(request, &[])?;
+            let idempotency_key = idempotency_key(request)?;
             let body = json_body(request)?;
             let action = match body.get("action") {
-                None | Some(Value::Null) => "start",
+                None => "start",
                 Some(Value::String(action)) => action.as_str(),
                 Some(_) => return Err(bad("action must be a string")),
             };
             match action {
-                "start" => start(context, request, &body).await,
+                "start" => start(context, request, &body, idempotency_key).await,
                 "status" => {
                     only_fields(&body, &["action", "job_id"])?;
                     status(context, job_id_field(&body)?).await
@@ -117,6 +125,36 @@ fn json_body(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// Refuses query parameters other than `allowed` (and the function key's `code`).
+fn only_query(request: &ApiRequest, allowed: &[&str]) -> Result<(), ApiError> {
+    match request
+        .query
+        .iter()
+        .find(|(name, _)| name != "code" && !allowed.contains(&name.as_str()))
+    {
+        None => Ok(()),
+        Some((unknown, _)) if allowed.is_empty() => Err(bad(format!(
+            "Unknown query parameter {unknown:?}; a POST takes its arguments in the body."
+        ))),
+        Some((unknown, _)) => Err(bad(format!(
+            "Unknown query parameter {unknown:?}; this call takes {}.",
+            allowed.join(", ")
+        ))),
+    }
+}
+
+/// The `Idempotency-Key` header, read as raw bytes: a value that is not 1 to 200 visible
+/// ASCII characters is refused, not ignored.
+fn idempotency_key(request: &ApiRequest) -> Result<Option<&str>, ApiError> {
+    match request.headers.get("idempotency-key").map(|value| value.as_bytes()) {
+        None => Ok(None),
+        Some(key) if (1..=200).contains(&key.len()) && key.iter().all(|b| (0x20..0x7f).contains(b)) => {
+            Ok(Some(std::str::from_utf8(key).expect("ASCII is UTF-8")))
+        }
+        Some(_) => Err(bad("Idempotency-Key must be 1 to 200 printable ASCII characters")),
+    }
+}
+
 fn only_fields(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
     match body.keys().find(|key| !allowed.contains(&key.as_str())) {
         None => Ok(()),
@@ -142,21 +180,22 @@ fn job_id_field(body: &Map<String, Value>) -> Result<JobId, ApiError> {
     }
 }
 
-/// Turns a start body into a [`JobRequest`], naming the field that breaks a rule.
+/// Turns a start body into a [`JobRequest`], naming the field that breaks a rule. An absent
+/// field takes its default; `null` is not a value for any field.
 pub fn parse_start(
     body: &Map<String, Value>,
     allow_insecure_callbacks: bool,
 ) -> Result<JobRequest, ApiError> {
     only_fields(body, &START_FIELDS)?;
     let source = match body.get("source") {
-        None | Some(Value::Null) => Source::Reddit,
+        None => Source::Reddit,
         Some(Value::String(text)) => text
             .parse::<Source>()
             .map_err(|error| bad(error.to_string()))?,
         Some(_) => return Err(bad("source must be a string")),
     };
     let topics = match body.get("topics") {
-        None | Some(Value::Null) => DEFAULT_SUBREDDITS
+        None => DEFAULT_SUBREDDITS
             .iter()
             .map(|name| Subreddit::parse(name).expect("the defaults are valid names"))
             .collect(),
@@ -181,7 +220,7 @@ pub fn parse_start(
         Some(_) => return Err(bad("topics must be an array of subreddit names")),
     };
     let limit = match body.get("limit") {
-        None | Some(Value::Null) => Limit::DEFAULT,
+        None => Limit::DEFAULT,
         Some(Value::Number(number)) => number
             .as_u64()
             .and_then(|value| u32::try_from(value).ok())
@@ -190,13 +229,13 @@ pub fn parse_start(
         Some(_) => return Err(bad("limit must be an integer from 1 to 100")),
     };
     let priority = match body.get("priority") {
-        None | Some(Value::Null) => Priority::Normal,
+        None => Priority::Normal,
         Some(Value::String(text)) if text == "normal" => Priority::Normal,
         Some(Value::String(text)) if text == "high" => Priority::High,
         Some(_) => return Err(bad("priority must be \"high\" or \"normal\"")),
     };
     let callback_url = match body.get("callback_url") {
-        None | Some(Value::Null) => None,
+        None => None,
         Some(Value::String(text)) => Some(parse_callback_url(text, allow_insecure_callbacks)?),
         Some(_) => return Err(bad("callback_url must be a string")),
     };
@@ -324,21 +363,9 @@ async fn start(
     context: &FunctionContext,
     request: &ApiRequest,
     body: &Map<String, Value>,
+    idempotency_key: Option<&str>,
 ) -> Result<ApiResponse, ApiError> {
     let job = parse_start(body, context.settings.jobs.allow_insecure_callbacks)?;
-    let idempotency_key = match request.header("idempotency-key") {
-        None => None,
-        Some(key)
-            if (1..=200).contains(&key.len()) && key.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
-        {
-            Some(key)
-        }
-        Some(_) => {
-            return Err(bad(
-                "Idempotency-Key must be 1 to 200 printable ASCII characters",
-            ))
-        }
-    };
     let document = context
         .jobs
         .submit(job, None, idempotency_key)
@@ -492,27 +519,17 @@ impl ListFilter {
     }
 
     fn from_query(request: &ApiRequest) -> Result<Self, ApiError> {
-        if let Some((unknown, _)) = request
-            .query
-            .iter()
-            .find(|(key, _)| !["status", "top", "continuation", "code"].contains(&key.as_str()))
-        {
-            return Err(bad(format!(
-                "Unknown query parameter {unknown:?}; use job_id, or status, top and continuation."
-            )));
-        }
-        let non_empty = |name| request.query_value(name).filter(|value| !value.is_empty());
         Self::new(
-            non_empty("status"),
-            non_empty("top"),
-            non_empty("continuation"),
+            request.query_value("status"),
+            request.query_value("top"),
+            request.query_value("continuation"),
         )
     }
 
     fn from_body(body: &Map<String, Value>) -> Result<Self, ApiError> {
         let text = |name: &str| -> Result<Option<String>, ApiError> {
             match body.get(name) {
-                None | Some(Value::Null) => Ok(None),
+                None => Ok(None),
                 Some(Value::String(text)) => Ok(Some(text.clone())),
                 Some(Value::Number(number)) if name == "top" => Ok(Some(number.to_string())),
                 Some(_) => Err(bad(format!("{name} must be a string"))),
@@ -697,6 +714,8 @@ mod tests {
                 "callback_url",
             ),
             (json!({"topic": ["technology"]}), "\"topic\""),
+            (json!({"limit": null}), "limit"),
+            (json!({"topics": null}), "topics"),
         ];
         for (input, expected) in cases {
             let error = parse_start(&body(input.clone()), false).expect_err(&input.to_string());

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Schema-driven fuzzing of the SummaryWomble API with schemathesis, from openapi.yaml.
+#
+#   scripts/fuzz-api.sh <max-examples-per-operation>
+#
+# Runs under scripts/with-azurite.sh (needs AZURITE_CONNECTION_STRING). Installs the pinned
+# schemathesis into .tools/venv on first use, starts the built debug handler in standalone mode
+# on a free port against a fresh container, and fails on any 5xx, any answer that breaks the
+# spec, or a crash. Reddit points at a closed port: jobs fail, the API must not.
+set -euo pipefail
+
+examples="${1:-25}"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$repo/.tools/venv"
+: "${AZURITE_CONNECTION_STRING:?run this under scripts/with-azurite.sh}"
+
+if [[ ! -x "$venv/bin/schemathesis" ]] || ! cmp -s "$repo/tools/fuzz-requirements.txt" "$venv/requirements.txt"; then
+    echo "fuzz-api.sh: installing schemathesis (pinned in tools/fuzz-requirements.txt)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$repo/tools/fuzz-requirements.txt"
+    cp "$repo/tools/fuzz-requirements.txt" "$venv/requirements.txt"
+fi
+
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+log="$(mktemp)"
+(
+    cd "$repo"
+    exec env -i PATH="$PATH" HOME="${HOME:-/root}" RUST_LOG=warn \
+        PORT="$port" \
+        AzureWebJobsStorage="$AZURITE_CONNECTION_STRING" \
+        OUTPUT_CONTAINER="fuzz-$(date +%s)-$$" \
+        REDDIT_AUTH_URL=http://127.0.0.1:1 REDDIT_API_URL=http://127.0.0.1:1 REDDIT_PUBLIC_URL=http://127.0.0.1:1 \
+        target/debug/handler
+) >"$log" 2>&1 &
+handler=$!
+disown "$handler"
+trap 'kill -KILL $handler 2>/dev/null || true; rm -f "$log"' EXIT
+
+for _ in $(seq 1 300); do
+    curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1 && break
+    kill -0 "$handler" 2>/dev/null || { echo "fuzz-api.sh: the handler exited:" >&2; cat "$log" >&2; exit 1; }
+    sleep 0.1
+done
+
+status=0
+"$venv/bin/schemathesis" run "$repo/openapi.yaml" \
+    --url "http://127.0.0.1:$port" \
+    --max-examples "$examples" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
+    --phases examples,coverage,fuzzing \
+    --request-timeout 30 \
+    --seed 20261128 \
+    --generation-database none \
+    --no-color || status=$?
+
+if ! kill -0 "$handler" 2>/dev/null; then
+    echo "fuzz-api.sh: the handler crashed during fuzzing:" >&2
+    cat "$log" >&2
+    exit 1
+fi
+exit "$status"
