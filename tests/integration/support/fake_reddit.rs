@@ -145,6 +145,11 @@ impl FakeReddit {
         state.window_reset = reset;
     }
 
+    /// Reports a window that never runs out (for load tests; Reddit's own would).
+    pub fn set_unlimited(&self) {
+        self.state.lock().unwrap().window_remaining = 1e12;
+    }
+
     pub fn tokens_issued(&self) -> usize {
         self.state.lock().unwrap().tokens_issued
     }
