@@ -526,3 +526,21 @@ async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallib
     };
     Ok(into_reply(error.into_response()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_matches_only_when_equal_to_one_of_the_configured_keys() {
+        let keys = [
+            secrecy::SecretString::from("first-key".to_owned()),
+            secrecy::SecretString::from("second".to_owned()),
+        ];
+        assert!(key_matches(&keys, "first-key"));
+        assert!(key_matches(&keys, "second"));
+        for wrong in ["", "first", "first-key ", "FIRST-KEY", "second-key", "secon"] {
+            assert!(!key_matches(&keys, wrong), "{wrong:?}");
+        }
+    }
+}

@@ -498,3 +498,22 @@ async fn storage_lost_during_a_job_and_back_leaves_the_job_terminal_and_consiste
     }
     assert_eq!(output_blobs(&app).await.len(), 2);
 }
+
+#[tokio::test]
+async fn an_output_blob_never_overwrites_another_jobs_and_a_resumed_job_writes_none_twice() {
+    use summary_womble::jobs::{JobId, StatusRepository};
+    let container = crate::support::azurite::Container::fresh().await;
+    let repository = StatusRepository::new(container.store.clone());
+    let (first, second) = (JobId::new(), JobId::new());
+    let stem = "20261128_120000_reddit_technology";
+    let name_one = repository.store_output(first, stem, &json!({"job_id": first, "n": 1})).await.unwrap();
+    let name_two = repository.store_output(second, stem, &json!({"job_id": second, "n": 2})).await.unwrap();
+    assert_eq!(name_one, format!("{stem}.json"));
+    assert_eq!(name_two, format!("{stem}_{}.json", &second.to_string()[..8]));
+    // The first job, resumed, finds its own blob and writes nothing new.
+    let again = repository.store_output(first, stem, &json!({"job_id": first, "n": 3})).await.unwrap();
+    assert_eq!(again, name_one);
+    assert_eq!(container.read_json(&name_one).await.unwrap()["n"], 1);
+    assert_eq!(container.read_json(&name_two).await.unwrap()["n"], 2);
+    assert_eq!(container.names().await.len(), 2);
+}
