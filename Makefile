@@ -4,7 +4,9 @@
 #                         installed, else the handler in standalone mode on port 7071)
 #   make test             unit, contract and black-box tests against a real Azurite
 #   make handler          release build of the handler, copied to ./handler
-#   make deploy APP=name  publish to an Azure Function App with Core Tools
+#   make package          Linux x86-64 handler (static musl when installed) zipped as Core Tools
+#                         publishes it: target/package/summary-womble.zip
+#   make deploy APP=name  make package, then publish exactly that with Core Tools
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,7 +16,7 @@ CARGO ?= cargo
 PORT ?= 7071
 AZURITE_RUN_PORT ?= 10000
 
-.PHONY: help run test handler deploy clean
+.PHONY: help run test handler package deploy clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -41,10 +43,17 @@ handler:
 	$(CARGO) build --locked --release --bin handler
 	cp target/release/handler ./handler
 
-deploy: handler
+package:
+	scripts/package.sh
+
+# Core Tools zips the folder it runs in, so it runs in the unpacked package (unzip keeps the
+# handler's execute bit): what is published is exactly what `make package` checked.
+deploy: package
 	@test -n "$(APP)" || { echo "usage: make deploy APP=<function-app-name>"; exit 2; }
 	@command -v func >/dev/null 2>&1 || { echo "Azure Functions Core Tools (func) is required to deploy"; exit 2; }
-	func azure functionapp publish $(APP) --custom
+	rm -rf target/package/publish
+	unzip -q target/package/summary-womble.zip -d target/package/publish
+	cd target/package/publish && func azure functionapp publish $(APP) --custom
 
 clean:
 	-scripts/azurite.sh stop .test-state

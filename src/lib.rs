@@ -17,8 +17,10 @@
 //! - [`reddit`]: the Reddit client; turns a subreddit name into topics.
 //! - [`store`]: the blob storage trait and its implementations (Azure Blob, local directory).
 //! - [`secrets`]: Reddit credentials from the environment.
+//! - [`cli`]: the command line of the same executable (submit, watch, list, collect, ...).
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod functions;
 pub mod jobs;

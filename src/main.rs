@@ -4,14 +4,33 @@
 //! after a requested stop (Ctrl-C, SIGTERM) 0 in standalone mode but 1 under the Functions
 //! host. The host restarts a handler that exits non-zero and never one that exits 0, so under
 //! the host no exit may be 0: whoever stopped us, the app must come back.
+//!
+//! The same executable is also a command line for people (`handler submit --wait`, `handler
+//! watch <id>`, ...; see [`summary_womble::cli`]). The arguments are parsed first; the host
+//! passes none, and with none (or `serve`) what follows is the server path above, unchanged.
+//! A client command decides its own exit code (0 completed, 1 failed, 2 cancelled, 3 usage or
+//! connection error), and so does a command line that does not parse (3).
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use summary_womble::cli::{self, Command};
 use summary_womble::config::Settings;
 use summary_womble::{app, telemetry};
 
 fn main() -> ExitCode {
+    let arguments = match cli::parse() {
+        Ok(arguments) => arguments,
+        Err(exit) => return exit,
+    };
+    match arguments.command {
+        None | Some(Command::Serve) => serve(),
+        Some(command) => cli::run(arguments.client, command),
+    }
+}
+
+/// The custom handler: what the Functions host starts.
+fn serve() -> ExitCode {
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {
