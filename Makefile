@@ -2,10 +2,14 @@
 #
 #   make run              start the app locally with Azurite (func start when Core Tools is
 #                         installed, else the handler in standalone mode on port 7071)
-#   make test             unit, contract and black-box tests against a real Azurite
+#   make test             unit, contract and black-box tests against a real Azurite, and a short
+#                         schema-driven fuzzing run (schemathesis, from openapi.yaml)
+#   make fuzz-api N=300   a longer fuzzing run
+#   make loadtest N=5000 C=50   N job starts from C concurrent clients: throughput, latency
 #   make handler          release build of the handler, copied to ./handler
 #   make package          Linux x86-64 handler (static musl when installed) zipped as Core Tools
 #                         publishes it: target/package/summary-womble.zip
+#   make bench            the service against the storage limit (table + target/bench/results.json)
 #   make deploy APP=name  make package, then publish exactly that with Core Tools
 
 SHELL := /bin/bash
@@ -16,7 +20,7 @@ CARGO ?= cargo
 PORT ?= 7071
 AZURITE_RUN_PORT ?= 10000
 
-.PHONY: help run test handler package deploy clean
+.PHONY: help run test fuzz-api loadtest handler package bench deploy clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -27,7 +31,11 @@ node_modules/.bin/azurite-blob: package.json package-lock.json
 
 test: node_modules/.bin/azurite-blob
 	$(CARGO) build --locked --tests --bins
-	scripts/with-azurite.sh .test-state $(CARGO) test --locked --no-fail-fast -- --color never
+	scripts/with-azurite.sh .test-state scripts/test.sh
+
+fuzz-api: node_modules/.bin/azurite-blob
+	$(CARGO) build --locked --bins
+	FUZZ_EXAMPLES=$(or $(N),300) scripts/with-azurite.sh .fuzz-state scripts/fuzz-api.sh $(or $(N),300)
 
 run: node_modules/.bin/azurite-blob
 	@if command -v func >/dev/null 2>&1; then \
@@ -39,12 +47,23 @@ run: node_modules/.bin/azurite-blob
 	  scripts/with-azurite.sh .run-state scripts/run-standalone.sh $(PORT); \
 	fi
 
+loadtest: node_modules/.bin/azurite-blob
+	LOADTEST_N=$(or $(N),5000) LOADTEST_C=$(or $(C),50) scripts/with-azurite.sh .loadtest-state \
+	  $(CARGO) test --locked --release --test integration load::a_bigger_load -- --ignored --nocapture
+
 handler:
 	$(CARGO) build --locked --release --bin handler
 	cp target/release/handler ./handler
 
 package:
 	scripts/package.sh
+
+# One release build: `cargo bench` builds the handler binary beside the benchmark (a separate
+# `cargo build --release` would build the whole tree again, without the dev-dependency
+# features). Azurite is started after the build, so it runs only while the benchmark does.
+bench: node_modules/.bin/azurite-blob
+	$(CARGO) bench --locked --bench service --no-run
+	scripts/with-azurite.sh target/bench/azurite $(CARGO) bench --locked --bench service
 
 # Core Tools zips the folder it runs in, so it runs in the unpacked package (unzip keeps the
 # handler's execute bit): what is published is exactly what `make package` checked.

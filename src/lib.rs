@@ -28,3 +28,6 @@ pub mod reddit;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+mod proptests;

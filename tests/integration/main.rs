@@ -5,6 +5,8 @@
 mod api;
 mod cli;
 mod durability;
+mod load;
+mod openapi;
 mod reddit;
 mod secrets;
 mod standalone;
