@@ -1,10 +1,28 @@
 #!/usr/bin/env bash
 # Everything `make test` runs, once Azurite is up (see scripts/with-azurite.sh): the Rust test
 # suites (unit, store contract, black-box) and a bounded schema-driven fuzzing run. Both run
-# even when the first fails; the exit code says whether all passed.
+# even when the first fails; the last line sums up, and the exit code says whether all passed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+
 status=0
-cargo test --locked --no-fail-fast -- --color never || status=1
-scripts/fuzz-api.sh "${FUZZ_EXAMPLES:-25}" || status=1
+cargo test --locked --no-fail-fast -- --color never 2>&1 | tee "$log" || status=1
+# "test result: ok. 84 passed; 0 failed; 1 ignored; ..." lines, added up.
+count() { awk -v field="$1" '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i + 1) ~ "^" field) n += $i } END { print n + 0 }' "$log"; }
+passed=$(count passed)
+failed=$(count failed)
+ignored=$(count ignored)
+
+# The fuzzing run counts as one test.
+if scripts/fuzz-api.sh "${FUZZ_EXAMPLES:-25}"; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1))
+    status=1
+fi
+[[ "$failed" -eq 0 ]] || status=1
+echo
+echo "summary: ${passed:-0} passed, ${failed:-0} failed, ${ignored:-0} skipped"
 exit "$status"

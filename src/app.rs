@@ -81,6 +81,21 @@ pub fn reddit_client(settings: &RedditSettings) -> anyhow::Result<RedditClient> 
     .context("the HTTP client cannot be built")
 }
 
+/// Subreddits of one job fetched at once: a whole default job (7) in one round trip.
+const FETCH_CONCURRENCY: usize = 8;
+
+/// How the job runner of this process behaves, from the settings.
+pub fn runner_options(settings: &Settings) -> anyhow::Result<RunnerOptions> {
+    Ok(RunnerOptions {
+        max_concurrent_jobs: settings.jobs.max_concurrent_jobs,
+        fetch_concurrency: FETCH_CONCURRENCY,
+        stale_after: settings.jobs.stale_after,
+        adopt_stale_jobs: true,
+        callbacks: CallbackSender::new(settings.jobs.callback_signing_key.clone())
+            .context("the HTTP client cannot be built")?,
+    })
+}
+
 /// Builds the shared state and starts the job workers. Does not wait for storage: the
 /// container is created in the background so the readiness probe is answered at once.
 pub fn build(settings: Settings) -> anyhow::Result<FunctionContext> {
@@ -99,13 +114,7 @@ pub fn build(settings: Settings) -> anyhow::Result<FunctionContext> {
     let jobs = JobRunner::start(
         StatusRepository::new(store.clone()),
         reddit,
-        RunnerOptions {
-            max_concurrent_jobs: settings.jobs.max_concurrent_jobs,
-            fetch_concurrency: 8,
-            stale_after: settings.jobs.stale_after,
-            callbacks: CallbackSender::new(settings.jobs.callback_signing_key.clone())
-                .context("the HTTP client cannot be built")?,
-        },
+        runner_options(&settings)?,
     );
     tokio::spawn(ensure_container(store));
     let http = reqwest::Client::builder()
@@ -539,7 +548,14 @@ mod tests {
         ];
         assert!(key_matches(&keys, "first-key"));
         assert!(key_matches(&keys, "second"));
-        for wrong in ["", "first", "first-key ", "FIRST-KEY", "second-key", "secon"] {
+        for wrong in [
+            "",
+            "first",
+            "first-key ",
+            "FIRST-KEY",
+            "second-key",
+            "secon",
+        ] {
             assert!(!key_matches(&keys, wrong), "{wrong:?}");
         }
     }

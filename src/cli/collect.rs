@@ -22,12 +22,8 @@ use super::{report, Exit, JobArgs};
 use crate::app::{open_store, reddit_client};
 use crate::config::Settings;
 use crate::functions::summary_womble::parse_start;
-use crate::jobs::callback::CallbackSender;
 use crate::jobs::runner::RunnerOptions;
 use crate::jobs::{JobRequest, JobRunner, RepositoryError, StatusRepository};
-
-/// Subreddits of the job fetched at once; the server uses the same.
-const FETCH_CONCURRENCY: usize = 8;
 
 pub async fn run(job: &JobArgs, display: Display) -> anyhow::Result<Exit> {
     let settings = Settings::from_env()?;
@@ -55,11 +51,9 @@ pub async fn run(job: &JobArgs, display: Display) -> anyhow::Result<Exit> {
         StatusRepository::new(store),
         reddit,
         RunnerOptions {
-            max_concurrent_jobs: settings.jobs.max_concurrent_jobs,
-            fetch_concurrency: FETCH_CONCURRENCY,
-            stale_after: settings.jobs.stale_after,
-            callbacks: CallbackSender::new(settings.jobs.callback_signing_key.clone())
-                .context("the HTTP client cannot be built")?,
+            // A one-off collection leaves other workers' jobs to the servers.
+            adopt_stale_jobs: false,
+            ..crate::app::runner_options(&settings)?
         },
     );
     let outcome = collect(&runner, request, display).await;

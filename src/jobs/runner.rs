@@ -39,6 +39,9 @@ pub struct RunnerOptions {
     pub fetch_concurrency: usize,
     /// A non-terminal job not updated for this long has lost its worker.
     pub stale_after: Duration,
+    /// Whether this runner looks for and resumes other workers' stale jobs (a server does; a
+    /// one-off command-line collection does not).
+    pub adopt_stale_jobs: bool,
     /// Delivers completion callbacks of jobs that asked for one.
     pub callbacks: CallbackSender,
 }
