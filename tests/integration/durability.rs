@@ -41,21 +41,18 @@ async fn output_blobs(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-fn post(body: Value) -> HostRequest {
-    HostRequest::post("/api/SummaryWomble", Vec::new()).json(&body)
-}
-
-#[tokio::test]
-async fn a_job_killed_mid_way_is_resumed_after_restart_without_refetching_finished_subreddits() {
-    let mut app = TestApp::start_with(vec![QUICK_ADOPTION]).await;
+/// Starts a job whose last subreddit, `slowsub`, hangs; once every other subreddit is
+/// recorded, SIGKILLs the handler and lets `slowsub` answer normally from then on.
+async fn kill_mid_job(app: &mut TestApp, topics: &[&str]) -> String {
+    assert_eq!(topics.last(), Some(&"slowsub"));
     app.reddit
         .set("slowsub", Behaviour::Slow(Duration::from_secs(120)));
-    let id = app.submit(job(&["fastone", "fasttwo", "slowsub"], 2)).await;
-    wait_for("two subreddits recorded", WAIT, async || {
-        completed_count(&app, &id).await == 2
+    let id = app.submit(job(topics, 2)).await;
+    let others = topics.len() as u64 - 1;
+    wait_for("the other subreddits to be recorded", WAIT, async || {
+        completed_count(app, &id).await == others
     })
     .await;
-
     app.host.kill();
     app.reddit.set(
         "slowsub",
@@ -64,6 +61,17 @@ async fn a_job_killed_mid_way_is_resumed_after_restart_without_refetching_finish
             stickied: 0,
         },
     );
+    id
+}
+
+fn post(body: Value) -> HostRequest {
+    HostRequest::post("/api/SummaryWomble", Vec::new()).json(&body)
+}
+
+#[tokio::test]
+async fn a_job_killed_mid_way_is_resumed_after_restart_without_refetching_finished_subreddits() {
+    let mut app = TestApp::start_with(vec![QUICK_ADOPTION]).await;
+    let id = kill_mid_job(&mut app, &["fastone", "fasttwo", "slowsub"]).await;
     app.host.restart().await;
 
     let done = app.wait_terminal(&id, WAIT).await;
@@ -97,21 +105,7 @@ async fn a_job_killed_mid_way_is_resumed_after_restart_without_refetching_finish
 #[tokio::test]
 async fn two_instances_adopt_a_stale_job_exactly_once() {
     let mut app = TestApp::start_with(vec![QUICK_ADOPTION]).await;
-    app.reddit
-        .set("slowsub", Behaviour::Slow(Duration::from_secs(120)));
-    let id = app.submit(job(&["fastone", "slowsub"], 2)).await;
-    wait_for("one subreddit recorded", WAIT, async || {
-        completed_count(&app, &id).await == 1
-    })
-    .await;
-    app.host.kill();
-    app.reddit.set(
-        "slowsub",
-        Behaviour::Posts {
-            posts: 10,
-            stickied: 0,
-        },
-    );
+    let id = kill_mid_job(&mut app, &["fastone", "slowsub"]).await;
 
     let (second, third) = tokio::join!(app.another_instance(), app.another_instance());
     let done = app.wait_stored_terminal(&id, WAIT).await;
@@ -506,12 +500,24 @@ async fn an_output_blob_never_overwrites_another_jobs_and_a_resumed_job_writes_n
     let repository = StatusRepository::new(container.store.clone());
     let (first, second) = (JobId::new(), JobId::new());
     let stem = "20261128_120000_reddit_technology";
-    let name_one = repository.store_output(first, stem, &json!({"job_id": first, "n": 1})).await.unwrap();
-    let name_two = repository.store_output(second, stem, &json!({"job_id": second, "n": 2})).await.unwrap();
+    let name_one = repository
+        .store_output(first, stem, &json!({"job_id": first, "n": 1}))
+        .await
+        .unwrap();
+    let name_two = repository
+        .store_output(second, stem, &json!({"job_id": second, "n": 2}))
+        .await
+        .unwrap();
     assert_eq!(name_one, format!("{stem}.json"));
-    assert_eq!(name_two, format!("{stem}_{}.json", &second.to_string()[..8]));
+    assert_eq!(
+        name_two,
+        format!("{stem}_{}.json", &second.to_string()[..8])
+    );
     // The first job, resumed, finds its own blob and writes nothing new.
-    let again = repository.store_output(first, stem, &json!({"job_id": first, "n": 3})).await.unwrap();
+    let again = repository
+        .store_output(first, stem, &json!({"job_id": first, "n": 3}))
+        .await
+        .unwrap();
     assert_eq!(again, name_one);
     assert_eq!(container.read_json(&name_one).await.unwrap()["n"], 1);
     assert_eq!(container.read_json(&name_two).await.unwrap()["n"], 2);
