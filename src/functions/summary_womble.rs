@@ -146,12 +146,20 @@ fn only_query(request: &ApiRequest, allowed: &[&str]) -> Result<(), ApiError> {
 /// The `Idempotency-Key` header, read as raw bytes: a value that is not 1 to 200 visible
 /// ASCII characters is refused, not ignored.
 fn idempotency_key(request: &ApiRequest) -> Result<Option<&str>, ApiError> {
-    match request.headers.get("idempotency-key").map(|value| value.as_bytes()) {
+    match request
+        .headers
+        .get("idempotency-key")
+        .map(|value| value.as_bytes())
+    {
         None => Ok(None),
-        Some(key) if (1..=200).contains(&key.len()) && key.iter().all(|b| (0x20..0x7f).contains(b)) => {
+        Some(key)
+            if (1..=200).contains(&key.len()) && key.iter().all(|b| (0x20..0x7f).contains(b)) =>
+        {
             Ok(Some(std::str::from_utf8(key).expect("ASCII is UTF-8")))
         }
-        Some(_) => Err(bad("Idempotency-Key must be 1 to 200 printable ASCII characters")),
+        Some(_) => Err(bad(
+            "Idempotency-Key must be 1 to 200 printable ASCII characters",
+        )),
     }
 }
 

@@ -16,7 +16,11 @@ use crate::support::host::HostRequest;
 
 /// Starts `total` jobs from `clients` concurrent clients; returns the job ids of the 202s and
 /// every answer's latency.
-async fn storm(app: &TestApp, total: usize, clients: usize) -> (Vec<String>, Vec<u16>, Vec<Duration>) {
+async fn storm(
+    app: &TestApp,
+    total: usize,
+    clients: usize,
+) -> (Vec<String>, Vec<u16>, Vec<Duration>) {
     // More listings than Reddit's window allows: the fake must not throttle the test.
     app.reddit.set_unlimited();
     let answers: Vec<(u16, Option<String>, Duration)> = futures::stream::iter(0..total)
@@ -29,7 +33,8 @@ async fn storm(app: &TestApp, total: usize, clients: usize) -> (Vec<String>, Vec
                         .json(&json!({"topics": [format!("sub{}", i % 10)], "limit": 1})),
                 )
                 .await;
-            let id = (answer.status == 202).then(|| answer.json()["job_id"].as_str().unwrap().to_owned());
+            let id = (answer.status == 202)
+                .then(|| answer.json()["job_id"].as_str().unwrap().to_owned());
             (answer.status, id, started.elapsed())
         })
         .buffer_unordered(clients)
@@ -53,8 +58,14 @@ async fn settle(app: &TestApp, limit: Duration) -> Vec<serde_json::Value> {
             }
             return documents;
         }
-        let active = names.iter().filter(|name| name.starts_with("jobs/active/")).count();
-        assert!(Instant::now() < deadline, "{active} jobs still active after {limit:?}");
+        let active = names
+            .iter()
+            .filter(|name| name.starts_with("jobs/active/"))
+            .count();
+        assert!(
+            Instant::now() < deadline,
+            "{active} jobs still active after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -62,7 +73,10 @@ async fn settle(app: &TestApp, limit: Duration) -> Vec<serde_json::Value> {
 fn assert_all_terminal(documents: &[serde_json::Value]) {
     for document in documents {
         let status = document["status"].as_str().unwrap();
-        assert!(["completed", "failed", "cancelled"].contains(&status), "{document}");
+        assert!(
+            ["completed", "failed", "cancelled"].contains(&status),
+            "{document}"
+        );
     }
 }
 
@@ -70,20 +84,34 @@ fn assert_all_terminal(documents: &[serde_json::Value]) {
 async fn a_thousand_tickets_from_fifty_clients_all_end_terminal() {
     let app = TestApp::start_with(vec![("MAX_CONCURRENT_JOBS", "16")]).await;
     let (ids, statuses, _) = storm(&app, 1000, 50).await;
-    assert!(statuses.iter().all(|status| *status == 202), "not every start was accepted: {statuses:?}");
-    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 1000, "every ticket is a distinct job");
+    assert!(
+        statuses.iter().all(|status| *status == 202),
+        "not every start was accepted: {statuses:?}"
+    );
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        1000,
+        "every ticket is a distinct job"
+    );
 
     let documents = settle(&app, Duration::from_secs(240)).await;
     assert_eq!(documents.len(), 1000, "every ticket has its status blob");
     assert_all_terminal(&documents);
-    let stored: HashSet<&str> = documents.iter().map(|d| d["job_id"].as_str().unwrap()).collect();
+    let stored: HashSet<&str> = documents
+        .iter()
+        .map(|d| d["job_id"].as_str().unwrap())
+        .collect();
     assert!(ids.iter().all(|id| stored.contains(id.as_str())));
     assert!(documents.iter().all(|d| d["status"] == "completed"));
 }
 
 #[tokio::test]
 async fn a_handler_killed_under_load_still_ends_every_issued_ticket() {
-    let mut app = TestApp::start_with(vec![("JOB_STALE_AFTER_SECONDS", "5"), ("MAX_CONCURRENT_JOBS", "2")]).await;
+    let mut app = TestApp::start_with(vec![
+        ("JOB_STALE_AFTER_SECONDS", "5"),
+        ("MAX_CONCURRENT_JOBS", "2"),
+    ])
+    .await;
     // Slow listings keep jobs queued and in flight when the kill comes.
     app.reddit.set_latency(Duration::from_millis(300));
     app.reddit.set_unlimited();
@@ -117,7 +145,13 @@ async fn a_handler_killed_under_load_still_ends_every_issued_ticket() {
             .await
     });
     loop {
-        let stored = app.container.names().await.iter().filter(|n| n.ends_with("/status.json")).count();
+        let stored = app
+            .container
+            .names()
+            .await
+            .iter()
+            .filter(|n| n.ends_with("/status.json"))
+            .count();
         if stored >= 100 {
             break;
         }
@@ -125,24 +159,39 @@ async fn a_handler_killed_under_load_still_ends_every_issued_ticket() {
     }
     app.host.kill();
     let issued = storm.await.unwrap();
-    assert!(issued.len() >= 100, "only {} tickets before the kill", issued.len());
+    assert!(
+        issued.len() >= 100,
+        "only {} tickets before the kill",
+        issued.len()
+    );
     assert!(issued.len() < 300, "the kill came too late to matter");
 
     app.host.restart().await;
     let documents = settle(&app, Duration::from_secs(240)).await;
     assert_all_terminal(&documents);
-    let stored: HashSet<&str> = documents.iter().map(|d| d["job_id"].as_str().unwrap()).collect();
+    let stored: HashSet<&str> = documents
+        .iter()
+        .map(|d| d["job_id"].as_str().unwrap())
+        .collect();
     for id in &issued {
-        assert!(stored.contains(id.as_str()), "ticket {id} was issued but its job is gone");
+        assert!(
+            stored.contains(id.as_str()),
+            "ticket {id} was issued but its job is gone"
+        );
     }
-    assert!(app.host.logs().contains("adopting a job whose worker stopped"));
+    assert!(app
+        .host
+        .logs()
+        .contains("adopting a job whose worker stopped"));
 }
 
 #[tokio::test]
 async fn a_client_sending_its_body_byte_by_byte_blocks_no_one() {
     let app = TestApp::start().await;
     let body = br#"{"topics": ["technology"], "limit": 1}"#;
-    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", app.host.port())).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", app.host.port()))
+        .await
+        .unwrap();
     let head = format!(
         "POST /api/SummaryWomble HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -152,10 +201,15 @@ async fn a_client_sending_its_body_byte_by_byte_blocks_no_one() {
 
     // While the slow body is incomplete, other callers are served.
     for _ in 0..20 {
-        let answer = app.host.forward(HostRequest::get("/api/SummaryWomble?top=1")).await;
+        let answer = app
+            .host
+            .forward(HostRequest::get("/api/SummaryWomble?top=1"))
+            .await;
         assert_eq!(answer.status, 200);
     }
-    let ticket = app.start_job(json!({"topics": ["gadgets"], "limit": 1})).await;
+    let ticket = app
+        .start_job(json!({"topics": ["gadgets"], "limit": 1}))
+        .await;
     assert_eq!(ticket["status"], "queued");
 
     // The slow client finishes, a byte at a time, and is answered too.
@@ -173,18 +227,29 @@ async fn a_client_sending_its_body_byte_by_byte_blocks_no_one() {
 #[tokio::test]
 #[ignore = "run by make loadtest"]
 async fn a_bigger_load_reports_throughput_and_latency() {
-    let total: usize = std::env::var("LOADTEST_N").ok().and_then(|n| n.parse().ok()).unwrap_or(5000);
-    let clients: usize = std::env::var("LOADTEST_C").ok().and_then(|c| c.parse().ok()).unwrap_or(50);
+    let total: usize = std::env::var("LOADTEST_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5000);
+    let clients: usize = std::env::var("LOADTEST_C")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(50);
     let app = TestApp::start_with(vec![("MAX_CONCURRENT_JOBS", "32"), ("RUST_LOG", "warn")]).await;
     let started = Instant::now();
     let (ids, statuses, mut latencies) = storm(&app, total, clients).await;
     let elapsed = started.elapsed();
     let accepted = statuses.iter().filter(|s| **s == 202).count();
     latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let percentile = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
     println!("loadtest: {total} starts from {clients} concurrent clients in {elapsed:.2?}");
     println!("  accepted (202): {accepted} of {total}");
-    println!("  throughput:     {:.1} tickets/s", total as f64 / elapsed.as_secs_f64());
+    println!(
+        "  throughput:     {:.1} tickets/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
     println!(
         "  latency:        p50 {:.1?}  p90 {:.1?}  p99 {:.1?}  max {:.1?}",
         percentile(0.50),
@@ -193,7 +258,11 @@ async fn a_bigger_load_reports_throughput_and_latency() {
         latencies[latencies.len() - 1]
     );
     let documents = settle(&app, Duration::from_secs(1800)).await;
-    println!("  all {} jobs terminal {:.2?} after the first start", documents.len(), started.elapsed());
+    println!(
+        "  all {} jobs terminal {:.2?} after the first start",
+        documents.len(),
+        started.elapsed()
+    );
     assert_eq!(accepted, total);
     assert_eq!(ids.len(), documents.len());
     assert_all_terminal(&documents);

@@ -43,7 +43,9 @@ impl Spec {
         assert!(operation.is_object(), "{method} {path} is not in the spec");
         let response = operation["responses"]
             .get(status.to_string())
-            .unwrap_or_else(|| panic!("{method} {path} answered {status}, which the spec does not document"));
+            .unwrap_or_else(|| {
+                panic!("{method} {path} answered {status}, which the spec does not document")
+            });
         self.resolve(response)
     }
 
@@ -52,7 +54,11 @@ impl Spec {
         let response = self.response(path, method, answer.status);
         let content_type = answer.header("content-type").unwrap_or_default();
         let schema = &response["content"]["application/json"]["schema"];
-        assert!(schema.is_object(), "{method} {path} {}: no JSON schema documented", answer.status);
+        assert!(
+            schema.is_object(),
+            "{method} {path} {}: no JSON schema documented",
+            answer.status
+        );
         assert!(
             content_type.starts_with("application/json"),
             "{method} {path} {}: content type {content_type:?}",
@@ -88,12 +94,16 @@ fn post(body: Value) -> HostRequest {
 async fn every_answer_of_a_tour_of_the_api_matches_openapi_yaml() {
     let spec = Spec::load();
     let app = TestApp::start().await;
-    app.reddit.set("slowsub", Behaviour::Slow(Duration::from_secs(2)));
+    app.reddit
+        .set("slowsub", Behaviour::Slow(Duration::from_secs(2)));
     app.reddit.set("privatesub", Behaviour::Private);
     let call = |request: HostRequest| async { app.host.forward(request).await };
 
     // Start: the ticket, with Location and Retry-After.
-    let started = call(post(json!({"topics": ["technology", "privatesub"], "limit": 2}))).await;
+    let started = call(post(
+        json!({"topics": ["technology", "privatesub"], "limit": 2}),
+    ))
+    .await;
     spec.check(PATH, "post", &started);
     assert!(started.header("location").is_some() && started.header("retry-after").is_some());
     let id = started.json()["job_id"].as_str().unwrap().to_owned();
@@ -102,14 +112,22 @@ async fn every_answer_of_a_tour_of_the_api_matches_openapi_yaml() {
     // Status while running, by GET and by POST, then finished.
     let running = call(HostRequest::get(&format!("{PATH}?job_id={slow}"))).await;
     spec.check(PATH, "get", &running);
-    spec.check(PATH, "post", &call(post(json!({"action": "status", "job_id": slow}))).await);
+    spec.check(
+        PATH,
+        "post",
+        &call(post(json!({"action": "status", "job_id": slow}))).await,
+    );
     app.wait_terminal(&id, Duration::from_secs(30)).await;
     let finished = call(HostRequest::get(&format!("{PATH}?job_id={id}"))).await;
     assert_eq!(finished.json()["status"], "completed");
     spec.check(PATH, "get", &finished);
 
     // Cancel a running job (202), then a finished one (409), both ways.
-    spec.check(PATH, "delete", &call(HostRequest::delete(&format!("{PATH}?job_id={slow}"))).await);
+    spec.check(
+        PATH,
+        "delete",
+        &call(HostRequest::delete(&format!("{PATH}?job_id={slow}"))).await,
+    );
     let conflict = call(post(json!({"action": "cancel", "job_id": id}))).await;
     assert_eq!(conflict.status, 409);
     spec.check(PATH, "post", &conflict);
@@ -120,10 +138,25 @@ async fn every_answer_of_a_tour_of_the_api_matches_openapi_yaml() {
     let retried = call(post(json!({"action": "retry", "job_id": id}))).await;
     assert_eq!(retried.status, 202);
     spec.check(PATH, "post", &retried);
-    app.wait_terminal(retried.json()["job_id"].as_str().unwrap(), Duration::from_secs(30)).await;
+    app.wait_terminal(
+        retried.json()["job_id"].as_str().unwrap(),
+        Duration::from_secs(30),
+    )
+    .await;
     app.wait_terminal(&slow, Duration::from_secs(30)).await;
-    spec.check(PATH, "get", &call(HostRequest::get(&format!("{PATH}?top=1"))).await);
-    spec.check(PATH, "post", &call(post(json!({"action": "list", "status": "completed", "top": 5}))).await);
+    spec.check(
+        PATH,
+        "get",
+        &call(HostRequest::get(&format!("{PATH}?top=1"))).await,
+    );
+    spec.check(
+        PATH,
+        "post",
+        &call(post(
+            json!({"action": "list", "status": "completed", "top": 5}),
+        ))
+        .await,
+    );
     let metrics = call(post(json!({"action": "metrics"}))).await;
     assert_eq!(metrics.status, 200);
     spec.check(PATH, "post", &metrics);
@@ -131,18 +164,39 @@ async fn every_answer_of_a_tour_of_the_api_matches_openapi_yaml() {
     // Errors.
     let unknown = uuid::Uuid::new_v4();
     for (method, request, status) in [
-        ("get", HostRequest::get(&format!("{PATH}?job_id={unknown}")), 404),
+        (
+            "get",
+            HostRequest::get(&format!("{PATH}?job_id={unknown}")),
+            404,
+        ),
         ("get", HostRequest::get(&format!("{PATH}?job_id=nope")), 400),
         ("post", post(json!({"limit": 0})), 400),
-        ("post", post(json!({"action": "retry", "job_id": unknown})), 404),
-        ("post", HostRequest::post(PATH, b"{".to_vec()).header("Content-Type", "application/json"), 400),
-        ("post", HostRequest::post(PATH, b"x".to_vec()).header("Content-Type", "text/plain"), 415),
         (
             "post",
-            HostRequest::post(PATH, vec![b' '; 70 * 1024]).header("Content-Type", "application/json"),
+            post(json!({"action": "retry", "job_id": unknown})),
+            404,
+        ),
+        (
+            "post",
+            HostRequest::post(PATH, b"{".to_vec()).header("Content-Type", "application/json"),
+            400,
+        ),
+        (
+            "post",
+            HostRequest::post(PATH, b"x".to_vec()).header("Content-Type", "text/plain"),
+            415,
+        ),
+        (
+            "post",
+            HostRequest::post(PATH, vec![b' '; 70 * 1024])
+                .header("Content-Type", "application/json"),
             413,
         ),
-        ("delete", HostRequest::delete(&format!("{PATH}?job_id={unknown}")), 404),
+        (
+            "delete",
+            HostRequest::delete(&format!("{PATH}?job_id={unknown}")),
+            404,
+        ),
         ("delete", HostRequest::delete(PATH), 400),
     ] {
         let answer = call(request).await;
@@ -159,12 +213,18 @@ fn the_spec_documents_every_status_the_api_can_answer() {
     let spec = Spec::load();
     for (method, statuses) in [
         ("get", &[200, 400, 401, 404, 500, 503][..]),
-        ("post", &[200, 202, 400, 401, 404, 409, 413, 415, 500, 503][..]),
+        (
+            "post",
+            &[200, 202, 400, 401, 404, 409, 413, 415, 500, 503][..],
+        ),
         ("delete", &[202, 400, 401, 404, 409, 500, 503][..]),
     ] {
         for status in statuses {
             let response = spec.response(PATH, method, *status);
-            assert!(response["content"]["application/json"]["schema"].is_object(), "{method} {status}");
+            assert!(
+                response["content"]["application/json"]["schema"].is_object(),
+                "{method} {status}"
+            );
         }
     }
 }
