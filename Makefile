@@ -59,11 +59,10 @@ package:
 	scripts/package.sh
 
 # One release build: `cargo bench` builds the handler binary beside the benchmark (a separate
-# `cargo build --release` would build the whole tree again, without the dev-dependency
-# features). Azurite is started after the build, so it runs only while the benchmark does.
+# `cargo build --release` would build the whole tree again, with other dependency features).
+# The benchmark starts its own Azurite (in memory) and fake Reddit.
 bench: node_modules/.bin/azurite-blob
-	$(CARGO) bench --locked --bench service --no-run
-	scripts/with-azurite.sh target/bench/azurite $(CARGO) bench --locked --bench service
+	$(CARGO) bench --locked --bench service
 
 # Core Tools zips the folder it runs in, so it runs in the unpacked package (unzip keeps the
 # handler's execute bit): what is published is exactly what `make package` checked.

@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use super::callback::CallbackSender;
@@ -375,16 +375,29 @@ impl JobRunner {
         let pending = document.pending();
         let mut in_flight: Vec<Subreddit> = Vec::new();
 
+        // Each subreddit is a task of its own: the loop below awaits a status write after every
+        // outcome, and futures polled only through the stream would stand still meanwhile
+        // (the 7 subreddits of a job would be stored one after another). The tasks are tracked
+        // and aborted when the stream is dropped (shutdown, or the job taken over).
         let mut outcomes = futures::stream::iter(pending.clone())
             .map(|subreddit| {
                 let cancelled = cancelled.clone();
-                let stamp = stamp.as_str();
-                async move {
-                    if cancelled.load(Ordering::SeqCst) {
-                        return None;
+                let this = self.clone();
+                let stamp = stamp.clone();
+                let task = self.inner.tracker.spawn(
+                    async move {
+                        if cancelled.load(Ordering::SeqCst) {
+                            return None;
+                        }
+                        Some(this.fetch_and_store(job, &subreddit, limit, &stamp).await)
                     }
-                    Some(self.fetch_and_store(job, &subreddit, limit, stamp).await)
-                }
+                    .in_current_span(),
+                );
+                AbortOnDropHandle::new(task).map(|joined| match joined {
+                    Ok(outcome) => outcome,
+                    // Only a panic: the handle is never aborted while it is being polled.
+                    Err(error) => std::panic::resume_unwind(error.into_panic()),
+                })
             })
             .buffer_unordered(self.inner.options.fetch_concurrency.max(1));
         in_flight.extend(pending);
