@@ -410,10 +410,6 @@ async fn cancel(context: &FunctionContext, id: JobId) -> Result<ApiResponse, Api
     {
         Ok((document, ())) => {
             tracing::info!(job_id = %id, status = %document.status, "cancel recorded");
-            if document.status.is_terminal() {
-                // Cancelled while still queued: the job is over, its marker can go.
-                let _ = repository.retire(id).await;
-            }
             Ok(ApiResponse::json(StatusCode::ACCEPTED, &document))
         }
         Err(RepositoryError::NotFound) => Err(not_found(id)),

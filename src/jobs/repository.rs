@@ -20,9 +20,6 @@ const JSON: &str = "application/json";
 
 /// Everything under `jobs/` belongs to the job machinery.
 pub const JOBS_PREFIX: &str = "jobs/";
-/// One empty marker per job that is not terminal yet, so finding jobs to adopt lists only
-/// those, not every job ever run.
-const ACTIVE_PREFIX: &str = "jobs/active/";
 /// `Idempotency-Key` records: the SHA-256 of the key, pointing at the job it started.
 const IDEMPOTENCY_PREFIX: &str = "jobs/idempotency/";
 
@@ -51,6 +48,17 @@ impl RepositoryError {
     }
 }
 
+/// What came of trying to adopt a quiet job.
+#[derive(Debug)]
+pub enum StaleClaim {
+    /// This worker now owns the job (claimed with `If-Match`).
+    Adopted(StatusDocument),
+    /// The job is over; it will never need adopting.
+    Finished,
+    /// Alive after all, gone, or another worker got there first.
+    Declined,
+}
+
 /// A status document with the ETag it was read at.
 #[derive(Debug, Clone)]
 pub struct Versioned {
@@ -70,8 +78,15 @@ fn status_blob(id: JobId) -> BlobName {
     BlobName::parse(format!("{JOBS_PREFIX}{id}/status.json")).expect("job ids make valid names")
 }
 
-fn active_marker(id: JobId) -> BlobName {
-    BlobName::parse(format!("{ACTIVE_PREFIX}{id}")).expect("job ids make valid names")
+/// The job whose status document `name` is (`jobs/<id>/status.json`), if it is one.
+fn job_of_status_blob(name: &str) -> Option<JobId> {
+    let rest = name.strip_prefix(JOBS_PREFIX)?;
+    let (id, file) = rest.split_once('/')?;
+    if file == "status.json" {
+        JobId::parse(id).ok()
+    } else {
+        None
+    }
 }
 
 fn idempotency_blob(key: &str) -> BlobName {
@@ -97,87 +112,53 @@ impl StatusRepository {
         &self.store
     }
 
-    /// Stores a new job's first document and its active marker (in parallel: both must exist
-    /// before a ticket is issued). Fails rather than overwrite an existing job.
+    /// Stores a new job's first document: the one write a ticket waits for. Fails rather
+    /// than overwrite an existing job.
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
-        let id = document.job_id;
-        let (status_name, marker_name) = (status_blob(id), active_marker(id));
-        let (status, marker) = tokio::join!(
-            self.store.put(
-                &status_name,
+        self.store
+            .put(
+                &status_blob(document.job_id),
                 to_json(document),
                 JSON,
                 WriteCondition::IfNotExists,
-            ),
-            self.store.put(
-                &marker_name,
-                Bytes::new(),
-                "application/octet-stream",
-                WriteCondition::Always,
             )
-        );
-        match (status, marker) {
-            (Ok(_), Ok(_)) => Ok(()),
-            // The job exists already (a concurrent submit under the same idempotency key): the
-            // marker we wrote is its marker too, so nothing is undone.
-            (Err(StoreError::ConditionFailed), _) => Err(StoreError::ConditionFailed.into()),
-            (status, marker) => {
-                // Leave nothing behind that nobody will run; best effort, the caller is told.
-                if status.is_ok() {
-                    let _ = self.store.delete(&status_blob(id)).await;
-                }
-                if marker.is_ok() {
-                    let _ = self.store.delete(&active_marker(id)).await;
-                }
-                Err(status
-                    .err()
-                    .or(marker.err())
-                    .expect("one of them failed")
-                    .into())
-            }
-        }
+            .await?;
+        Ok(())
     }
 
-    /// Removes a terminal job's active marker.
-    pub async fn retire(&self, id: JobId) -> Result<(), RepositoryError> {
-        Ok(self.store.delete(&active_marker(id)).await?)
-    }
-
-    /// The jobs with an active marker, each with when the marker was written.
-    pub async fn list_active(&self) -> Result<Vec<(JobId, DateTime<Utc>)>, RepositoryError> {
+    /// Jobs whose status document was last written before `before`: the only ones that can
+    /// have lost their worker. One listing of `jobs/`, no reads: a running job's heartbeat
+    /// rewrites its document, so its blob's last-modified time is its last sign of life.
+    pub async fn quiet_since(&self, before: DateTime<Utc>) -> Result<Vec<JobId>, RepositoryError> {
         Ok(self
-            .list_all(ACTIVE_PREFIX)
+            .list_all(JOBS_PREFIX)
             .await?
             .iter()
-            .filter_map(|item| {
-                let id = item.name.as_str().strip_prefix(ACTIVE_PREFIX)?;
-                Some((JobId::parse(id).ok()?, item.last_modified))
-            })
+            .filter(|item| item.last_modified <= before)
+            .filter_map(|item| job_of_status_blob(item.name.as_str()))
             .collect())
     }
 
     /// Claims a job whose worker is presumed dead: one conditional write, so of several
-    /// instances trying at once exactly one succeeds. `Ok(None)` when the job is not stale, is
-    /// terminal, or another worker got there first.
+    /// instances trying at once exactly one succeeds.
     pub async fn claim_stale(
         &self,
         id: JobId,
         stale_before: DateTime<Utc>,
         at: DateTime<Utc>,
-    ) -> Result<Option<StatusDocument>, RepositoryError> {
+    ) -> Result<StaleClaim, RepositoryError> {
         let Some(Versioned { mut document, etag }) = self.load(id).await? else {
-            return Ok(None);
+            return Ok(StaleClaim::Declined);
         };
         if document.status.is_terminal() {
-            self.retire(id).await?;
-            return Ok(None);
+            return Ok(StaleClaim::Finished);
         }
         if document.updated_at > stale_before {
-            return Ok(None);
+            return Ok(StaleClaim::Declined);
         }
         let seen = document.attempts;
         if document.claim(at, seen).is_err() {
-            return Ok(None);
+            return Ok(StaleClaim::Declined);
         }
         match self
             .store
@@ -189,8 +170,8 @@ impl StatusRepository {
             )
             .await
         {
-            Ok(_) => Ok(Some(document)),
-            Err(StoreError::ConditionFailed) => Ok(None),
+            Ok(_) => Ok(StaleClaim::Adopted(document)),
+            Err(StoreError::ConditionFailed) => Ok(StaleClaim::Declined),
             Err(error) => Err(error.into()),
         }
     }
@@ -280,11 +261,7 @@ impl StatusRepository {
         let ids = page
             .items
             .iter()
-            .filter_map(|item| {
-                let rest = item.name.as_str().strip_prefix(JOBS_PREFIX)?;
-                let (id, file) = rest.split_once('/')?;
-                (file == "status.json").then(|| JobId::parse(id).ok())?
-            })
+            .filter_map(|item| job_of_status_blob(item.name.as_str()))
             .collect();
         Ok((ids, page.next_marker))
     }
@@ -333,7 +310,6 @@ impl StatusRepository {
             for item in self.list_all(&format!("{JOBS_PREFIX}{id}/")).await? {
                 self.store.delete(&item.name).await?;
             }
-            self.retire(*id).await?;
         }
         Ok(expired.len())
     }

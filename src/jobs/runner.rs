@@ -22,7 +22,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use super::callback::CallbackSender;
-use super::repository::{RepositoryError, StatusRepository};
+use super::repository::{RepositoryError, StaleClaim, StatusRepository};
 use super::request::{JobId, JobRequest, Priority};
 use super::status::{
     self, compact_timestamp, OutcomeStatus, StatusDocument, SubredditOutcome, TransitionError,
@@ -126,6 +126,8 @@ struct Inner {
     topics: Arc<dyn TopicSource>,
     options: RunnerOptions,
     queue: Mutex<Queue>,
+    /// Jobs a scan found terminal: never read again while they exist.
+    finished: Mutex<HashSet<JobId>>,
     wake: Notify,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -150,6 +152,7 @@ impl JobRunner {
                 topics,
                 options,
                 queue: Mutex::new(Queue::default()),
+                finished: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
@@ -331,10 +334,6 @@ impl JobRunner {
         match ended {
             Ok(document) => {
                 tracing::info!(status = %document.status, error = document.error.as_deref(), "job finished");
-                if let Err(error) = self.with_storage_retries(|| repository.retire(job)).await {
-                    // The scanner removes the marker of a terminal job later.
-                    tracing::warn!(error = %error, "could not remove the job's active marker");
-                }
                 self.call_back(document);
             }
             Err(RepositoryError::Transition(TransitionError::Superseded)) => {
@@ -548,38 +547,43 @@ impl JobRunner {
     }
 
     /// One scan: claims each stale job not already ours and queues it. Returns how many.
+    ///
+    /// Candidates come from one listing (status blobs not written for `stale_after`). Finished
+    /// jobs are quiet too, and stay so until retention purges them: each is read once, then
+    /// remembered, since a terminal state never changes.
     pub async fn adopt_stale_jobs(&self) -> Result<usize, RepositoryError> {
         let repository = &self.inner.repository;
         let now = status::now();
         let stale_before: DateTime<Utc> = now
             - chrono::Duration::from_std(self.inner.options.stale_after).expect("a sane duration");
+        let quiet = repository.quiet_since(stale_before).await?;
+        let candidates: Vec<JobId> = {
+            let queue = self.inner.queue.lock().expect("queue lock");
+            let mut finished = self.inner.finished.lock().expect("finished lock");
+            // Forget purged jobs.
+            let listed: HashSet<JobId> = quiet.iter().copied().collect();
+            finished.retain(|job| listed.contains(job));
+            quiet
+                .into_iter()
+                .filter(|job| !queue.ours.contains(job) && !finished.contains(job))
+                .collect()
+        };
         let mut adopted = 0;
-        for (job, marked_at) in repository.list_active().await? {
-            if self
-                .inner
-                .queue
-                .lock()
-                .expect("queue lock")
-                .ours
-                .contains(&job)
-            {
-                continue;
-            }
-            if marked_at > stale_before {
-                continue;
-            }
+        for job in candidates {
             match repository.claim_stale(job, stale_before, now).await? {
-                Some(document) => {
+                StaleClaim::Adopted(document) => {
                     tracing::warn!(job_id = %job, status = %document.status, attempt = document.attempts, "adopting a job whose worker stopped");
                     self.enqueue(&document, true);
                     adopted += 1;
                 }
-                None => {
-                    if repository.load(job).await?.is_none() {
-                        // A marker without a job (its creation failed half-way): tidy up.
-                        repository.retire(job).await?;
-                    }
+                StaleClaim::Finished => {
+                    self.inner
+                        .finished
+                        .lock()
+                        .expect("finished lock")
+                        .insert(job);
                 }
+                StaleClaim::Declined => {}
             }
         }
         Ok(adopted)

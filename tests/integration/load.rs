@@ -46,27 +46,40 @@ async fn storm(
     (ids, statuses, latencies)
 }
 
-/// Waits until no job is active, then returns every stored status document.
+/// Waits until every stored job is terminal, then returns every status document. A document
+/// seen terminal is not read again (terminal states never change).
 async fn settle(app: &TestApp, limit: Duration) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + limit;
+    let mut finished: std::collections::HashMap<String, serde_json::Value> = Default::default();
     loop {
-        let names = app.container.names().await;
-        if !names.iter().any(|name| name.starts_with("jobs/active/")) {
-            let mut documents = Vec::new();
-            for name in names.iter().filter(|name| name.ends_with("/status.json")) {
-                documents.push(app.container.read_json(name).await.unwrap());
+        let names: Vec<String> = app
+            .container
+            .names()
+            .await
+            .into_iter()
+            .filter(|name| name.ends_with("/status.json"))
+            .collect();
+        let mut open = 0;
+        for name in &names {
+            if finished.contains_key(name) {
+                continue;
             }
-            return documents;
+            let document = app.container.read_json(name).await.unwrap();
+            if ["completed", "failed", "cancelled"].contains(&document["status"].as_str().unwrap())
+            {
+                finished.insert(name.clone(), document);
+            } else {
+                open += 1;
+            }
         }
-        let active = names
-            .iter()
-            .filter(|name| name.starts_with("jobs/active/"))
-            .count();
+        if open == 0 {
+            return finished.into_values().collect();
+        }
         assert!(
             Instant::now() < deadline,
-            "{active} jobs still active after {limit:?}"
+            "{open} jobs still not terminal after {limit:?}"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
