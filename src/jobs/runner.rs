@@ -217,16 +217,18 @@ impl JobRunner {
                 return Err(error.into());
             }
         }
-        tracing::info!(job_id = %id, topics = document.request.topics.len(), priority = ?document.request.priority, "job accepted");
-        self.enqueue(&document, false);
+        let queue_depth = self.enqueue(&document, false);
+        tracing::info!(job_id = %id, topics = document.request.topics.len(), priority = ?document.request.priority, queue_depth, "job accepted");
         Ok(document)
     }
 
-    fn enqueue(&self, document: &StatusDocument, claimed: bool) {
+    /// Queues a job for a worker. Returns how many jobs now wait, or `None` when the job was
+    /// ours already. (The callers log it: one line per accepted job keeps the ticket fast.)
+    fn enqueue(&self, document: &StatusDocument, claimed: bool) -> Option<usize> {
         let depth = {
             let mut queue = self.inner.queue.lock().expect("queue lock");
             if !queue.ours.insert(document.job_id) && !claimed {
-                return;
+                return None;
             }
             queue.sequence += 1;
             let sequence = queue.sequence;
@@ -239,8 +241,8 @@ impl JobRunner {
             });
             queue.waiting.len()
         };
-        tracing::info!(job_id = %document.job_id, queue_depth = depth, "job queued");
         self.inner.wake.notify_one();
+        Some(depth)
     }
 
     /// Stops taking work and waits for the tasks to end. Jobs in flight are abandoned as they
@@ -572,8 +574,8 @@ impl JobRunner {
         for job in candidates {
             match repository.claim_stale(job, stale_before, now).await? {
                 StaleClaim::Adopted(document) => {
-                    tracing::warn!(job_id = %job, status = %document.status, attempt = document.attempts, "adopting a job whose worker stopped");
-                    self.enqueue(&document, true);
+                    let queue_depth = self.enqueue(&document, true);
+                    tracing::warn!(job_id = %job, status = %document.status, attempt = document.attempts, queue_depth, "adopting a job whose worker stopped");
                     adopted += 1;
                 }
                 StaleClaim::Finished => {
