@@ -52,7 +52,7 @@ impl RepositoryError {
 #[derive(Debug)]
 pub enum StaleClaim {
     /// This worker now owns the job (claimed with `If-Match`).
-    Adopted(StatusDocument),
+    Adopted(Box<StatusDocument>),
     /// The job is over; it will never need adopting.
     Finished,
     /// Alive after all, gone, or another worker got there first.
@@ -170,7 +170,7 @@ impl StatusRepository {
             )
             .await
         {
-            Ok(_) => Ok(StaleClaim::Adopted(document)),
+            Ok(_) => Ok(StaleClaim::Adopted(Box::new(document))),
             Err(StoreError::ConditionFailed) => Ok(StaleClaim::Declined),
             Err(error) => Err(error.into()),
         }
