@@ -516,13 +516,12 @@ async fn timer_envelope(context: &FunctionContext, body: &[u8]) -> warp::reply::
 
 /// Turns every rejection into a JSON error.
 async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
-    let error = if let Some(Refused(_)) = rejection.find::<Refused>() {
-        // Rejections are not owned here; rebuild the error from its kind.
-        match rejection.find::<Refused>().map(|r| &r.0) {
-            Some(ApiError::Unauthorized) => ApiError::Unauthorized,
-            Some(ApiError::PayloadTooLarge) => ApiError::PayloadTooLarge,
-            Some(other) => ApiError::BadRequest(other.to_string()),
-            None => unreachable!(),
+    // Rejections are only borrowed here: the error is rebuilt from its kind.
+    let error = if let Some(Refused(refused)) = rejection.find::<Refused>() {
+        match refused {
+            ApiError::Unauthorized => ApiError::Unauthorized,
+            ApiError::PayloadTooLarge => ApiError::PayloadTooLarge,
+            other => ApiError::BadRequest(other.to_string()),
         }
     } else if rejection.is_not_found() {
         ApiError::NotFound("No such function. The API is at /api/SummaryWomble.".into())

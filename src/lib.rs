@@ -14,6 +14,7 @@
 //! - [`functions`]: one module per function folder, plus the host's envelope types.
 //! - [`jobs`]: the job model (id, request, status document, state machine), the status
 //!   repository and the runner that executes jobs.
+//! - [`outbound`]: what may be said about a failed outbound HTTP call.
 //! - [`reddit`]: the Reddit client; turns a subreddit name into topics.
 //! - [`store`]: the blob storage trait and its implementations (Azure Blob, local directory).
 //! - [`secrets`]: Reddit credentials from the environment.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod functions;
 pub mod jobs;
+pub mod outbound;
 pub mod reddit;
 pub mod secrets;
 pub mod store;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::envelope::{Invocation, TimerInfo};
 use super::FunctionContext;
+use crate::outbound::failure;
 
 /// A 6-field NCRONTAB schedule (`sec min hour day month weekday`, UTC), as the Functions host
 /// reads `function.json`'s `schedule`.
@@ -227,7 +228,7 @@ async fn submit_and_check(
     let answer = request
         .send()
         .await
-        .map_err(|error| RunError::Unreachable(describe(&error)))?;
+        .map_err(|error| RunError::Unreachable(failure(&error).to_owned()))?;
     let status = answer.status().as_u16();
     let text = answer.text().await.unwrap_or_default();
     let document: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -271,7 +272,7 @@ async fn submit_and_check(
     match check.send().await {
         Err(error) => log.warn(format!(
             "Status check of job {job_id} failed: {}",
-            describe(&error)
+            failure(&error)
         )),
         Ok(answer) if !answer.status().is_success() => log.warn(format!(
             "Status check of job {job_id} answered HTTP {}",
@@ -329,17 +330,6 @@ async fn purge_expired(context: &FunctionContext, log: &mut RunLog) {
             "Purged {purged} finished jobs older than {days} days"
         )),
         Err(error) => log.warn(format!("Purging expired jobs failed: {error}")),
-    }
-}
-
-/// reqwest's errors name the URL, which may carry a `code`; keep only the kind.
-fn describe(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        "connection failed".into()
-    } else {
-        "request failed".into()
     }
 }
 

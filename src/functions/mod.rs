@@ -74,15 +74,6 @@ impl ApiResponse {
         }
     }
 
-    /// A body that is already JSON text (a stored status document, served as stored).
-    pub fn raw_json(status: StatusCode, body: Bytes) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body,
-        }
-    }
-
     pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(value) = HeaderValue::from_str(value) {
             self.headers.push((name, value));

@@ -72,8 +72,7 @@ impl CallbackSender {
                     return true;
                 }
                 Ok(answer) => format!("HTTP {}", answer.status().as_u16()),
-                Err(error) if error.is_timeout() => "timed out".to_owned(),
-                Err(_) => "connection failed".to_owned(),
+                Err(error) => crate::outbound::failure(&error).to_owned(),
             };
             tracing::warn!(job_id = %document.job_id, attempt, failure = %failure, "completion callback failed");
             if attempt < self.attempts {

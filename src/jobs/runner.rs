@@ -253,11 +253,6 @@ impl JobRunner {
         self.inner.tracker.wait().await;
     }
 
-    /// How many jobs wait for a worker.
-    pub fn queue_depth(&self) -> usize {
-        self.inner.queue.lock().expect("queue lock").waiting.len()
-    }
-
     async fn work(&self) {
         loop {
             let next = self.inner.queue.lock().expect("queue lock").waiting.pop();

@@ -17,6 +17,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use url::Url;
 
+use crate::outbound::failure;
+
 use super::rate_limit::{header_f64, RateLimiter};
 use super::topic::{Listing, Post};
 use super::{FetchError, Subreddit, Topic, TopicSource};
@@ -191,7 +193,7 @@ impl RedditClient {
             .map_err(|error| {
                 FetchError::CredentialsUnavailable(format!(
                     "token request failed: {}",
-                    without_url(&error)
+                    failure(&error).to_owned()
                 ))
             })?;
         let status = answer.status();
@@ -260,7 +262,7 @@ impl RedditClient {
                     after: None,
                     error: FetchError::Unreachable {
                         subreddit: name.to_owned(),
-                        reason: without_url(&error),
+                        reason: failure(&error).to_owned(),
                     },
                 }
             }
@@ -321,7 +323,7 @@ impl RedditClient {
                     after: None,
                     error: FetchError::Unreachable {
                         subreddit: name.to_owned(),
-                        reason: without_url(&error),
+                        reason: failure(&error).to_owned(),
                     },
                 }
             }
@@ -409,19 +411,6 @@ fn jitter(max: Duration) -> Duration {
         return Duration::ZERO;
     }
     rand::thread_rng().gen_range(Duration::ZERO..=max)
-}
-
-/// reqwest's error text includes the URL; keep only the kind so nothing from the request leaks.
-fn without_url(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        "connection failed".into()
-    } else if error.is_body() || error.is_decode() {
-        "the answer was cut off".into()
-    } else {
-        "request failed".into()
-    }
 }
 
 async fn error_reason(answer: reqwest::Response) -> Option<String> {

@@ -95,3 +95,35 @@ fn a_bad_setting_stops_the_handler_with_a_message_naming_it_and_a_non_zero_exit(
         assert!(stderr.contains(variable), "{variable}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn with_log_format_json_every_log_line_is_a_json_object() {
+    let app = StandaloneApp::start(vec![("LOG_FORMAT", "json")]).await;
+    let answer = reqwest::Client::new()
+        .post(app.url("/api/SummaryWomble"))
+        .json(&json!({"topics": ["technology"], "limit": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    // The log is read from the handler's stdout by another thread: give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.logs().contains("\"job accepted\"") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let logs = app.logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(logs.contains("\"job accepted\""), "{logs}");
+}
