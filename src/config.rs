@@ -12,8 +12,11 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::functions::get_hot_topics::Schedule;
+use crate::jobs::request::default_subreddits;
+use crate::jobs::{CallbackPolicy, Limit};
 use crate::reddit::Subreddit;
+use crate::schedule::Schedule;
+pub use crate::telemetry::LogFormat;
 
 /// Everything the handler needs to run, decided once at start.
 #[derive(Debug, Clone)]
@@ -99,7 +102,8 @@ pub struct JobSettings {
     pub stale_after: Duration,
     pub retention_days: u32,
     pub callback_signing_key: Option<SecretString>,
-    pub allow_insecure_callbacks: bool,
+    /// `ALLOW_INSECURE_CALLBACKS`: whether local callback addresses are accepted.
+    pub callback_policy: CallbackPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -109,16 +113,10 @@ pub struct TimerSettings {
     pub summary_womble_url: Option<Url>,
     pub summary_womble_key: Option<SecretString>,
     pub subreddits: Vec<Subreddit>,
-    pub limit: u32,
+    pub limit: Limit,
     pub status_check_delay: Duration,
     /// Standalone mode's schedule for GetHotTopics (`TIMER_SCHEDULE`).
     pub schedule: Schedule,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Human,
-    Json,
 }
 
 /// A setting that is present but unusable. The message names the variable.
@@ -128,17 +126,6 @@ pub struct ConfigError {
     pub variable: &'static str,
     pub reason: String,
 }
-
-/// The subreddits collected when a request (or the timer) names none.
-pub const DEFAULT_SUBREDDITS: [&str; 7] = [
-    "technology",
-    "programming",
-    "MachineLearning",
-    "datascience",
-    "computerscience",
-    "gadgets",
-    "Futurology",
-];
 
 pub const DEFAULT_CONTAINER: &str = "hot-topics";
 
@@ -223,14 +210,15 @@ impl Settings {
             )?),
             retention_days: env.parse_in("JOB_RETENTION_DAYS", 30, 1..=3650)?,
             callback_signing_key: env.secret("CALLBACK_SIGNING_KEY"),
-            allow_insecure_callbacks: env.parse("ALLOW_INSECURE_CALLBACKS", false)?,
+            callback_policy: if env.parse("ALLOW_INSECURE_CALLBACKS", false)? {
+                CallbackPolicy::AllowLocal
+            } else {
+                CallbackPolicy::PublicHttps
+            },
         };
 
         let subreddits = match env.get("HOT_TOPICS_SUBREDDITS") {
-            None => DEFAULT_SUBREDDITS
-                .iter()
-                .map(|name| Subreddit::parse(name).expect("the defaults are valid names"))
-                .collect(),
+            None => default_subreddits(),
             Some(list) => list
                 .split(',')
                 .map(str::trim)
@@ -265,7 +253,12 @@ impl Settings {
             },
             summary_womble_key: env.secret("SUMMARY_WOMBLE_KEY"),
             subreddits,
-            limit: env.parse_in("HOT_TOPICS_LIMIT", 10, 1..=100)?,
+            limit: Limit::new(env.parse_in(
+                "HOT_TOPICS_LIMIT",
+                Limit::DEFAULT.get(),
+                1..=Limit::MAX,
+            )?)
+            .expect("the range is a limit's"),
             status_check_delay: Duration::from_secs(env.parse_in(
                 "STATUS_CHECK_DELAY_SECONDS",
                 10,
@@ -438,7 +431,7 @@ mod tests {
             other => panic!("expected the local store, got {other:?}"),
         }
         assert_eq!(settings.timer.subreddits.len(), 7);
-        assert_eq!(settings.timer.limit, 10);
+        assert_eq!(settings.timer.limit, Limit::DEFAULT);
         assert_eq!(settings.jobs.max_concurrent_jobs, 4);
     }
 

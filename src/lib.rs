@@ -7,27 +7,35 @@
 //! `jobs/<id>/status.json`. Everything a job needs to be resumed is in storage, because the
 //! Functions host may SIGKILL the handler at any moment.
 //!
-//! Layout (dependencies point down the data flow: `app → functions → jobs → reddit, store`):
+//! Layout, top to bottom; a module imports only modules below it (docs/architecture.md):
+//! - [`startup`]: the composition root: runtime, logging, store, Reddit client, runner.
+//! - [`cli`]: the command line of the same executable (submit, watch, list, collect, ...).
+//! - [`exit`]: every exit code of the executable.
+//! - [`app`]: the warp routes and their filters; serve until stopped.
+//! - [`functions`]: one module per function folder, the host's envelope, and [`functions::ApiError`].
+//! - [`client`]: the typed client of the job-ticket API (the command line and the timer).
+//! - [`secrets`]: Reddit credentials from the environment or Key Vault.
 //! - [`config`]: typed settings from the environment; errors name the variable.
-//! - [`telemetry`]: `tracing` set-up (human or JSON lines).
-//! - [`app`]: the warp routes and shared state; bind, serve, shut down.
-//! - [`functions`]: one module per function folder, plus the host's envelope types.
+//! - [`schedule`]: the NCRONTAB schedule of the timer.
 //! - [`jobs`]: the job model (id, request, status document, state machine), the status
-//!   repository and the runner that executes jobs.
-//! - [`outbound`]: what may be said about a failed outbound HTTP call.
+//!   repository, metrics and the runner that executes jobs.
 //! - [`reddit`]: the Reddit client; turns a subreddit name into topics.
 //! - [`store`]: the blob storage trait and its implementations (Azure Blob, local directory).
-//! - [`secrets`]: Reddit credentials from the environment.
-//! - [`cli`]: the command line of the same executable (submit, watch, list, collect, ...).
+//! - [`outbound`]: what may be said about a failed outbound HTTP call.
+//! - [`telemetry`]: `tracing` set-up and the error-chain log field.
 
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod exit;
 pub mod functions;
 pub mod jobs;
 pub mod outbound;
 pub mod reddit;
+pub mod schedule;
 pub mod secrets;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 

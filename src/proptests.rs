@@ -5,11 +5,22 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::functions::envelope::{binding, Invocation, TimerInfo};
-use crate::functions::get_hot_topics::Schedule;
-use crate::functions::summary_womble::{parse_start, ListPosition};
-use crate::jobs::JobId;
+use crate::functions::summary_womble::{parse_call, Call};
+use crate::functions::{ApiError, ApiRequest};
+use crate::jobs::{CallbackPolicy, JobId, JobRequest, ListPosition, ProgressStep, RunStamp};
 use crate::reddit::Subreddit;
+use crate::schedule::Schedule;
 use crate::store::BlobName;
+
+/// A POST of `body` as the API receives it.
+fn post(body: &Map<String, Value>) -> ApiRequest {
+    ApiRequest {
+        method: http::Method::POST,
+        query: Vec::new(),
+        headers: http::HeaderMap::new(),
+        body: bytes::Bytes::from(serde_json::to_vec(body).unwrap()),
+    }
+}
 
 /// Any JSON value, a few levels deep, with strings that like to look like our inputs.
 fn json_value() -> impl Strategy<Value = Value> {
@@ -45,13 +56,21 @@ proptest! {
     #[test]
     fn any_start_body_is_either_a_valid_request_or_a_400(body in prop::collection::hash_map(field_name(), json_value(), 0..6)) {
         let body: Map<String, Value> = body.into_iter().collect();
-        match parse_start(&body, false) {
+        let request = parse_call(&post(&body)).and_then(|call| match call {
+            Call::Start { requested, .. } => JobRequest::from_requested(requested, CallbackPolicy::PublicHttps)
+                .map_err(|error| ApiError::BadRequest(error.to_string())),
+            _ => Err(ApiError::BadRequest("not a start".into())),
+        });
+        match request {
             Ok(request) => {
                 prop_assert!((1..=50).contains(&request.topics.len()));
-                prop_assert!((1..=100).contains(&request.limit.get()));
+                // No two names of one job are the same subreddit.
+                for (i, a) in request.topics.iter().enumerate() {
+                    prop_assert!(!request.topics[i + 1..].iter().any(|b| a.same_as(b)));
+                }
                 // Accepted requests survive the trip through the status document.
                 let json = serde_json::to_value(&request).unwrap();
-                let back: crate::jobs::JobRequest = serde_json::from_value(json).unwrap();
+                let back: JobRequest = serde_json::from_value(json).unwrap();
                 prop_assert_eq!(back, request);
             }
             Err(error) => prop_assert_eq!(error.status().as_u16(), 400),
@@ -59,17 +78,25 @@ proptest! {
     }
 
     #[test]
-    fn subreddit_names_are_accepted_exactly_when_they_match_the_rule(name in any::<String>()) {
-        let valid = name.len() >= 2 && name.len() <= 21
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        match Subreddit::parse(&name) {
-            Ok(subreddit) => {
-                prop_assert!(valid);
-                prop_assert_eq!(subreddit.as_str(), name.as_str());
-            }
-            Err(_) => prop_assert!(!valid),
+    fn an_accepted_subreddit_name_is_kept_as_given_and_is_safe_in_a_blob_name(name in any::<String>()) {
+        if let Ok(subreddit) = Subreddit::parse(&name) {
+            prop_assert_eq!(subreddit.as_str(), name.as_str());
+            // Output blobs are named `<stamp>_<source>_<subreddit>.json`: the name must stay
+            // one plain segment.
+            let blob = BlobName::parse(format!("20250101_000000_reddit_{subreddit}.json")).unwrap();
+            prop_assert!(!blob.as_str().contains('/'));
+            // Its progress step reads back as the same subreddit.
+            let step = ProgressStep::Processing(subreddit.clone());
+            prop_assert_eq!(ProgressStep::try_from(String::from(step.clone())).unwrap(), step);
         }
+    }
+
+    #[test]
+    fn run_stamps_round_trip_and_order_as_their_times(a in 0i64..4_000_000_000, b in 0i64..4_000_000_000) {
+        let (at_a, at_b) = (chrono::DateTime::from_timestamp(a, 0).unwrap(), chrono::DateTime::from_timestamp(b, 0).unwrap());
+        let (stamp_a, stamp_b) = (RunStamp::of(at_a), RunStamp::of(at_b));
+        prop_assert_eq!(RunStamp::try_from(stamp_a.to_string()).unwrap(), stamp_a.clone());
+        prop_assert_eq!(at_a.cmp(&at_b), stamp_a.as_str().cmp(stamp_b.as_str()));
     }
 
     #[test]

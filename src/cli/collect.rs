@@ -1,61 +1,38 @@
 //! `handler collect`: one collection in this process, against the configured storage, without
 //! a server.
 //!
-//! The settings are the server's (the same environment variables); the store, the Reddit
-//! client and the [`JobRunner`] are built by the same library functions the server uses, so a
-//! job collected here is indistinguishable in storage from one submitted over HTTP. The job is
-//! followed with the same progress display as `watch`, and the runner is shut down once the
-//! job has ended.
+//! The settings are the server's (the same environment variables), and the store, the Reddit
+//! client and the [`JobRunner`] come from the same composition root ([`crate::startup`]), in
+//! the role of a one-off collection: it adopts no other worker's job. A job collected here is
+//! indistinguishable in storage from one submitted over HTTP. The job is followed with the
+//! same progress display as `watch`, and the runner is shut down once the job has ended.
 //!
 //! Logs go to stderr, errors only unless `RUST_LOG` says otherwise: the progress display is the
 //! output here, and a subreddit's failure is in the results table anyway.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
-use serde_json::Value;
-use tracing_subscriber::EnvFilter;
 
-use super::client::Fetched;
 use super::progress::{self, Display};
 use super::{report, Exit, JobArgs};
-use crate::app::{open_store, reddit_client};
+use crate::client::Fetched;
 use crate::config::Settings;
-use crate::functions::summary_womble::parse_start;
-use crate::jobs::runner::RunnerOptions;
-use crate::jobs::{JobRequest, JobRunner, RepositoryError, StatusRepository};
+use crate::jobs::{JobRequest, JobRunner, RepositoryError};
+use crate::startup::{self, Role, Services};
+use crate::telemetry::Audience;
 
 pub async fn run(job: &JobArgs, display: Display) -> anyhow::Result<Exit> {
     let settings = Settings::from_env()?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-
+    startup::logging(Audience::CommandLine);
     // The same rules and defaults as a start over HTTP.
-    let body = match serde_json::to_value(job.start_body())? {
-        Value::Object(body) => body,
-        _ => unreachable!("a start body is an object"),
-    };
-    let request = parse_start(&body, settings.jobs.allow_insecure_callbacks)?;
+    let request = JobRequest::from_requested(job.requested(), settings.jobs.callback_policy)?;
 
-    let store = open_store(&settings.storage)?;
-    store
+    let services = Services::from_settings(&settings)?;
+    services
+        .store
         .ensure_container()
         .await
-        .with_context(|| format!("storage is not usable ({})", store.describe()))?;
-    let reddit = Arc::new(reddit_client(&settings.reddit)?);
-    let runner = JobRunner::start(
-        StatusRepository::new(store),
-        reddit,
-        RunnerOptions {
-            // A one-off collection leaves other workers' jobs to the servers.
-            adopt_stale_jobs: false,
-            ..crate::app::runner_options(&settings)?
-        },
-    );
+        .with_context(|| format!("storage is not usable ({})", services.store.describe()))?;
+    let runner = services.runner(&settings, Role::OneOffCollection)?;
     let outcome = collect(&runner, request, display).await;
     runner.shutdown().await;
     outcome

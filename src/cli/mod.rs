@@ -10,13 +10,13 @@
 //! that is still going, for commands that do not wait), 1 failed, 2 cancelled, 3 the command
 //! could not do its work (bad usage, nothing listening, the API refused the call).
 //!
-//! Layout:
-//! - [`client`]: [`ApiClient`](client::ApiClient), the job-ticket API over one HTTP client.
+//! Exit codes: [`crate::exit::CommandExit`].
+//!
+//! Layout (the API itself is spoken by [`crate::client::ApiClient`]):
 //! - [`progress`]: following a job until it ends, as a progress bar or as plain lines.
 //! - [`report`]: what people read: the ticket, the status, the results table, the job list.
 //! - [`collect`]: one collection in-process, through the library's runner.
 
-pub mod client;
 pub mod collect;
 pub mod progress;
 pub mod report;
@@ -25,13 +25,12 @@ use std::ffi::OsString;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
+use crate::client::{ApiClient, ClientError};
+use crate::exit::CommandExit as Exit;
+use crate::jobs::{JobId, JobStatus, Limit, Priority, RequestedJob};
+use crate::reddit::Subreddit;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
-use serde::Serialize;
-
-use crate::jobs::{JobId, JobStatus, Limit, Priority};
-use crate::reddit::Subreddit;
-use client::{ApiClient, ClientError};
 use progress::Display;
 
 /// `handler [OPTIONS] [COMMAND]`.
@@ -128,23 +127,15 @@ pub struct JobArgs {
     pub priority: Option<Priority>,
 }
 
-/// The start body of the API (api.md section 2), with only the fields that were given.
-#[derive(Debug, Serialize)]
-pub struct StartBody<'a> {
-    #[serde(skip_serializing_if = "<[Subreddit]>::is_empty")]
-    topics: &'a [Subreddit],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limit: Option<Limit>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    priority: Option<Priority>,
-}
-
 impl JobArgs {
-    pub fn start_body(&self) -> StartBody<'_> {
-        StartBody {
-            topics: &self.topics,
-            limit: self.limit,
-            priority: self.priority,
+    /// The start request these arguments make; what was not given is left to the defaults.
+    pub fn requested(&self) -> RequestedJob {
+        RequestedJob {
+            topics: (!self.topics.is_empty())
+                .then(|| self.topics.iter().map(|name| name.to_string()).collect()),
+            limit: self.limit.map(|limit| u64::from(limit.get())),
+            priority: self.priority.map(|priority| priority.as_str().to_owned()),
+            ..RequestedJob::default()
         }
     }
 }
@@ -170,34 +161,6 @@ fn priority_parser() -> impl clap::builder::TypedValueParser<Value = Priority> {
 fn status_parser() -> impl clap::builder::TypedValueParser<Value = JobStatus> {
     PossibleValuesParser::new(JobStatus::ALL.map(JobStatus::as_str))
         .map(|text| JobStatus::parse(&text).expect("only the listed names get through"))
-}
-
-/// How a command ended, as the process's exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// The job completed, or the command did what it was asked without waiting for an end.
-    Success = 0,
-    JobFailed = 1,
-    JobCancelled = 2,
-    /// Bad usage, nothing listening, or the API refused the call.
-    Trouble = 3,
-}
-
-impl Exit {
-    /// What a job's status means for the exit code. A job still going is not a failure.
-    pub fn for_status(status: JobStatus) -> Self {
-        match status {
-            JobStatus::Failed => Exit::JobFailed,
-            JobStatus::Cancelled => Exit::JobCancelled,
-            JobStatus::Queued | JobStatus::Running | JobStatus::Completed => Exit::Success,
-        }
-    }
-}
-
-impl From<Exit> for ExitCode {
-    fn from(exit: Exit) -> Self {
-        ExitCode::from(exit as u8)
-    }
 }
 
 /// Where the API is when neither `--url` nor `WOMBLE_URL` says: `make run`'s address.
@@ -238,13 +201,10 @@ fn usage(arguments: &[OsString]) -> String {
 
 /// Runs a client command (anything but `serve`) and decides its exit code.
 pub fn run(options: ClientOptions, command: Command) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::startup::runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("handler: the async runtime cannot start: {error}");
+            eprintln!("handler: {error:#}");
             return Exit::Trouble.into();
         }
     };
@@ -252,6 +212,9 @@ pub fn run(options: ClientOptions, command: Command) -> ExitCode {
         Ok(exit) => exit.into(),
         Err(error) => {
             eprintln!("handler: {error:#}");
+            if let Some(ClientError::Api { status: 401, .. }) = error.downcast_ref() {
+                eprintln!("Pass --key or set WOMBLE_KEY.");
+            }
             Exit::Trouble.into()
         }
     }
@@ -273,7 +236,7 @@ async fn execute(options: ClientOptions, command: Command) -> anyhow::Result<Exi
             idempotency_key,
         } => {
             let ticket = client
-                .submit(&job.start_body(), idempotency_key.as_deref())
+                .submit(&job.requested(), idempotency_key.as_deref())
                 .await?;
             report::ticket(&ticket, display);
             if wait {
@@ -354,7 +317,7 @@ mod tests {
         };
         assert!(!wait);
         assert_eq!(
-            serde_json::to_value(job.start_body()).unwrap(),
+            serde_json::to_value(job.requested()).unwrap(),
             serde_json::json!({"topics": ["technology", "programming"], "priority": "high"})
         );
     }

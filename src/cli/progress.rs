@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::client::Fetched;
+use crate::client::Fetched;
 use crate::jobs::{JobStatus, StatusDocument};
 
 /// How often the job's status is read while following it.
@@ -80,7 +80,7 @@ impl Seen {
             status: document.status,
             completed: document.progress.completed,
             total: document.progress.total,
-            step: document.progress.step.clone(),
+            step: document.progress.step.to_string(),
         }
     }
 }
@@ -194,7 +194,9 @@ mod tests {
         let mut document = document();
         document.status = JobStatus::Running;
         document.progress.completed = 1;
-        document.progress.step = "processing r/gadgets".into();
+        document.progress.step = crate::jobs::ProgressStep::Processing(
+            crate::reddit::Subreddit::parse("gadgets").unwrap(),
+        );
         assert_eq!(progress_line(&document), "running 1/2 processing r/gadgets");
     }
 

@@ -7,8 +7,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::{Fetched, JobList, Ticket};
 use super::progress::{progress_line, Display};
+use crate::client::{Fetched, JobList, Ticket};
 use crate::jobs::status::OutcomeStatus;
 use crate::jobs::{JobStatus, StatusDocument, SubredditOutcome};
 

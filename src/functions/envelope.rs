@@ -1,12 +1,18 @@
-//! The Functions host's invocation envelope (functions-host.md, "The envelope").
+//! The Functions host's invocation envelope (docs/functions-host.md, "The envelope"), and the
+//! adapters that turn an invocation into a function call and its answer back into the
+//! envelope's.
 //!
 //! `POST /<FunctionName>` carries `{"Data": {<binding>: ...}, "Metadata": {...}}`; the answer
 //! the host accepts is a 2xx `application/json` object `{"Outputs", "Logs", "ReturnValue"}`.
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::{ApiError, ApiRequest, ApiResponse, FunctionContext, MAX_BODY_BYTES};
 
 /// An invocation as the host sends it.
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +150,101 @@ pub fn binding<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, serde
     match value {
         Value::String(text) => serde_json::from_str(text),
         other => T::deserialize(other),
+    }
+}
+
+/// The answer to an invocation that succeeded: 200 with `result`.
+fn invocation_answer(result: &InvocationResult) -> ApiResponse {
+    ApiResponse::json(StatusCode::OK, result)
+}
+
+/// SummaryWomble inside the envelope: the `req` binding in, `Outputs.res` out. The call is
+/// handled exactly as a forwarded one.
+pub async fn summary_womble(context: &FunctionContext, body: &[u8]) -> ApiResponse {
+    let request = match serde_json::from_slice::<Invocation>(body)
+        .map_err(|error| error.to_string())
+        .and_then(|invocation| {
+            let req = invocation
+                .data
+                .get("req")
+                .ok_or_else(|| "the invocation has no req binding".to_owned())?;
+            let req: HttpTriggerData = binding(req).map_err(|error| error.to_string())?;
+            req.into_request()
+        }) {
+        Ok(request) => request,
+        Err(reason) => return ApiError::MalformedInvocation(reason).into_response(),
+    };
+    let response = if request.body.len() > MAX_BODY_BYTES {
+        ApiError::PayloadTooLarge.into_response()
+    } else {
+        super::summary_womble::handle(context, request).await
+    };
+    let mut headers: HashMap<String, String> = HashMap::new();
+    headers.insert("Content-Type".into(), "application/json".into());
+    for (name, value) in &response.headers {
+        if let Ok(value) = value.to_str() {
+            headers.insert(name.to_string(), value.to_owned());
+        }
+    }
+    let output = HttpOutput {
+        status_code: response.status.as_u16(),
+        headers,
+        body: String::from_utf8_lossy(&response.body).into_owned(),
+    };
+    let mut outputs = serde_json::Map::new();
+    outputs.insert(
+        "res".into(),
+        serde_json::to_value(output).expect("an HTTP output serialises"),
+    );
+    invocation_answer(&InvocationResult {
+        outputs,
+        logs: Vec::new(),
+        return_value: Value::Null,
+    })
+}
+
+/// The timer: 200 with the run's log lines on success; 500 when the run failed, so the host
+/// records the failure (the reason is in our log).
+pub async fn get_hot_topics(context: &FunctionContext, body: &[u8]) -> ApiResponse {
+    let invocation: Invocation = match serde_json::from_slice(body) {
+        Ok(invocation) => invocation,
+        Err(error) => return ApiError::MalformedInvocation(error.to_string()).into_response(),
+    };
+    match super::get_hot_topics::run(context, &invocation).await {
+        Ok(log) => invocation_answer(&InvocationResult {
+            outputs: serde_json::Map::new(),
+            logs: log.lines,
+            return_value: Value::Null,
+        }),
+        Err((error, log)) => {
+            let reason = error.to_string();
+            let mut logs = log.lines;
+            logs.push(format!("GetHotTopics failed: {reason}"));
+            ApiError::TimerRunFailed { reason, logs }.into_response()
+        }
+    }
+}
+
+impl HttpTriggerData {
+    /// The call the caller made, as the forwarded form would have carried it.
+    fn into_request(self) -> Result<ApiRequest, String> {
+        let method = Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("unknown method {:?}", self.method))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in self.header_values() {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        Ok(ApiRequest {
+            method,
+            query: self.query_pairs(),
+            headers,
+            body: Bytes::from(self.body_text().unwrap_or_default()),
+        })
     }
 }
 

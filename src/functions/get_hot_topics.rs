@@ -6,63 +6,14 @@
 //! schedule slot, so a doubled or retried run cannot start a second job for the same slot.
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use croner::parser::{CronParser, Seconds, Year};
-use croner::Cron;
-use secrecy::ExposeSecret;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::{Invocation, TimerInfo};
 use super::FunctionContext;
-use crate::outbound::failure;
-
-/// A 6-field NCRONTAB schedule (`sec min hour day month weekday`, UTC), as the Functions host
-/// reads `function.json`'s `schedule`.
-#[derive(Debug, Clone)]
-pub struct Schedule {
-    cron: Cron,
-    text: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{text:?} is not a 6-field NCRONTAB schedule: {reason}")]
-pub struct InvalidSchedule {
-    text: String,
-    reason: String,
-}
-
-impl Schedule {
-    pub fn parse(text: &str) -> Result<Self, InvalidSchedule> {
-        let invalid = |reason: String| InvalidSchedule {
-            text: text.to_owned(),
-            reason,
-        };
-        if text.split_whitespace().count() != 6 {
-            return Err(invalid("it needs exactly 6 fields".into()));
-        }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Required)
-            .year(Year::Disallowed)
-            .build()
-            .parse(text)
-            .map_err(|error| invalid(error.to_string()))?;
-        Ok(Self {
-            cron,
-            text: text.to_owned(),
-        })
-    }
-
-    /// The first occurrence strictly after `after`.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&after, false).ok()
-    }
-}
-
-impl std::fmt::Display for Schedule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
-    }
-}
+use crate::client::ClientError;
+use crate::jobs::{JobStatus, RequestedJob, Source, StatusDocument};
+use crate::schedule::Schedule;
 
 /// Standalone mode's own timer: runs GetHotTopics at each occurrence of `schedule`, one run at
 /// a time (an occurrence that passes during a long run is skipped, as the host does), until
@@ -104,7 +55,9 @@ pub async fn run_on_schedule(
         // `Next` names the following occurrence, which identifies this one's slot uniquely.
         match run(&context, &invocation).await {
             Ok(_) => tracing::info!("scheduled GetHotTopics run finished"),
-            Err((error, _)) => tracing::error!(error = %error, "scheduled GetHotTopics run failed"),
+            Err((error, _)) => {
+                tracing::error!(error = %crate::telemetry::Chain(&error), "scheduled GetHotTopics run failed")
+            }
         }
     }
 }
@@ -193,128 +146,83 @@ pub async fn run(
     Ok(log)
 }
 
-fn summary_womble_url(context: &FunctionContext) -> String {
-    match &context.settings.timer.summary_womble_url {
-        Some(url) => url.to_string(),
-        None => format!(
-            "http://127.0.0.1:{}/api/SummaryWomble",
-            context.settings.mode.port()
-        ),
-    }
-}
-
 async fn submit_and_check(
     context: &FunctionContext,
     idempotency_key: &str,
     log: &mut RunLog,
 ) -> Result<(), RunError> {
     let timer = &context.settings.timer;
-    let url = summary_womble_url(context);
-    let topics: Vec<&str> = timer.subreddits.iter().map(|s| s.as_str()).collect();
-    let body = json!({"source": "reddit", "topics": topics, "limit": timer.limit});
-    log.info(format!(
-        "Submitting the scheduled collection of {} subreddits (limit {}) to SummaryWomble",
-        topics.len(),
-        timer.limit
-    ));
-    let mut request = context
-        .http
-        .post(&url)
-        .header("Idempotency-Key", idempotency_key)
-        .json(&body);
-    if let Some(key) = &timer.summary_womble_key {
-        request = request.header("x-functions-key", key.expose_secret());
-    }
-    let answer = request
-        .send()
-        .await
-        .map_err(|error| RunError::Unreachable(failure(&error).to_owned()))?;
-    let status = answer.status().as_u16();
-    let text = answer.text().await.unwrap_or_default();
-    let document: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    match status {
-        202 => {}
-        200 => {
-            // An older SummaryWomble answered synchronously with the finished results.
-            log.info(format!(
-                "SummaryWomble answered synchronously (HTTP 200): status {}, {} topics",
-                document["status"].as_str().unwrap_or("unknown"),
-                document["total_topics"]
-            ));
-            return Ok(());
-        }
-        _ => {
-            return Err(RunError::Refused {
-                status,
-                body: text.chars().take(300).collect(),
-            })
-        }
-    }
-    let Some(job_id) = document["job_id"].as_str() else {
-        return Err(RunError::Refused {
-            status,
-            body: "the ticket has no job_id".into(),
-        });
+    let requested = RequestedJob {
+        source: Some(Source::Reddit.name().to_owned()),
+        topics: Some(timer.subreddits.iter().map(ToString::to_string).collect()),
+        limit: Some(u64::from(timer.limit.get())),
+        ..RequestedJob::default()
     };
     log.info(format!(
+        "Submitting the scheduled collection of {} subreddits (limit {}) to SummaryWomble",
+        timer.subreddits.len(),
+        timer.limit.get()
+    ));
+    let ticket = context
+        .summary_womble
+        .submit(&requested, Some(idempotency_key))
+        .await
+        .map_err(RunError::from)?
+        .parsed;
+    let job_id = ticket.job_id;
+    log.info(format!(
         "Job {job_id} accepted for topics {}",
-        document["topics_requested"]
+        ticket.topics_requested.join(", ")
     ));
 
     tokio::time::sleep(timer.status_check_delay).await;
-    let mut check = context
-        .http
-        .post(&url)
-        .json(&json!({"action": "status", "job_id": job_id}));
-    if let Some(key) = &timer.summary_womble_key {
-        check = check.header("x-functions-key", key.expose_secret());
-    }
-    match check.send().await {
-        Err(error) => log.warn(format!(
-            "Status check of job {job_id} failed: {}",
-            failure(&error)
-        )),
-        Ok(answer) if !answer.status().is_success() => log.warn(format!(
-            "Status check of job {job_id} answered HTTP {}",
-            answer.status().as_u16()
-        )),
-        Ok(answer) => {
-            let status: Value = answer.json().await.unwrap_or(Value::Null);
-            let progress = &status["progress"];
-            log.info(format!(
-                "Job {job_id} is {} ({} of {} subreddits, step {})",
-                status["status"].as_str().unwrap_or("unknown"),
-                progress["completed"],
-                progress["total"],
-                progress["step"]
-            ));
-            match status["status"].as_str() {
-                Some("completed") => {
-                    for outcome in status["results"]["results"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                    {
-                        log.info(format!(
-                            "  r/{}: {}{}",
-                            outcome["subreddit"].as_str().unwrap_or("?"),
-                            outcome["status"].as_str().unwrap_or("?"),
-                            outcome["topics_count"]
-                                .as_u64()
-                                .map(|n| format!(", {n} topics"))
-                                .unwrap_or_default()
-                        ));
-                    }
-                }
-                Some("failed") => log.warn(format!(
-                    "Job {job_id} failed: {}",
-                    status["error"].as_str().unwrap_or("no reason given")
-                )),
-                _ => {}
-            }
-        }
+    match context.summary_womble.status(job_id).await {
+        Err(error) => log.warn(format!("Status check of job {job_id} failed: {error}")),
+        Ok(fetched) => log_status(log, &fetched.parsed),
     }
     Ok(())
+}
+
+/// What the one status check found.
+fn log_status(log: &mut RunLog, status: &StatusDocument) {
+    let job_id = status.job_id;
+    let progress = &status.progress;
+    log.info(format!(
+        "Job {job_id} is {} ({} of {} subreddits, step {})",
+        status.status, progress.completed, progress.total, progress.step
+    ));
+    match status.status {
+        JobStatus::Completed => {
+            for outcome in status.results.iter().flat_map(|results| &results.results) {
+                log.info(format!(
+                    "  r/{}: {}{}",
+                    outcome.subreddit,
+                    outcome.status.as_str(),
+                    outcome
+                        .topics_count
+                        .map(|n| format!(", {n} topics"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        JobStatus::Failed => log.warn(format!(
+            "Job {job_id} failed: {}",
+            status.error.as_deref().unwrap_or("no reason given")
+        )),
+        _ => {}
+    }
+}
+
+impl From<ClientError> for RunError {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Api { status, message } => RunError::Refused {
+                status,
+                body: message.chars().take(300).collect(),
+            },
+            other => RunError::Unreachable(other.to_string()),
+        }
+    }
 }
 
 async fn purge_expired(context: &FunctionContext, log: &mut RunLog) {
@@ -329,7 +237,10 @@ async fn purge_expired(context: &FunctionContext, log: &mut RunLog) {
         Ok(purged) => log.info(format!(
             "Purged {purged} finished jobs older than {days} days"
         )),
-        Err(error) => log.warn(format!("Purging expired jobs failed: {error}")),
+        Err(error) => log.warn(format!(
+            "Purging expired jobs failed: {}",
+            crate::telemetry::Chain(&error)
+        )),
     }
 }
 
@@ -347,67 +258,6 @@ mod tests {
                 last_updated: None,
             }),
             is_past_due: false,
-        }
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn the_six_hourly_schedule_fires_at_00_06_12_and_18_utc() {
-        let schedule = Schedule::parse("0 0 */6 * * *").unwrap();
-        let mut next = at("2026-11-28T05:59:59Z");
-        let mut seen = Vec::new();
-        for _ in 0..5 {
-            next = schedule.next_after(next).unwrap();
-            seen.push(next.to_rfc3339());
-        }
-        assert_eq!(
-            seen,
-            [
-                "2026-11-28T06:00:00+00:00",
-                "2026-11-28T12:00:00+00:00",
-                "2026-11-28T18:00:00+00:00",
-                "2026-11-29T00:00:00+00:00",
-                "2026-11-29T06:00:00+00:00",
-            ]
-        );
-        // An occurrence itself is not "after" itself.
-        assert_eq!(
-            schedule.next_after(at("2026-11-28T06:00:00Z")).unwrap(),
-            at("2026-11-28T12:00:00Z")
-        );
-    }
-
-    #[test]
-    fn ncrontab_weekdays_count_from_sunday_as_0() {
-        // Every Monday at 09:30:15. 2026-11-28 is a Saturday.
-        let schedule = Schedule::parse("15 30 9 * * 1").unwrap();
-        assert_eq!(
-            schedule.next_after(at("2026-11-28T00:00:00Z")).unwrap(),
-            at("2026-11-30T09:30:15Z")
-        );
-        let sunday = Schedule::parse("0 0 12 * * 0").unwrap();
-        assert_eq!(
-            sunday.next_after(at("2026-11-28T00:00:00Z")).unwrap(),
-            at("2026-11-29T12:00:00Z")
-        );
-    }
-
-    #[test]
-    fn schedules_that_are_not_six_fields_are_refused() {
-        for bad in [
-            "",
-            "0 */6 * * *",
-            "0 0 */6 * * * 2026",
-            "a b c d e f",
-            "0 0 25 * * *",
-            "61 0 0 * * *",
-        ] {
-            assert!(Schedule::parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -6,13 +6,18 @@
 //! the form the call came in.
 //!
 //! Layout:
-//! - [`envelope`]: the host's invocation and answer types.
+//! - [`envelope`]: the host's invocation and answer types, and the adapters that unwrap an
+//!   invocation into a call and wrap the answer.
+//! - [`error`]: [`ApiError`], every failure mapped to its HTTP answer once.
 //! - [`summary_womble`]: the job-ticket API.
 //! - [`get_hot_topics`]: the timer that submits the scheduled job and purges old ones.
 
 pub mod envelope;
+pub mod error;
 pub mod get_hot_topics;
 pub mod summary_womble;
+
+pub use error::ApiError;
 
 use std::sync::Arc;
 
@@ -20,6 +25,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 
+use crate::client::ApiClient;
 use crate::config::Settings;
 use crate::jobs::JobRunner;
 
@@ -28,8 +34,9 @@ use crate::jobs::JobRunner;
 pub struct FunctionContext {
     pub settings: Arc<Settings>,
     pub jobs: JobRunner,
-    /// One HTTP client for outbound calls (the timer calling SummaryWomble).
-    pub http: reqwest::Client,
+    /// The timer's client of SummaryWomble (it submits over HTTP, with the function key, as
+    /// any caller does).
+    pub summary_womble: Arc<ApiClient>,
 }
 
 /// The largest request body SummaryWomble reads.
@@ -79,75 +86,5 @@ impl ApiResponse {
             self.headers.push((name, value));
         }
         self
-    }
-}
-
-/// Every way a call can fail, mapped to an HTTP status once, in [`ApiError::status`].
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("A valid function key is required in the x-functions-key header or the code query parameter.")]
-    Unauthorized,
-    #[error("{0}")]
-    NotFound(String),
-    #[error("Method {0} is not allowed; use GET, POST or DELETE.")]
-    MethodNotAllowed(Method),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("The request body is larger than 64 KiB.")]
-    PayloadTooLarge,
-    #[error("Content-Type must be application/json.")]
-    UnsupportedMediaType,
-    #[error("Storage is unavailable; nothing was changed. Try again shortly.")]
-    Unavailable(#[source] anyhow::Error),
-    #[error("Something went wrong on our side; it has been logged.")]
-    Internal(#[source] anyhow::Error),
-}
-
-impl ApiError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The JSON answer. Server-side causes are logged here, once, and never sent.
-    pub fn into_response(self) -> ApiResponse {
-        #[derive(Serialize)]
-        struct Body {
-            error: String,
-        }
-        match &self {
-            ApiError::Unavailable(cause) | ApiError::Internal(cause) => {
-                tracing::error!(
-                    status = self.status().as_u16(),
-                    error = format!("{cause:#}"),
-                    "request failed"
-                )
-            }
-            _ => tracing::debug!(status = self.status().as_u16(), error = %self, "request refused"),
-        }
-        let response = ApiResponse::json(
-            self.status(),
-            &Body {
-                error: self.to_string(),
-            },
-        );
-        match self {
-            ApiError::MethodNotAllowed(_) => {
-                response.with_header(http::header::ALLOW, "GET, POST, DELETE")
-            }
-            ApiError::Unavailable(_) => response.with_header(http::header::RETRY_AFTER, "5"),
-            _ => response,
-        }
     }
 }

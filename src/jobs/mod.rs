@@ -1,20 +1,33 @@
 //! Jobs: what was asked, what became of it, and the runner that does the work.
 //!
 //! Layout:
-//! - [`request`]: [`JobId`] and [`JobRequest`] with its parsed parts.
+//! - [`id`]: [`JobId`].
+//! - [`request`]: [`JobRequest`] with its parsed parts, and the start rules that make one.
+//! - [`progress`]: the progress step and the run stamp.
 //! - [`status`]: the [`StatusDocument`] stored at `jobs/<id>/status.json` and its state machine.
 //! - [`repository`]: [`StatusRepository`], status documents on a blob store with ETag
-//!   conditions, and the output blobs.
+//!   conditions, and the output blobs; [`listing`]: its newest-first pages.
+//! - [`metrics`]: the numbers over the jobs of the last 24 hours.
 //! - [`callback`]: signed completion callbacks.
 //! - [`runner`]: [`JobRunner`], which accepts jobs and runs them as tracked tasks.
 
 pub mod callback;
+pub mod id;
+pub mod listing;
+pub mod metrics;
+pub mod progress;
 pub mod repository;
 pub mod request;
 pub mod runner;
 pub mod status;
 
+pub use id::JobId;
+pub use listing::{JobPage, ListFilter, ListPosition};
+pub use progress::{ProgressStep, RunStamp};
 pub use repository::{RepositoryError, StatusRepository};
-pub use request::{JobId, JobRequest, Limit, Priority, Source};
+pub use request::{
+    CallbackPolicy, CallbackUrl, IdempotencyKey, JobRequest, Limit, Priority, RequestError,
+    RequestedJob, Source,
+};
 pub use runner::{JobRunner, SubmitError};
 pub use status::{JobStatus, StatusDocument, SubredditOutcome, TransitionError};

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::request::JobId;
+use super::id::JobId;
+use super::request::IdempotencyKey;
 use super::status::{StatusDocument, TransitionError};
 use crate::store::{BlobName, BlobStore, ETag, StoreError, WriteCondition};
 
@@ -89,8 +90,8 @@ fn job_of_status_blob(name: &str) -> Option<JobId> {
     }
 }
 
-fn idempotency_blob(key: &str) -> BlobName {
-    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+fn idempotency_blob(key: &IdempotencyKey) -> BlobName {
+    let digest = hex::encode(Sha256::digest(key.as_str().as_bytes()));
     BlobName::parse(format!("{IDEMPOTENCY_PREFIX}{digest}.json")).expect("hex makes valid names")
 }
 
@@ -106,10 +107,6 @@ fn to_json<T: Serialize>(value: &T) -> Bytes {
 impl StatusRepository {
     pub fn new(store: Arc<dyn BlobStore>) -> Self {
         Self { store }
-    }
-
-    pub fn store(&self) -> &Arc<dyn BlobStore> {
-        &self.store
     }
 
     /// Stores a new job's first document: the one write a ticket waits for. Fails rather
@@ -180,7 +177,7 @@ impl StatusRepository {
     /// started then and writes nothing.
     pub async fn reserve_idempotency_key(
         &self,
-        key: &str,
+        key: &IdempotencyKey,
         job: JobId,
     ) -> Result<Option<JobId>, RepositoryError> {
         let name = idempotency_blob(key);
@@ -206,7 +203,10 @@ impl StatusRepository {
     }
 
     /// Forgets an idempotency key (its job could not be created).
-    pub async fn release_idempotency_key(&self, key: &str) -> Result<(), RepositoryError> {
+    pub async fn release_idempotency_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<(), RepositoryError> {
         Ok(self.store.delete(&idempotency_blob(key)).await?)
     }
 

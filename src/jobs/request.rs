@@ -1,72 +1,60 @@
-//! What a caller asked for, in types that only hold valid values.
+//! What a caller asked for, in types that only hold valid values, and the rules that turn a
+//! caller's start request into one (the same for HTTP, the timer and the command line).
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::reddit::Subreddit;
 
-/// A job's id: a random UUID v4, shown in lower-case hyphenated form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JobId(Uuid);
+/// The subreddits collected when a request (or the timer) names none.
+pub const DEFAULT_SUBREDDITS: [&str; 7] = [
+    "technology",
+    "programming",
+    "MachineLearning",
+    "datascience",
+    "computerscience",
+    "gadgets",
+    "Futurology",
+];
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("job_id must be a UUID like 6ce324a8-0502-4b0c-b729-12e10f0f22f6")]
-pub struct InvalidJobId;
-
-impl JobId {
-    pub fn new() -> Self {
-        Self(Uuid::new_v4())
-    }
-
-    /// Accepts the hyphenated form only (any case), which is what tickets hand out.
-    pub fn parse(text: &str) -> Result<Self, InvalidJobId> {
-        if text.len() != 36 {
-            return Err(InvalidJobId);
-        }
-        Uuid::try_parse(text).map(Self).map_err(|_| InvalidJobId)
-    }
-
-    /// The first 8 characters, used to keep output blob names apart.
-    pub fn short(&self) -> String {
-        self.to_string()[..8].to_owned()
-    }
+/// [`DEFAULT_SUBREDDITS`] as names.
+pub fn default_subreddits() -> Vec<Subreddit> {
+    DEFAULT_SUBREDDITS
+        .iter()
+        .map(|name| Subreddit::parse(name).expect("the defaults are valid names"))
+        .collect()
 }
 
-impl Default for JobId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl FromStr for JobId {
-    type Err = InvalidJobId;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::parse(text)
-    }
-}
-
-/// Where topics come from. Only Reddit, for now; the name is in every output blob.
+/// Where topics come from. Only Reddit, for now; the name is in every output blob and is the
+/// topic source's own ([`crate::reddit::SOURCE_NAME`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Source {
     Reddit,
 }
 
 impl Source {
-    pub fn as_str(&self) -> &'static str {
+    const ALL: [Source; 1] = [Source::Reddit];
+
+    pub fn name(self) -> &'static str {
         match self {
-            Source::Reddit => "reddit",
+            Source::Reddit => crate::reddit::SOURCE_NAME,
         }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<Source> for &'static str {
+    fn from(source: Source) -> Self {
+        source.name()
     }
 }
 
@@ -77,10 +65,17 @@ pub struct UnsupportedSource(pub String);
 impl FromStr for Source {
     type Err = UnsupportedSource;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "reddit" => Ok(Source::Reddit),
-            other => Err(UnsupportedSource(other.to_owned())),
-        }
+        Source::ALL
+            .into_iter()
+            .find(|source| source.name() == text)
+            .ok_or_else(|| UnsupportedSource(text.to_owned()))
+    }
+}
+
+impl TryFrom<String> for Source {
+    type Error = UnsupportedSource;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
     }
 }
 
@@ -124,6 +119,15 @@ pub enum Priority {
     High,
 }
 
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+}
+
 /// A complete, valid collection request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRequest {
@@ -133,11 +137,183 @@ pub struct JobRequest {
     pub limit: Limit,
     pub priority: Priority,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub callback_url: Option<String>,
+    pub callback_url: Option<CallbackUrl>,
 }
 
 impl JobRequest {
     pub const MAX_TOPICS: usize = 50;
+
+    /// Applies the start rules (api.md section 2) to what a caller asked for: an absent part
+    /// takes its default; a part that breaks a rule is named in the error.
+    pub fn from_requested(
+        requested: RequestedJob,
+        callbacks: CallbackPolicy,
+    ) -> Result<Self, RequestError> {
+        let source = match requested.source {
+            None => Source::Reddit,
+            Some(text) => text
+                .parse()
+                .map_err(|error: UnsupportedSource| RequestError::new("source", error))?,
+        };
+        let topics = match requested.topics {
+            None => default_subreddits(),
+            Some(names) => {
+                if names.is_empty() || names.len() > Self::MAX_TOPICS {
+                    return Err(RequestError::new(
+                        "topics",
+                        format!("topics must hold 1 to {} subreddit names", Self::MAX_TOPICS),
+                    ));
+                }
+                let parsed = names
+                    .iter()
+                    .enumerate()
+                    .map(|(index, name)| {
+                        Subreddit::parse(name).map_err(|error| {
+                            RequestError::new("topics", format!("topics[{index}]: {error}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                dedup_subreddits(parsed)
+            }
+        };
+        let limit = match requested.limit {
+            None => Limit::DEFAULT,
+            Some(value) => u32::try_from(value)
+                .ok()
+                .and_then(Limit::new)
+                .ok_or_else(|| {
+                    RequestError::new("limit", "limit must be an integer from 1 to 100")
+                })?,
+        };
+        let priority = match requested.priority.as_deref() {
+            None | Some("normal") => Priority::Normal,
+            Some("high") => Priority::High,
+            Some(_) => {
+                return Err(RequestError::new(
+                    "priority",
+                    "priority must be \"high\" or \"normal\"",
+                ))
+            }
+        };
+        let callback_url = requested
+            .callback_url
+            .map(|text| CallbackUrl::parse(&text, callbacks))
+            .transpose()
+            .map_err(|error| RequestError::new("callback_url", error))?;
+        Ok(Self {
+            source,
+            topics,
+            limit,
+            priority,
+            callback_url,
+        })
+    }
+}
+
+/// A start request as a caller states it: every part optional and not yet checked. Its JSON
+/// form is the start body of the API, with only the parts that were given.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct RequestedJob {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+}
+
+/// A start request that breaks a rule; the message names the part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl RequestError {
+    fn new(field: &'static str, message: impl fmt::Display) -> Self {
+        Self {
+            field,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Which callback addresses are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackPolicy {
+    /// `https` to public hosts only.
+    PublicHttps,
+    /// Also `http`/`https` to this machine (`ALLOW_INSECURE_CALLBACKS`, for local use).
+    AllowLocal,
+}
+
+/// Where the final status document of a job is POSTed: an `https` URL without credentials
+/// that names a public host (or, under [`CallbackPolicy::AllowLocal`], a local one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallbackUrl(String);
+
+impl CallbackUrl {
+    pub fn parse(text: &str, policy: CallbackPolicy) -> Result<Self, &'static str> {
+        let url = url::Url::parse(text).map_err(|_| "callback_url must be an https URL")?;
+        let host = url.host_str().unwrap_or("");
+        if host.is_empty() || !url.username().is_empty() || url.password().is_some() {
+            return Err("callback_url must be an https URL without credentials");
+        }
+        let local = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| match ip {
+                    IpAddr::V4(v4) => {
+                        v4.is_loopback()
+                            || v4.is_private()
+                            || v4.is_link_local()
+                            || v4.is_unspecified()
+                    }
+                    IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified(),
+                });
+        match (url.scheme(), local, policy) {
+            ("https", false, _) => Ok(Self(url.to_string())),
+            ("http" | "https", true, CallbackPolicy::AllowLocal) => Ok(Self(url.to_string())),
+            (_, true, _) => Err("callback_url must not point at a local or private address"),
+            _ => Err("callback_url must be an https URL"),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An `Idempotency-Key`: 1 to 200 printable ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Idempotency-Key must be 1 to 200 printable ASCII characters")]
+pub struct InvalidIdempotencyKey;
+
+impl IdempotencyKey {
+    /// Reads raw header bytes: anything but 1 to 200 visible ASCII characters is refused.
+    pub fn parse(bytes: &[u8]) -> Result<Self, InvalidIdempotencyKey> {
+        if (1..=200).contains(&bytes.len()) && bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+            Ok(Self(
+                String::from_utf8(bytes.to_vec()).expect("ASCII is UTF-8"),
+            ))
+        } else {
+            Err(InvalidIdempotencyKey)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Removes later spellings of a subreddit already in the list (Reddit names are
@@ -156,27 +332,101 @@ pub fn dedup_subreddits(names: Vec<Subreddit>) -> Vec<Subreddit> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn job_ids_round_trip_through_their_text_form() {
-        let id = JobId::new();
-        assert_eq!(JobId::parse(&id.to_string()).unwrap(), id);
-        assert_eq!(id.short().len(), 8);
+    fn requested(json: serde_json::Value) -> RequestedJob {
+        serde_json::from_value(json).unwrap()
     }
 
     #[test]
-    fn job_ids_must_be_hyphenated_uuids() {
-        for bad in [
-            "",
-            "123",
-            "6ce324a8-0502-4b0c-b729-12e10f0f22f",
-            "6ce324a805024b0cb72912e10f0f22f6",
-            "{6ce324a8-0502-4b0c-b729-12e10f0f22f6}",
-            "../../etc/passwd",
-            "6ce324a8-0502-4b0c-b729-12e10f0f22fg",
-        ] {
-            assert!(JobId::parse(bad).is_err(), "{bad:?}");
+    fn an_empty_request_takes_every_default() {
+        let job = JobRequest::from_requested(RequestedJob::default(), CallbackPolicy::PublicHttps)
+            .unwrap();
+        assert_eq!(job.topics, default_subreddits());
+        assert_eq!(job.limit, Limit::DEFAULT);
+        assert_eq!(job.priority, Priority::Normal);
+        assert_eq!(job.source, Source::Reddit);
+        assert_eq!(job.callback_url, None);
+    }
+
+    #[test]
+    fn a_rule_broken_names_its_part() {
+        let cases = [
+            (
+                serde_json::json!({"source": "twitter"}),
+                "source",
+                "Unsupported source: twitter",
+            ),
+            (serde_json::json!({"topics": []}), "topics", "1 to 50"),
+            (
+                serde_json::json!({"topics": ["ok", "bad name"]}),
+                "topics",
+                "topics[1]",
+            ),
+            (serde_json::json!({"limit": 0}), "limit", "1 to 100"),
+            (serde_json::json!({"limit": 101}), "limit", "1 to 100"),
+            (
+                serde_json::json!({"priority": "urgent"}),
+                "priority",
+                "priority",
+            ),
+            (
+                serde_json::json!({"callback_url": "http://example.com/h"}),
+                "callback_url",
+                "https",
+            ),
+            (
+                serde_json::json!({"callback_url": "https://10.0.0.1/h"}),
+                "callback_url",
+                "private",
+            ),
+            (
+                serde_json::json!({"callback_url": "https://u:p@example.com/h"}),
+                "callback_url",
+                "credentials",
+            ),
+        ];
+        for (input, field, needle) in cases {
+            let error =
+                JobRequest::from_requested(requested(input.clone()), CallbackPolicy::PublicHttps)
+                    .expect_err(&input.to_string());
+            assert_eq!(error.field, field, "{input}");
+            assert!(error.message.contains(needle), "{input}: {error}");
         }
-        assert!(JobId::parse("6CE324A8-0502-4B0C-B729-12E10F0F22F6").is_ok());
+    }
+
+    #[test]
+    fn local_callbacks_are_accepted_only_when_allowed() {
+        let local = "http://127.0.0.1:9000/done";
+        assert!(CallbackUrl::parse(local, CallbackPolicy::PublicHttps).is_err());
+        assert_eq!(
+            CallbackUrl::parse(local, CallbackPolicy::AllowLocal)
+                .unwrap()
+                .as_str(),
+            local
+        );
+        assert!(CallbackUrl::parse(
+            "https://hooks.example.com/done",
+            CallbackPolicy::PublicHttps
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn sources_round_trip_through_their_name() {
+        for source in Source::ALL {
+            assert_eq!(source.name().parse::<Source>(), Ok(source));
+            let json = serde_json::to_value(source).unwrap();
+            assert_eq!(serde_json::from_value::<Source>(json).unwrap(), source);
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_printable_ascii_of_1_to_200() {
+        assert!(IdempotencyKey::parse(b"slot-2026").is_ok());
+        assert!(IdempotencyKey::parse(&[b'k'; 200]).is_ok());
+        assert!(IdempotencyKey::parse(&[b'k'; 201]).is_err());
+        assert!(IdempotencyKey::parse(b"").is_err());
+        assert!(IdempotencyKey::parse("cl\u{e9}".as_bytes()).is_err());
+        assert!(IdempotencyKey::parse(b"tab\there").is_err());
     }
 
     #[test]

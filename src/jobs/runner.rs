@@ -22,11 +22,11 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::Instrument;
 
 use super::callback::CallbackSender;
+use super::id::JobId;
+use super::progress::RunStamp;
 use super::repository::{RepositoryError, StaleClaim, StatusRepository};
-use super::request::{JobId, JobRequest, Priority};
-use super::status::{
-    self, compact_timestamp, OutcomeStatus, StatusDocument, SubredditOutcome, TransitionError,
-};
+use super::request::{IdempotencyKey, JobRequest, Priority, Source};
+use super::status::{self, OutcomeStatus, StatusDocument, SubredditOutcome, TransitionError};
 use crate::reddit::{Subreddit, Topic, TopicSource};
 use crate::store::StoreError;
 
@@ -164,11 +164,13 @@ impl JobRunner {
                 async move { this.work().await }.instrument(tracing::info_span!("worker", worker)),
             );
         }
-        let this = runner.clone();
-        runner
-            .inner
-            .tracker
-            .spawn(async move { this.scan_for_stale_jobs().await });
+        if runner.inner.options.adopt_stale_jobs {
+            let this = runner.clone();
+            runner
+                .inner
+                .tracker
+                .spawn(async move { this.scan_for_stale_jobs().await });
+        }
         runner
     }
 
@@ -183,7 +185,7 @@ impl JobRunner {
         &self,
         request: JobRequest,
         retry_of: Option<JobId>,
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<StatusDocument, SubmitError> {
         let repository = &self.inner.repository;
         let mut id = JobId::new();
@@ -352,7 +354,7 @@ impl JobRunner {
         let span = tracing::info_span!("callback", job_id = %document.job_id);
         self.inner.tracker.spawn(
             async move {
-                callbacks.deliver(&url, &document).await;
+                callbacks.deliver(url.as_str(), &document).await;
             }
             .instrument(span),
         );
@@ -365,7 +367,8 @@ impl JobRunner {
         mine: u32,
     ) -> Result<StatusDocument, RepositoryError> {
         let job = document.job_id;
-        let stamp = compact_timestamp(document.started_at.unwrap_or(document.created_at));
+        let stamp = RunStamp::of(document.started_at.unwrap_or(document.created_at));
+        let source = document.request.source;
         let limit = document.request.limit.get();
         let cancelled = Arc::new(AtomicBool::new(document.cancel_requested_at.is_some()));
         let pending = document.pending();
@@ -385,7 +388,10 @@ impl JobRunner {
                         if cancelled.load(Ordering::SeqCst) {
                             return None;
                         }
-                        Some(this.fetch_and_store(job, &subreddit, limit, &stamp).await)
+                        Some(
+                            this.fetch_and_store(job, source, &subreddit, limit, &stamp)
+                                .await,
+                        )
                     }
                     .in_current_span(),
                 );
@@ -450,11 +456,17 @@ impl JobRunner {
     async fn fetch_and_store(
         &self,
         job: JobId,
+        source: Source,
         subreddit: &Subreddit,
         limit: u32,
-        stamp: &str,
+        stamp: &RunStamp,
     ) -> SubredditOutcome {
-        let topics = match self.inner.topics.hot_topics(subreddit, limit, stamp).await {
+        let topics = match self
+            .inner
+            .topics
+            .hot_topics(subreddit, limit, stamp.as_str())
+            .await
+        {
             Ok(topics) => topics,
             Err(error) => {
                 tracing::warn!(subreddit = %subreddit, error = %error, "subreddit could not be fetched");
@@ -467,13 +479,13 @@ impl JobRunner {
         };
         let output = OutputDocument {
             job_id: job,
-            source: "reddit",
+            source: source.name(),
             subject: subreddit.as_str(),
-            fetched_at: stamp,
+            fetched_at: stamp.as_str(),
             count: topics.len(),
             topics: &topics,
         };
-        let stem = format!("{stamp}_reddit_{subreddit}");
+        let stem = format!("{stamp}_{source}_{subreddit}");
         match self
             .with_storage_retries(|| self.inner.repository.store_output(job, &stem, &output))
             .await

@@ -7,7 +7,9 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::request::{JobId, JobRequest, Source};
+use super::id::JobId;
+use super::progress::{Progress, ProgressStep, RunStamp};
+use super::request::{JobRequest, Source};
 use crate::reddit::Subreddit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,14 +59,6 @@ impl std::fmt::Display for JobStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Progress {
-    /// `initializing`, `processing r/<name>`, or `finished`.
-    pub step: String,
-    pub completed: u32,
-    pub total: u32,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeStatus {
@@ -72,6 +66,17 @@ pub enum OutcomeStatus {
     FetchFailed,
     UploadFailed,
     Skipped,
+}
+
+impl OutcomeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeStatus::Success => "success",
+            OutcomeStatus::FetchFailed => "fetch_failed",
+            OutcomeStatus::UploadFailed => "upload_failed",
+            OutcomeStatus::Skipped => "skipped",
+        }
+    }
 }
 
 /// What became of one subreddit of a job.
@@ -113,8 +118,7 @@ impl SubredditOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobResults {
     pub status: JobStatus,
-    /// `YYYYmmdd_HHMMSS` of the run; also the prefix of the output blob names.
-    pub timestamp: String,
+    pub timestamp: RunStamp,
     pub source: Source,
     pub total_topics: u32,
     pub total_subreddits: u32,
@@ -167,11 +171,6 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// The `YYYYmmdd_HHMMSS` form used in output blob names and `fetched_at`.
-pub fn compact_timestamp(at: DateTime<Utc>) -> String {
-    at.format("%Y%m%d_%H%M%S").to_string()
-}
-
 impl StatusDocument {
     /// A freshly accepted job.
     pub fn queued(
@@ -190,7 +189,7 @@ impl StatusDocument {
             finished_at: None,
             request,
             progress: Progress {
-                step: "initializing".into(),
+                step: ProgressStep::Initializing,
                 completed: 0,
                 total,
             },
@@ -236,7 +235,7 @@ impl StatusDocument {
         }
         self.status = JobStatus::Running;
         self.attempts += 1;
-        self.progress.step = "initializing".into();
+        self.progress.step = ProgressStep::Initializing;
         self.updated_at = at;
         Ok(())
     }
@@ -255,7 +254,7 @@ impl StatusDocument {
         at: DateTime<Utc>,
     ) -> Result<(), TransitionError> {
         self.must_be_running()?;
-        self.progress.step = format!("processing r/{subreddit}");
+        self.progress.step = ProgressStep::Processing(subreddit.clone());
         self.updated_at = at;
         Ok(())
     }
@@ -358,14 +357,14 @@ impl StatusDocument {
         self.error = error;
         self.results = Some(JobResults {
             status,
-            timestamp: compact_timestamp(self.started_at.unwrap_or(at)),
+            timestamp: RunStamp::of(self.started_at.unwrap_or(at)),
             source: self.request.source,
             total_topics,
             total_subreddits: self.request.topics.len() as u32,
             results,
         });
         self.outcomes.clear();
-        self.progress.step = "finished".into();
+        self.progress.step = ProgressStep::Finished;
         self.progress.completed = self.progress.total;
         self.finished_at = Some(at);
         self.updated_at = at;
@@ -373,171 +372,4 @@ impl StatusDocument {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::jobs::request::{Limit, Priority};
-
-    fn request(names: &[&str]) -> JobRequest {
-        JobRequest {
-            source: Source::Reddit,
-            topics: names.iter().map(|n| Subreddit::parse(n).unwrap()).collect(),
-            limit: Limit::DEFAULT,
-            priority: Priority::Normal,
-            callback_url: None,
-        }
-    }
-
-    fn sub(name: &str) -> Subreddit {
-        Subreddit::parse(name).unwrap()
-    }
-
-    #[test]
-    fn a_job_runs_to_completed_when_one_subreddit_succeeds() {
-        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
-        doc.claim(now(), 0).unwrap();
-        doc.record(
-            SubredditOutcome::success(sub("aa"), 3, "x.json".into()),
-            now(),
-        )
-        .unwrap();
-        assert_eq!(doc.progress.completed, 1);
-        assert_eq!(doc.pending(), vec![sub("bb")]);
-        doc.record(
-            SubredditOutcome::failed(
-                sub("bb"),
-                OutcomeStatus::FetchFailed,
-                "r/bb is private (HTTP 403)".into(),
-            ),
-            now(),
-        )
-        .unwrap();
-        doc.finish(now()).unwrap();
-        assert_eq!(doc.status, JobStatus::Completed);
-        let results = doc.results.as_ref().unwrap();
-        assert_eq!(results.total_topics, 3);
-        assert_eq!(results.total_subreddits, 2);
-        assert_eq!(results.results[1].status, OutcomeStatus::FetchFailed);
-        assert_eq!(doc.progress.step, "finished");
-        assert!(doc.finished_at.is_some());
-    }
-
-    #[test]
-    fn a_job_where_nothing_succeeded_fails_with_the_reasons() {
-        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
-        doc.claim(now(), 0).unwrap();
-        doc.record(
-            SubredditOutcome::failed(
-                sub("aa"),
-                OutcomeStatus::FetchFailed,
-                "r/aa does not exist".into(),
-            ),
-            now(),
-        )
-        .unwrap();
-        doc.finish(now()).unwrap();
-        assert_eq!(doc.status, JobStatus::Failed);
-        assert!(doc
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("r/aa does not exist"));
-    }
-
-    #[test]
-    fn terminal_states_refuse_every_transition() {
-        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
-        doc.claim(now(), 0).unwrap();
-        doc.fail("boom".into(), now()).unwrap();
-        let before = doc.clone();
-        let terminal = Err(TransitionError::Terminal(JobStatus::Failed));
-        assert_eq!(doc.claim(now(), 0), terminal);
-        assert_eq!(doc.heartbeat(now()), terminal);
-        assert_eq!(doc.processing(&sub("aa"), now()), terminal);
-        assert_eq!(
-            doc.record(SubredditOutcome::success(sub("aa"), 1, "b".into()), now()),
-            terminal
-        );
-        assert_eq!(doc.finish(now()), terminal);
-        assert_eq!(doc.fail("again".into(), now()), terminal);
-        assert_eq!(doc.request_cancel(now()), terminal);
-        assert_eq!(doc.cancel(now()), terminal);
-        assert_eq!(doc, before);
-    }
-
-    #[test]
-    fn a_queued_job_cannot_record_work() {
-        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
-        assert!(matches!(
-            doc.record(SubredditOutcome::success(sub("aa"), 1, "b".into()), now()),
-            Err(TransitionError::WrongState { .. })
-        ));
-        assert!(doc.finish(now()).is_err());
-    }
-
-    #[test]
-    fn cancelling_keeps_finished_work_and_skips_the_rest() {
-        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
-        doc.claim(now(), 0).unwrap();
-        doc.record(
-            SubredditOutcome::success(sub("aa"), 2, "a.json".into()),
-            now(),
-        )
-        .unwrap();
-        doc.request_cancel(now()).unwrap();
-        assert_eq!(doc.status, JobStatus::Running);
-        doc.cancel(now()).unwrap();
-        let results = doc.results.unwrap();
-        assert_eq!(results.status, JobStatus::Cancelled);
-        assert_eq!(results.results[0].status, OutcomeStatus::Success);
-        assert_eq!(results.results[1].status, OutcomeStatus::Skipped);
-    }
-
-    #[test]
-    fn a_resumed_job_keeps_its_start_time_and_finished_subreddits() {
-        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
-        doc.claim(now(), 0).unwrap();
-        let started = doc.started_at;
-        doc.record(
-            SubredditOutcome::success(sub("aa"), 2, "a.json".into()),
-            now(),
-        )
-        .unwrap();
-        doc.claim(now(), 1).unwrap();
-        assert_eq!(doc.attempts, 2);
-        assert_eq!(doc.started_at, started);
-        assert_eq!(doc.pending(), vec![sub("bb")]);
-    }
-
-    #[test]
-    fn a_claim_based_on_an_old_reading_is_refused() {
-        let mut doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
-        doc.claim(now(), 0).unwrap();
-        assert_eq!(doc.claim(now(), 0), Err(TransitionError::Superseded));
-        assert_eq!(doc.attempts, 1);
-    }
-
-    #[test]
-    fn the_document_serialises_with_the_fields_every_client_reads() {
-        let doc = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
-        let json = serde_json::to_value(&doc).unwrap();
-        for key in [
-            "job_id",
-            "status",
-            "updated_at",
-            "progress",
-            "error",
-            "results",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "request",
-        ] {
-            assert!(json.get(key).is_some(), "{key} missing from {json}");
-        }
-        assert_eq!(json["status"], "queued");
-        assert!(json["created_at"].as_str().unwrap().ends_with('Z'));
-        assert_eq!(json["request"]["priority"], "normal");
-        let back: StatusDocument = serde_json::from_value(json).unwrap();
-        assert_eq!(back, doc);
-    }
-}
+mod tests;

@@ -17,6 +17,9 @@ pub use client::{Credentials, RedditClient};
 pub use subreddit::{InvalidSubreddit, Subreddit};
 pub use topic::Topic;
 
+/// The name jobs and output blobs give this source of topics.
+pub const SOURCE_NAME: &str = "reddit";
+
 /// Where a job gets its topics from. [`RedditClient`] is the real one; tests of the job runner
 /// may use their own.
 #[async_trait]
@@ -58,15 +61,4 @@ pub enum FetchError {
     RateLimited { subreddit: String, attempts: u32 },
     #[error("r/{subreddit}: Reddit could not be reached ({reason})")]
     Unreachable { subreddit: String, reason: String },
-}
-
-impl FetchError {
-    /// Whether the failure concerns the whole app rather than this subreddit, so that the job
-    /// can say so once.
-    pub fn is_credential_problem(&self) -> bool {
-        matches!(
-            self,
-            Self::BadCredentials(_) | Self::CredentialsUnavailable(_)
-        )
-    }
 }

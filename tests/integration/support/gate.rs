@@ -14,7 +14,6 @@ pub struct GateCall {
     pub method: String,
     pub key: Option<String>,
     pub idempotency_key: Option<String>,
-    pub body: String,
     pub status: u16,
 }
 
@@ -136,7 +135,6 @@ impl Gate {
             method: method.to_string(),
             key,
             idempotency_key: header("idempotency-key"),
-            body: String::from_utf8_lossy(&body).into_owned(),
             status,
         });
         response

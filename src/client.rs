@@ -1,4 +1,5 @@
-//! [`ApiClient`]: the job-ticket API (api.md) as seen from a terminal.
+//! [`ApiClient`]: the typed client of the job-ticket API (api.md), used by the command line and
+//! by the timer, which submits its job over HTTP as any caller does.
 //!
 //! One `reqwest::Client`, configured once. Every answer is kept twice: as the JSON the API
 //! sent (for `--json`, which prints documents unchanged) and parsed into the library's own
@@ -22,7 +23,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// before we give up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Why a call gave no usable answer. Each is the exit code 3 of the command line.
+/// Why a call gave no usable answer (for the command line, each is its exit code 3).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{0:?} is not a usable base URL (expected something like http://localhost:7071)")]
@@ -95,7 +96,7 @@ impl ApiClient {
         let http = reqwest::Client::builder()
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("summary-womble-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("summary-womble-client/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientError::Build)?;
         Ok(Self {
@@ -256,11 +257,6 @@ fn api_error(status: StatusCode, body: &[u8]) -> ClientError {
                 text
             }
         });
-    let message = if status == StatusCode::UNAUTHORIZED {
-        format!("{message} Pass --key or set WOMBLE_KEY.")
-    } else {
-        message
-    };
     ClientError::Api {
         status: status.as_u16(),
         message,
@@ -330,7 +326,7 @@ mod tests {
             "No job with id 6ce324a8-0502-4b0c-b729-12e10f0f22f6. (HTTP 404)"
         );
         let error = api_error(StatusCode::UNAUTHORIZED, b"");
-        assert!(error.to_string().contains("WOMBLE_KEY"), "{error}");
+        assert_eq!(error.to_string(), "Unauthorized (HTTP 401)");
         assert!(!error.is_transient());
         assert!(api_error(StatusCode::SERVICE_UNAVAILABLE, b"{}").is_transient());
     }

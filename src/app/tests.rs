@@ -1,0 +1,177 @@
+//! The routes, driven in-process with `warp::test`: no sockets, no child processes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::routes;
+use crate::config::Settings;
+use crate::functions::FunctionContext;
+use crate::reddit::{FetchError, Subreddit, Topic, TopicSource};
+use crate::startup::{self, Services};
+use crate::store::local::LocalDirStore;
+
+/// A topic source with nothing to say: these tests are about the HTTP surface.
+struct NoTopics;
+
+#[async_trait]
+impl TopicSource for NoTopics {
+    async fn hot_topics(
+        &self,
+        _subreddit: &Subreddit,
+        _limit: u32,
+        _fetched_at: &str,
+    ) -> Result<Vec<Topic>, FetchError> {
+        Ok(Vec::new())
+    }
+}
+
+struct App {
+    context: FunctionContext,
+    _dir: tempfile::TempDir,
+}
+
+fn app(vars: &[(&str, &str)]) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    let settings = Settings::from_vars(&vars).unwrap();
+    let services = Services {
+        store: Arc::new(LocalDirStore::new(dir.path().to_owned(), "hot-topics")),
+        topics: Arc::new(NoTopics),
+    };
+    App {
+        context: startup::server(settings, services).unwrap(),
+        _dir: dir,
+    }
+}
+
+fn json(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap()
+}
+
+#[tokio::test]
+async fn the_readiness_probe_is_answered() {
+    let app = app(&[]);
+    let answer = warp::test::request()
+        .path("/")
+        .reply(&routes(app.context.clone()))
+        .await;
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test]
+async fn a_refused_method_is_named_with_the_methods_allowed() {
+    let app = app(&[]);
+    let cases = [
+        ("PUT", "/api/SummaryWomble", "GET, POST, DELETE"),
+        ("PATCH", "/api/summarywomble", "GET, POST, DELETE"),
+        ("DELETE", "/GetHotTopics", "POST"),
+        ("GET", "/SummaryWomble", "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let answer = warp::test::request()
+            .method(method)
+            .path(path)
+            .reply(&routes(app.context.clone()))
+            .await;
+        assert_eq!(answer.status(), 405, "{method} {path}");
+        assert_eq!(answer.headers()["allow"], allow, "{method} {path}");
+        let error = json(answer.body())["error"].as_str().unwrap().to_owned();
+        assert!(
+            error.starts_with(&format!("Method {method} is not allowed")),
+            "{method} {path}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_path_is_a_json_404() {
+    let app = app(&[]);
+    let answer = warp::test::request()
+        .path("/api/Nothing")
+        .reply(&routes(app.context.clone()))
+        .await;
+    assert_eq!(answer.status(), 404);
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    assert!(json(answer.body())["error"].is_string());
+}
+
+#[tokio::test]
+async fn standalone_keys_are_checked_from_the_header_then_the_code() {
+    let app = app(&[("FUNCTION_KEYS", "sesame, other")]);
+    let routes = routes(app.context.clone());
+    let status = |request: warp::test::RequestBuilder| {
+        let routes = routes.clone();
+        async move { request.reply(&routes).await.status() }
+    };
+    let list = || warp::test::request().path("/api/SummaryWomble");
+    assert_eq!(status(list()).await, 401);
+    assert_eq!(status(list().header("x-functions-key", "wrong")).await, 401);
+    assert_eq!(
+        status(list().header("x-functions-key", "sesame")).await,
+        200
+    );
+    assert_eq!(
+        status(warp::test::request().path("/api/SummaryWomble?code=other")).await,
+        200
+    );
+    // The header wins over the code, as with the host.
+    assert_eq!(
+        status(
+            warp::test::request()
+                .path("/api/SummaryWomble?code=sesame")
+                .header("x-functions-key", "wrong")
+        )
+        .await,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_start_gets_a_ticket_whose_location_answers_the_status() {
+    let app = app(&[]);
+    let routes = routes(app.context.clone());
+    let answer = warp::test::request()
+        .method("POST")
+        .path("/api/SummaryWomble")
+        .header("host", "example.test")
+        .header("content-type", "application/json")
+        .body(r#"{"topics": ["rust"], "limit": 3}"#)
+        .reply(&routes)
+        .await;
+    assert_eq!(answer.status(), 202);
+    let ticket = json(answer.body());
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        location,
+        format!(
+            "http://example.test/api/SummaryWomble?job_id={}",
+            ticket["job_id"].as_str().unwrap()
+        )
+    );
+    let path = location.trim_start_matches("http://example.test");
+    let status = warp::test::request().path(path).reply(&routes).await;
+    assert_eq!(status.status(), 200);
+    assert_eq!(json(status.body())["job_id"], ticket["job_id"]);
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_refused_before_it_is_read_whole() {
+    let app = app(&[]);
+    let answer = warp::test::request()
+        .method("POST")
+        .path("/api/SummaryWomble")
+        .body(vec![b' '; 64 * 1024 + 1])
+        .reply(&routes(app.context.clone()))
+        .await;
+    assert_eq!(answer.status(), 413);
+    assert!(json(answer.body())["error"]
+        .as_str()
+        .unwrap()
+        .contains("64 KiB"));
+}

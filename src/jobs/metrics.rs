@@ -1,0 +1,122 @@
+//! The metrics answer (api.md section 4): counts by status, success rate, mean and p95
+//! duration, and failures by subreddit over the jobs of the last 24 hours.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::status::{JobStatus, StatusDocument};
+
+#[derive(Debug, Serialize)]
+pub struct Metrics {
+    pub since: DateTime<Utc>,
+    pub total_jobs: usize,
+    pub by_status: HashMap<&'static str, usize>,
+    /// Completed among terminal jobs; `null` when none is terminal.
+    pub success_rate: Option<f64>,
+    pub mean_duration_seconds: Option<f64>,
+    pub p95_duration_seconds: Option<f64>,
+    pub failures_by_subreddit: HashMap<String, usize>,
+}
+
+impl Metrics {
+    /// The metrics of `documents`, the jobs created since `since`.
+    pub fn of(documents: &[StatusDocument], since: DateTime<Utc>) -> Self {
+        let mut by_status: HashMap<&'static str, usize> = JobStatus::ALL
+            .iter()
+            .map(|status| (status.as_str(), 0))
+            .collect();
+        let mut failures_by_subreddit: HashMap<String, usize> = HashMap::new();
+        let mut durations: Vec<f64> = Vec::new();
+        for doc in documents {
+            *by_status.entry(doc.status.as_str()).or_default() += 1;
+            if let (Some(started), Some(finished)) = (doc.started_at, doc.finished_at) {
+                durations.push((finished - started).num_milliseconds() as f64 / 1000.0);
+            }
+            for outcome in doc.results.iter().flat_map(|results| &results.results) {
+                if outcome.error.is_some() {
+                    *failures_by_subreddit
+                        .entry(outcome.subreddit.as_str().to_ascii_lowercase())
+                        .or_default() += 1;
+                }
+            }
+        }
+        let terminal = documents
+            .iter()
+            .filter(|doc| doc.status.is_terminal())
+            .count();
+        let completed = by_status[JobStatus::Completed.as_str()];
+        durations.sort_by(f64::total_cmp);
+        let mean =
+            (!durations.is_empty()).then(|| durations.iter().sum::<f64>() / durations.len() as f64);
+        let p95 = (!durations.is_empty()).then(|| {
+            let rank = ((durations.len() as f64) * 0.95).ceil() as usize;
+            durations[rank.clamp(1, durations.len()) - 1]
+        });
+        Self {
+            since,
+            total_jobs: documents.len(),
+            by_status,
+            success_rate: (terminal > 0).then(|| completed as f64 / terminal as f64),
+            mean_duration_seconds: mean,
+            p95_duration_seconds: p95,
+            failures_by_subreddit,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::request::{default_subreddits, JobRequest, Limit, Priority, Source};
+    use crate::jobs::status::{OutcomeStatus, SubredditOutcome};
+    use crate::jobs::JobId;
+    use chrono::TimeDelta;
+
+    fn job_that_ran(seconds: i64, succeeded: bool) -> StatusDocument {
+        let at = crate::jobs::status::now();
+        let request = JobRequest {
+            source: Source::Reddit,
+            topics: default_subreddits()[..1].to_vec(),
+            limit: Limit::DEFAULT,
+            priority: Priority::Normal,
+            callback_url: None,
+        };
+        let subreddit = request.topics[0].clone();
+        let mut doc = StatusDocument::queued(JobId::new(), request, None, at);
+        doc.claim(at, 0).unwrap();
+        let outcome = if succeeded {
+            SubredditOutcome::success(subreddit, 3, "blob.json".into())
+        } else {
+            SubredditOutcome::failed(subreddit, OutcomeStatus::FetchFailed, "gone".into())
+        };
+        doc.record(outcome, at).unwrap();
+        doc.finish(at + TimeDelta::seconds(seconds)).unwrap();
+        doc
+    }
+
+    #[test]
+    fn the_numbers_follow_from_the_jobs() {
+        let mut jobs: Vec<StatusDocument> = (1..=19).map(|s| job_that_ran(s, true)).collect();
+        jobs.push(job_that_ran(100, false));
+        let metrics = Metrics::of(&jobs, Utc::now());
+        assert_eq!(metrics.total_jobs, 20);
+        assert_eq!(metrics.by_status["completed"], 19);
+        assert_eq!(metrics.by_status["failed"], 1);
+        assert_eq!(metrics.by_status["queued"], 0);
+        assert_eq!(metrics.success_rate, Some(0.95));
+        // 1 + 2 + ... + 19 + 100 seconds over 20 jobs; the 95th percentile of 20 is the 19th.
+        assert_eq!(metrics.mean_duration_seconds, Some(290.0 / 20.0));
+        assert_eq!(metrics.p95_duration_seconds, Some(19.0));
+        assert_eq!(metrics.failures_by_subreddit["technology"], 1);
+    }
+
+    #[test]
+    fn no_jobs_means_no_rates() {
+        let metrics = Metrics::of(&[], Utc::now());
+        assert_eq!(metrics.total_jobs, 0);
+        assert_eq!(metrics.success_rate, None);
+        assert_eq!(metrics.p95_duration_seconds, None);
+    }
+}

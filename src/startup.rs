@@ -1,0 +1,209 @@
+//! The composition root: the one place that turns [`Settings`] into running parts. Both the
+//! server (`serve`) and a one-off collection (`handler collect`) build their store, Reddit
+//! client and job runner here, so they cannot drift apart; the async runtime and logging are
+//! started here too.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::client::ApiClient;
+use crate::config::{Mode, RedditSettings, Settings, StorageSettings};
+use crate::functions::FunctionContext;
+use crate::jobs::callback::CallbackSender;
+use crate::jobs::runner::RunnerOptions;
+use crate::jobs::{JobRunner, StatusRepository};
+use crate::reddit::client::{default_user_agent, Endpoints, RetryPolicy};
+use crate::reddit::{RedditClient, TopicSource};
+use crate::store::azure::AzureBlobStore;
+use crate::store::local::LocalDirStore;
+use crate::store::BlobStore;
+use crate::telemetry::{self, Audience};
+
+/// Subreddits of one job fetched at once: a whole default job (7) in one round trip.
+const FETCH_CONCURRENCY: usize = 8;
+
+/// The async runtime of the executable.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("the async runtime cannot start")
+}
+
+/// Starts logging for `audience`.
+pub fn logging(audience: Audience) {
+    telemetry::init(audience);
+}
+
+/// Why a runner is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A server: it also adopts the stale jobs of workers that died.
+    Server,
+    /// One collection in this process: it leaves other workers' jobs to the servers.
+    OneOffCollection,
+}
+
+/// The parts a job runner works with.
+pub struct Services {
+    pub store: Arc<dyn BlobStore>,
+    pub topics: Arc<dyn TopicSource>,
+}
+
+impl Services {
+    /// The configured store and the Reddit client.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(Self {
+            store: open_store(&settings.storage)?,
+            topics: Arc::new(reddit_client(&settings.reddit)?),
+        })
+    }
+
+    /// A job runner over these parts, behaving as `settings` and `role` say.
+    pub fn runner(&self, settings: &Settings, role: Role) -> anyhow::Result<JobRunner> {
+        let options = RunnerOptions {
+            max_concurrent_jobs: settings.jobs.max_concurrent_jobs,
+            fetch_concurrency: FETCH_CONCURRENCY,
+            stale_after: settings.jobs.stale_after,
+            adopt_stale_jobs: role == Role::Server,
+            callbacks: CallbackSender::new(settings.jobs.callback_signing_key.clone())
+                .context("the HTTP client cannot be built")?,
+        };
+        Ok(JobRunner::start(
+            StatusRepository::new(self.store.clone()),
+            self.topics.clone(),
+            options,
+        ))
+    }
+}
+
+/// Opens the configured blob store.
+fn open_store(settings: &StorageSettings) -> anyhow::Result<Arc<dyn BlobStore>> {
+    Ok(match settings {
+        StorageSettings::ConnectionString {
+            connection_string,
+            container,
+        } => Arc::new(
+            AzureBlobStore::from_connection_string(connection_string.expose_secret(), container)
+                .context("the storage connection string cannot be used")?,
+        ),
+        StorageSettings::ManagedIdentity { account, container } => Arc::new(
+            AzureBlobStore::with_managed_identity(account, container)
+                .context("the storage account cannot be used with managed identity")?,
+        ),
+        StorageSettings::LocalDir { dir, container } => {
+            Arc::new(LocalDirStore::new(dir.clone(), container))
+        }
+    })
+}
+
+/// The Reddit client of the process.
+fn reddit_client(settings: &RedditSettings) -> anyhow::Result<RedditClient> {
+    let endpoints = Endpoints {
+        auth: settings.auth_url.clone(),
+        api: settings.api_url.clone(),
+        public: settings.public_url.clone(),
+    };
+    let user_agent = settings
+        .user_agent
+        .clone()
+        .unwrap_or_else(default_user_agent);
+    RedditClient::new(
+        endpoints,
+        &user_agent,
+        crate::secrets::credential_source(settings),
+        RetryPolicy::default(),
+    )
+    .context("the HTTP client cannot be built")
+}
+
+/// The server's shared state over `services`, with its job workers started. Does not wait
+/// for storage: the container is created in the background so the readiness probe is
+/// answered at once.
+pub fn server(settings: Settings, services: Services) -> anyhow::Result<FunctionContext> {
+    tracing::info!(
+        store = %services.store.describe(),
+        mode = if settings.mode.is_host() { "host" } else { "standalone" },
+        "starting"
+    );
+    if let Mode::Standalone {
+        function_keys: None,
+        ..
+    } = settings.mode
+    {
+        tracing::warn!(
+            "FUNCTION_KEYS is not set: standalone mode accepts every call without a function key"
+        );
+    }
+    let jobs = services.runner(&settings, Role::Server)?;
+    tokio::spawn(ensure_container(services.store.clone()));
+    let summary_womble = ApiClient::new(
+        &summary_womble_url(&settings),
+        settings
+            .timer
+            .summary_womble_key
+            .as_ref()
+            .map(|key| key.expose_secret()),
+    )
+    .context("SUMMARY_WOMBLE_URL cannot be used")?;
+    Ok(FunctionContext {
+        settings: Arc::new(settings),
+        jobs,
+        summary_womble: Arc::new(summary_womble),
+    })
+}
+
+/// Where GetHotTopics submits: `SUMMARY_WOMBLE_URL`, else this process's own SummaryWomble.
+fn summary_womble_url(settings: &Settings) -> String {
+    match &settings.timer.summary_womble_url {
+        Some(url) => url.to_string(),
+        None => format!(
+            "http://127.0.0.1:{}/api/SummaryWomble",
+            settings.mode.port()
+        ),
+    }
+}
+
+/// Creates the container, retrying until storage answers.
+async fn ensure_container(store: Arc<dyn BlobStore>) {
+    let mut wait = std::time::Duration::from_millis(200);
+    loop {
+        match store.ensure_container().await {
+            Ok(()) => return tracing::debug!("container ready"),
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(error = %telemetry::Chain(&error), "storage unavailable; will create the container when it answers");
+            }
+            Err(error) => {
+                return tracing::error!(
+                    error = %telemetry::Chain(&error),
+                    "the container cannot be created"
+                )
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
+/// The custom handler: listens where the settings say and serves until `shutdown`.
+pub fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let address = settings.mode.listen_addr();
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        let services = Services::from_settings(&settings)?;
+        let context = server(settings, services)?;
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        crate::app::serve(listener, context, shutdown).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
