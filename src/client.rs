@@ -1,4 +1,4 @@
-//! [`ApiClient`]: the typed client of the job-ticket API (api.md), used by the command line and
+//! [`ApiClient`]: the typed client of the job-ticket API (docs/api.md), used by the command line and
 //! by the timer, which submits its job over HTTP as any caller does.
 //!
 //! One `reqwest::Client`, configured once. Every answer is kept twice: as the JSON the API
@@ -59,7 +59,7 @@ pub struct Fetched<T> {
     pub parsed: T,
 }
 
-/// The 202 answer to a start or a retry (api.md section 2).
+/// The 202 answer to a start or a retry (docs/api.md section 2).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Ticket {
     pub job_id: JobId,
@@ -70,7 +70,7 @@ pub struct Ticket {
     pub retry_of: Option<JobId>,
 }
 
-/// The answer to a list call (api.md section 4).
+/// The answer to a list call (docs/api.md section 4).
 #[derive(Debug, Clone, Deserialize)]
 pub struct JobList {
     pub jobs: Vec<StatusDocument>,

@@ -1,4 +1,4 @@
-//! Completion callbacks (api.md section 7): the final status document POSTed to the job's
+//! Completion callbacks (docs/api.md section 7): the final status document POSTed to the job's
 //! `callback_url`, signed with HMAC-SHA256, retried with backoff. A callback that keeps failing
 //! is logged and given up; it never changes the job's outcome.
 

@@ -143,7 +143,7 @@ pub struct JobRequest {
 impl JobRequest {
     pub const MAX_TOPICS: usize = 50;
 
-    /// Applies the start rules (api.md section 2) to what a caller asked for: an absent part
+    /// Applies the start rules (docs/api.md section 2) to what a caller asked for: an absent part
     /// takes its default; a part that breaks a rule is named in the error.
     pub fn from_requested(
         requested: RequestedJob,

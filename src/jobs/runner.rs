@@ -76,7 +76,7 @@ impl From<RepositoryError> for SubmitError {
     }
 }
 
-/// The output blob body (api.md section 6).
+/// The output blob body (docs/api.md section 6).
 #[derive(Serialize)]
 struct OutputDocument<'a> {
     job_id: JobId,
