@@ -34,6 +34,7 @@ use crate::jobs::runner::RunnerOptions;
 use crate::jobs::{JobRunner, StatusRepository};
 use crate::reddit::client::{default_user_agent, Endpoints, RetryPolicy};
 use crate::reddit::RedditClient;
+use crate::retry::{retry, Backoff, Verdict};
 use crate::store::azure::AzureBlobStore;
 use crate::store::local::LocalDirStore;
 use crate::store::BlobStore;
@@ -130,22 +131,21 @@ pub fn build(settings: Settings) -> anyhow::Result<FunctionContext> {
 
 /// Creates the container, retrying until storage answers.
 async fn ensure_container(store: Arc<dyn BlobStore>) {
-    let mut wait = Duration::from_millis(200);
-    loop {
-        match store.ensure_container().await {
-            Ok(()) => return tracing::debug!("container ready"),
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(error = %error, "storage unavailable; will create the container when it answers");
-            }
-            Err(error) => {
-                return tracing::error!(
-                    error = format!("{:#}", anyhow::Error::from(error)),
-                    "the container cannot be created"
-                )
-            }
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(30));
+    let backoff = Backoff::new(Duration::from_millis(200)).max_delay(Duration::from_secs(30));
+    match retry(
+        &backoff,
+        None,
+        |_| store.ensure_container(),
+        |error| Verdict::retry_if(error.is_retryable()),
+        |error, _| tracing::warn!(error = %error, "storage unavailable; will create the container when it answers"),
+    )
+    .await
+    {
+        Ok(()) => tracing::debug!("container ready"),
+        Err(error) => tracing::error!(
+            error = format!("{:#}", anyhow::Error::from(error)),
+            "the container cannot be created"
+        ),
     }
 }
 

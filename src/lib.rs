@@ -15,6 +15,8 @@
 //! - [`jobs`]: the job model (id, request, status document, state machine), the status
 //!   repository and the runner that executes jobs.
 //! - [`outbound`]: what may be said about a failed outbound HTTP call.
+//! - [`retry`]: the one retry policy ([`retry::Backoff`]) and the driver every retried call
+//!   uses.
 //! - [`reddit`]: the Reddit client; turns a subreddit name into topics.
 //! - [`store`]: the blob storage trait and its implementations (Azure Blob, local directory).
 //! - [`secrets`]: Reddit credentials from the environment.
@@ -27,6 +29,7 @@ pub mod functions;
 pub mod jobs;
 pub mod outbound;
 pub mod reddit;
+pub mod retry;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
