@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
@@ -18,6 +19,7 @@ use crate::jobs::runner::RunnerOptions;
 use crate::jobs::{JobRunner, StatusRepository};
 use crate::reddit::client::{default_user_agent, Endpoints, RetryPolicy};
 use crate::reddit::{RedditClient, TopicSource};
+use crate::retry::{retry, Backoff, Verdict};
 use crate::store::azure::AzureBlobStore;
 use crate::store::local::LocalDirStore;
 use crate::store::BlobStore;
@@ -170,22 +172,26 @@ fn summary_womble_url(settings: &Settings) -> String {
 
 /// Creates the container, retrying until storage answers.
 async fn ensure_container(store: Arc<dyn BlobStore>) {
-    let mut wait = std::time::Duration::from_millis(200);
-    loop {
-        match store.ensure_container().await {
-            Ok(()) => return tracing::debug!("container ready"),
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(error = %telemetry::Chain(&error), "storage unavailable; will create the container when it answers");
-            }
-            Err(error) => {
-                return tracing::error!(
-                    error = %telemetry::Chain(&error),
-                    "the container cannot be created"
-                )
-            }
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+    let backoff = Backoff::new(Duration::from_millis(200)).max_delay(Duration::from_secs(30));
+    match retry(
+        &backoff,
+        None,
+        |_| store.ensure_container(),
+        |error| Verdict::retry_if(error.is_retryable()),
+        |error, _| {
+            tracing::warn!(
+                error = %telemetry::Chain(error),
+                "storage unavailable; will create the container when it answers"
+            )
+        },
+    )
+    .await
+    {
+        Ok(()) => tracing::debug!("container ready"),
+        Err(error) => tracing::error!(
+            error = %telemetry::Chain(&error),
+            "the container cannot be created"
+        ),
     }
 }
 

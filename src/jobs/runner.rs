@@ -28,6 +28,7 @@ use super::repository::{RepositoryError, StaleClaim, StatusRepository};
 use super::request::{IdempotencyKey, JobRequest, Priority, Source};
 use super::status::{self, OutcomeStatus, StatusDocument, SubredditOutcome, TransitionError};
 use crate::reddit::{Subreddit, Topic, TopicSource};
+use crate::retry::{retry, Backoff, Verdict};
 use crate::store::StoreError;
 
 /// How the runner behaves; from the settings, shortened in tests.
@@ -525,20 +526,15 @@ impl JobRunner {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RepositoryError>>,
     {
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match call().await {
-                Err(error) if error.is_retryable() && !self.inner.shutdown.is_cancelled() => {
-                    tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "storage call failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.inner.shutdown.cancelled() => return Err(error),
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-                other => return other,
-            }
-        }
+        let backoff = Backoff::new(Duration::from_millis(100)).max_delay(Duration::from_secs(10));
+        retry(
+            &backoff,
+            Some(&self.inner.shutdown),
+            |_| call(),
+            |error| Verdict::retry_if(error.is_retryable()),
+            |error, retrying| tracing::warn!(error = %error, wait_ms = retrying.wait.as_millis() as u64, "storage call failed; retrying"),
+        )
+        .await
     }
 
     /// At start and then regularly: adopts jobs whose worker died.

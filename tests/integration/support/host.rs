@@ -1899,10 +1899,7 @@ async fn a_timer_run_arrives_as_an_envelope_and_its_logs_come_back() {
     let job_id = uuid::Uuid::new_v4().to_string();
     let ticket = json!({"job_id": job_id, "status": "queued", "topics_requested": ["technology"], "limit": 10});
     let routes = warp::post().map(move || {
-        warp::reply::with_status(
-            warp::reply::json(&ticket),
-            warp::http::StatusCode::ACCEPTED,
-        )
+        warp::reply::with_status(warp::reply::json(&ticket), warp::http::StatusCode::ACCEPTED)
     });
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
