@@ -393,7 +393,7 @@ impl RedditClient {
             Failure::verdict,
             |failure, retrying| {
                 if let Failure::Retry { error, .. } = failure {
-                    tracing::warn!(subreddit = %subreddit, attempt = retrying.attempt, wait_ms = retrying.wait.as_millis() as u64, error = %error, "retrying Reddit listing");
+                    tracing::warn!(subreddit = %subreddit, attempt = retrying.attempt, wait_ms = retrying.wait.as_millis() as u64, error = %crate::telemetry::Chain(error), "retrying Reddit listing");
                 }
             },
         )

@@ -319,7 +319,7 @@ impl AzureBlobStore {
                     })
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "skipping a blob whose name this store cannot use");
+                    tracing::warn!(error = %crate::telemetry::Chain(&error), "skipping a blob whose name this store cannot use");
                     None
                 }
             })
