@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -14,6 +13,10 @@ use url::Url;
 
 use crate::functions::get_hot_topics::Schedule;
 use crate::reddit::Subreddit;
+
+mod storage;
+
+pub use storage::{IdentityConnection, StorageSettings};
 
 /// Everything the handler needs to run, decided once at start.
 #[derive(Debug, Clone)]
@@ -62,23 +65,6 @@ impl Mode {
     pub fn is_host(&self) -> bool {
         matches!(self, Mode::Host { .. })
     }
-}
-
-/// Where blobs live.
-#[derive(Debug, Clone)]
-pub enum StorageSettings {
-    ConnectionString {
-        connection_string: SecretString,
-        container: String,
-    },
-    ManagedIdentity {
-        account: String,
-        container: String,
-    },
-    LocalDir {
-        dir: PathBuf,
-        container: String,
-    },
 }
 
 #[derive(Debug, Clone)]
@@ -184,25 +170,7 @@ impl Settings {
             .unwrap_or(DEFAULT_CONTAINER)
             .to_owned();
         validate_container(&container)?;
-        let storage = if let Some(connection_string) = env
-            .get("OUTPUT_STORAGE_CONNECTION_STRING")
-            .or_else(|| env.get("AzureWebJobsStorage"))
-        {
-            StorageSettings::ConnectionString {
-                connection_string: SecretString::from(connection_string.to_owned()),
-                container,
-            }
-        } else if let Some(account) = env.get("OUTPUT_STORAGE_ACCOUNT") {
-            StorageSettings::ManagedIdentity {
-                account: account.to_owned(),
-                container,
-            }
-        } else {
-            StorageSettings::LocalDir {
-                dir: PathBuf::from(env.get("OUTPUT_STORAGE_DIR").unwrap_or("./.data")),
-                container,
-            }
-        };
+        let storage = storage::storage_settings(&env, &mode, container)?;
 
         let reddit = RedditSettings {
             auth_url: env.url("REDDIT_AUTH_URL", "https://www.reddit.com")?,
@@ -340,6 +308,18 @@ impl Env<'_> {
             .filter(|value| !value.is_empty())
     }
 
+    /// As [`Env::get`], with the name matched ignoring ASCII case: the host reads the settings
+    /// under a connection prefix (`AzureWebJobsStorage__accountName`) that way.
+    fn get_any_case(&self, name: &str) -> Option<&str> {
+        self.get(name).or_else(|| {
+            self.0
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.trim())
+                .filter(|value| !value.is_empty())
+        })
+    }
+
     fn secret(&self, name: &str) -> Option<SecretString> {
         self.get(name)
             .map(|value| SecretString::from(value.to_owned()))
@@ -410,6 +390,7 @@ impl Env<'_> {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+    use std::path::PathBuf;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::from_vars(
