@@ -77,6 +77,9 @@ pub struct RedditSettings {
     pub client_secret: Option<SecretString>,
     pub user_agent: Option<String>,
     pub key_vault_url: Option<Url>,
+    /// `AZURE_CLIENT_ID`: the user-assigned identity that reads `KEY_VAULT_URL`; without it,
+    /// the system-assigned identity (or, off Azure, the developer's Azure CLI login).
+    pub key_vault_client_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +183,7 @@ impl Settings {
             client_secret: env.secret("REDDIT_CLIENT_SECRET"),
             user_agent: env.get("REDDIT_USER_AGENT").map(str::to_owned),
             key_vault_url: env.optional_url("KEY_VAULT_URL")?,
+            key_vault_client_id: env.get("AZURE_CLIENT_ID").map(str::to_owned),
         };
 
         let jobs = JobSettings {

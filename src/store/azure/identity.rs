@@ -53,7 +53,7 @@ pub enum Identity {
 
 impl Identity {
     /// The credential that gets tokens for this identity, from the process environment.
-    pub(super) fn credential(&self) -> azure_core::Result<Arc<dyn TokenCredential>> {
+    pub fn credential(&self) -> azure_core::Result<Arc<dyn TokenCredential>> {
         match self {
             Identity::ManagedIdentity { client_id } => Ok(Arc::new(
                 ManagedIdentityCredential::from_env(client_id.clone())?,
