@@ -257,7 +257,10 @@ fn the_storage_settings_and_key_vault_references_use_the_identity_the_app_runs_a
         settings["AzureWebJobsStorage__accountName"],
         format!("{storage}.name")
     );
-    assert_eq!(settings["AzureWebJobsStorage__credential"], "'managedidentity'");
+    assert_eq!(
+        settings["AzureWebJobsStorage__credential"],
+        "'managedidentity'"
+    );
     assert_eq!(
         settings["AzureWebJobsStorage__clientId"],
         format!("{identity}.properties.clientId")
@@ -273,7 +276,8 @@ fn the_storage_settings_and_key_vault_references_use_the_identity_the_app_runs_a
     ] {
         let value = &settings[setting];
         assert!(
-            value.starts_with("'@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/"),
+            value
+                .starts_with("'@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/"),
             "{setting} = {value}"
         );
         // The secret's name comes from a variable that holds the contract's name.
@@ -301,7 +305,9 @@ fn every_role_the_code_needs_is_assigned_to_the_apps_identity_on_the_right_resou
     let assigned: BTreeSet<(String, String)> =
         resources(&bicep, "Microsoft.Authorization/roleAssignments")
             .values()
-            .filter(|body| body.contains(&format!("principalId: {identity}.properties.principalId")))
+            .filter(|body| {
+                body.contains(&format!("principalId: {identity}.properties.principalId"))
+            })
             .map(|body| {
                 let scope = body
                     .lines()

@@ -38,9 +38,9 @@ pub enum StorageSettings {
         connection_string: SecretString,
         container: String,
     },
-    /// An account reached with Entra ID tokens.
+    /// An account reached with Entra ID tokens. (Boxed: it is the largest variant by far.)
     Identity {
-        connection: IdentityConnection,
+        connection: Box<IdentityConnection>,
         container: String,
     },
     /// A directory on this machine: one process only.
@@ -114,20 +114,20 @@ pub(super) fn storage_settings(
         }
         if let Some(connection) = identity_connection(env, names)? {
             return Ok(StorageSettings::Identity {
-                connection,
+                connection: Box::new(connection),
                 container,
             });
         }
     }
     if let Some(account) = env.get(OUTPUT_STORAGE_ACCOUNT) {
         return Ok(StorageSettings::Identity {
-            connection: IdentityConnection {
+            connection: Box::new(IdentityConnection {
                 source: OUTPUT_STORAGE_ACCOUNT,
                 account: account_name(OUTPUT_STORAGE_ACCOUNT, account)?,
                 blob_endpoint: service_endpoint(account, "blob"),
                 queue_endpoint: Some(service_endpoint(account, "queue")),
                 identity: Identity::Default { client_id: None },
-            },
+            }),
             container,
         });
     }
@@ -204,7 +204,9 @@ fn identity_connection(
         }
     };
 
-    let client_id = client_id.map(|id| client_id_value(names.client_id, id)).transpose()?;
+    let client_id = client_id
+        .map(|id| client_id_value(names.client_id, id))
+        .transpose()?;
     let identity = match credential {
         Some(value) if value.eq_ignore_ascii_case(MANAGED_IDENTITY) => {
             Identity::ManagedIdentity { client_id }
@@ -235,10 +237,7 @@ fn service_uri(variable: &'static str, value: &str) -> Result<Url, ConfigError> 
     let invalid = |reason: String| ConfigError { variable, reason };
     let mut url =
         Url::parse(value).map_err(|error| invalid(format!("{value:?} is not a URL: {error}")))?;
-    let local = matches!(
-        url.host_str(),
-        Some("127.0.0.1" | "localhost" | "[::1]")
-    );
+    let local = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     match url.scheme() {
         "https" => {}
         "http" if local => {}
@@ -363,7 +362,7 @@ mod tests {
 
     fn identity(pairs: &[(&str, &str)]) -> IdentityConnection {
         match resolve(pairs) {
-            Ok(StorageSettings::Identity { connection, .. }) => connection,
+            Ok(StorageSettings::Identity { connection, .. }) => *connection,
             other => panic!("expected an identity-based connection for {pairs:?}, got {other:?}"),
         }
     }
@@ -481,15 +480,24 @@ mod tests {
     fn the_output_connection_wins_over_azure_web_jobs_storage_in_either_form() {
         let connection = identity(&[
             ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
-            ("OUTPUT_STORAGE_CONNECTION_STRING__accountName", "outputdata"),
-            ("OUTPUT_STORAGE_CONNECTION_STRING__credential", "managedidentity"),
+            (
+                "OUTPUT_STORAGE_CONNECTION_STRING__accountName",
+                "outputdata",
+            ),
+            (
+                "OUTPUT_STORAGE_CONNECTION_STRING__credential",
+                "managedidentity",
+            ),
         ]);
         assert_eq!(connection.source, "OUTPUT_STORAGE_CONNECTION_STRING");
         assert_eq!(connection.account, "outputdata");
 
         match resolve(&[
             ("AzureWebJobsStorage__accountName", "hostdata"),
-            ("OUTPUT_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true"),
+            (
+                "OUTPUT_STORAGE_CONNECTION_STRING",
+                "UseDevelopmentStorage=true",
+            ),
         ])
         .unwrap()
         {
@@ -602,8 +610,8 @@ mod tests {
     #[test]
     fn under_the_host_in_azure_without_storage_the_handler_refuses_naming_what_it_looked_for() {
         for marker in AZURE_MARKERS {
-            let error = resolve(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "1"), (marker, "x")])
-                .expect_err(marker);
+            let error =
+                resolve(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "1"), (marker, "x")]).expect_err(marker);
             let message = error.to_string();
             for name in [
                 marker,

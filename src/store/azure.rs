@@ -124,9 +124,11 @@ impl AzureBlobStore {
         container: &str,
     ) -> Result<Self, AzureConfigError> {
         validate_account(account)?;
-        let endpoint =
-            parse_endpoint(endpoint.as_str()).ok_or(AzureConfigError::Invalid("blob service URI"))?;
-        let credential = identity.credential().map_err(AzureConfigError::Credential)?;
+        let endpoint = parse_endpoint(endpoint.as_str())
+            .ok_or(AzureConfigError::Invalid("blob service URI"))?;
+        let credential = identity
+            .credential()
+            .map_err(AzureConfigError::Credential)?;
         let target = StorageTarget {
             account: account.to_owned(),
             endpoint,

@@ -822,12 +822,19 @@ fn the_glibc_check_refuses_a_debug_handler_naming_the_version_and_accepts_a_stat
     // A debug build links against this machine's glibc (2.34 or newer since `__libc_start_main`
     // moved there).
     assert!(stderr.contains("needs GLIBC_2."), "{stderr}");
-    assert!(stderr.contains(&format!("newer than GLIBC_{max}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("newer than GLIBC_{max}")),
+        "{stderr}"
+    );
     assert!(stderr.contains("__libc_start_main"), "{stderr}");
 
     let accepted = check_glibc(&small_executable(), &max);
     let stdout = String::from_utf8_lossy(&accepted.stdout);
-    assert!(accepted.status.success(), "{stdout}{}", String::from_utf8_lossy(&accepted.stderr));
+    assert!(
+        accepted.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
     assert!(stdout.contains("statically linked"), "{stdout}");
 
     // The same debug handler passes against a maximum as new as the one it needs.

@@ -162,8 +162,7 @@ async fn identity_and_blob_service() -> (String, Arc<Mutex<Vec<Seen>>>) {
 }
 
 #[tokio::test]
-async fn an_identity_based_connection_uses_the_named_account_endpoint_and_user_assigned_identity()
-{
+async fn an_identity_based_connection_uses_the_named_account_endpoint_and_user_assigned_identity() {
     let (service, seen) = identity_and_blob_service().await;
     let dir = tempfile::tempdir().unwrap();
     let handler = Handler::spawn(
@@ -187,7 +186,9 @@ async fn an_identity_based_connection_uses_the_named_account_endpoint_and_user_a
     let container_created = |seen: &[Seen]| {
         seen.iter().any(|request| {
             request.method == "PUT"
-                && request.path_and_query.starts_with("/wombledata/hot-topics?")
+                && request
+                    .path_and_query
+                    .starts_with("/wombledata/hot-topics?")
                 && request.path_and_query.contains("restype=container")
                 && request.authorization == format!("Bearer {TOKEN}")
         })
@@ -224,10 +225,9 @@ async fn an_identity_based_connection_uses_the_named_account_endpoint_and_user_a
     }
     // Nothing went anywhere but the configured account, and nothing to the local store.
     assert!(
-        seen.iter().all(|request| request
-            .path_and_query
-            .starts_with("/msi/token")
-            || request.path_and_query.starts_with("/wombledata/")),
+        seen.iter()
+            .all(|request| request.path_and_query.starts_with("/msi/token")
+                || request.path_and_query.starts_with("/wombledata/")),
         "{seen:?}"
     );
     assert!(!dir.path().join(".data").exists());

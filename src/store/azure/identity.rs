@@ -58,11 +58,9 @@ impl Identity {
             Identity::ManagedIdentity { client_id } => Ok(Arc::new(
                 ManagedIdentityCredential::from_env(client_id.clone())?,
             )),
-            Identity::Default { client_id } if std::env::var_os(IDENTITY_ENDPOINT).is_some() => {
-                Ok(Arc::new(ManagedIdentityCredential::from_env(
-                    client_id.clone(),
-                )?))
-            }
+            Identity::Default { client_id } if std::env::var_os(IDENTITY_ENDPOINT).is_some() => Ok(
+                Arc::new(ManagedIdentityCredential::from_env(client_id.clone())?),
+            ),
             Identity::Default { .. } => azure_identity::create_credential(),
         }
     }
@@ -115,10 +113,7 @@ impl TokenEndpoint {
         match std::env::var(IDENTITY_ENDPOINT) {
             Ok(endpoint) => {
                 let url = Url::parse(&endpoint).map_err(|_| {
-                    Error::message(
-                        ErrorKind::Credential,
-                        "IDENTITY_ENDPOINT is not a URL",
-                    )
+                    Error::message(ErrorKind::Credential, "IDENTITY_ENDPOINT is not a URL")
                 })?;
                 let header = std::env::var(IDENTITY_HEADER).map_err(|_| {
                     Error::message(
@@ -189,10 +184,13 @@ impl ManagedIdentityCredential {
         }
         .query(&query);
         // The endpoint being unreachable or slow is worth retrying; a refusal is not.
-        let response = request
-            .send()
-            .await
-            .map_err(|error| Error::full(ErrorKind::Io, error, "the identity endpoint cannot be reached"))?;
+        let response = request.send().await.map_err(|error| {
+            Error::full(
+                ErrorKind::Io,
+                error,
+                "the identity endpoint cannot be reached",
+            )
+        })?;
         let status = response.status();
         if !status.is_success() {
             let kind = if status.is_server_error() || status.as_u16() == 429 {
@@ -314,8 +312,11 @@ mod tests {
                 }))
             });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = Url::parse(&format!("http://{}/msi/token", listener.local_addr().unwrap()))
-            .unwrap();
+        let url = Url::parse(&format!(
+            "http://{}/msi/token",
+            listener.local_addr().unwrap()
+        ))
+        .unwrap();
         tokio::spawn(warp::serve(route).incoming(listener).run());
         (url, seen)
     }
@@ -355,7 +356,8 @@ mod tests {
     async fn a_token_is_reused_until_shortly_before_it_expires() {
         for (lifetime, expected) in [(3600, 1), (60, 3)] {
             let (url, seen) = token_endpoint(lifetime).await;
-            let credential = ManagedIdentityCredential::new(TokenEndpoint::Imds { url }, None).unwrap();
+            let credential =
+                ManagedIdentityCredential::new(TokenEndpoint::Imds { url }, None).unwrap();
             for _ in 0..3 {
                 credential
                     .get_token(&["https://storage.azure.com/.default"])
@@ -371,10 +373,7 @@ mod tests {
     #[tokio::test]
     async fn an_identity_endpoint_that_refuses_gives_a_credential_error_naming_the_identity() {
         let route = warp::any().map(|| {
-            warp::reply::with_status(
-                "identity not found",
-                warp::http::StatusCode::BAD_REQUEST,
-            )
+            warp::reply::with_status("identity not found", warp::http::StatusCode::BAD_REQUEST)
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
