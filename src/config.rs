@@ -14,6 +14,7 @@ use url::Url;
 use crate::functions::get_hot_topics::Schedule;
 use crate::reddit::Subreddit;
 
+mod references;
 mod storage;
 
 pub use storage::{IdentityConnection, StorageSettings};
@@ -140,6 +141,7 @@ impl Settings {
     /// Reads settings from a map of variables; the environment is one such map.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Env(vars);
+        references::refuse_unresolved_references(&env)?;
         let mode = match env.get("FUNCTIONS_CUSTOMHANDLER_PORT") {
             Some(_) => Mode::Host {
                 port: env.parse("FUNCTIONS_CUSTOMHANDLER_PORT", 7071)?,
