@@ -13,6 +13,8 @@
 //!   being written (then the earlier attempt did land, and the write succeeded).
 //! - Each HTTP attempt has a connect timeout and an overall timeout, so a call against storage
 //!   that is down fails within a few seconds as [`StoreError::Unavailable`].
+//! - Identity-based connections get their tokens from [`identity`]: the SDK's own managed
+//!   identity credential cannot name a user-assigned identity.
 //! - Reads use the SDK's ranged GET. Azure answers a ranged GET of an empty blob with
 //!   `416 InvalidRange`, so that case is answered from the blob's properties.
 
@@ -35,6 +37,10 @@ use futures::StreamExt;
 
 use super::{Blob, BlobItem, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
 use crate::retry::{retry, Backoff, Verdict};
+
+mod identity;
+
+pub use identity::{Identity, ManagedIdentityCredential, TokenEndpoint};
 
 /// The account of Azurite and the storage emulator. Its key is published by Microsoft and is no
 /// secret.
@@ -77,7 +83,7 @@ pub enum AzureConfigError {
          hyphens, starting and ending with a letter or digit"
     )]
     InvalidContainer(String),
-    #[error("no Azure credential is available for the managed identity")]
+    #[error("no Azure credential is available for the identity-based connection")]
     Credential(#[source] azure_core::Error),
     #[error("the HTTP client for Azure Storage could not be built")]
     HttpClient(#[source] reqwest::Error),
@@ -109,15 +115,21 @@ impl AzureBlobStore {
         Self::build(target, container)
     }
 
-    /// A store that authenticates with the app's managed identity, through `azure_identity`'s
-    /// credential chain (environment, managed identity, Azure CLI; `AZURE_CREDENTIAL_KIND` picks
-    /// one). The account is reached at `https://<account>.blob.core.windows.net`.
-    pub fn with_managed_identity(account: &str, container: &str) -> Result<Self, AzureConfigError> {
+    /// A store that authenticates with Entra ID tokens of `identity` (see [`Identity`]), at the
+    /// blob service `endpoint` of `account` (`https://<account>.blob.core.windows.net`, or the
+    /// `__blobServiceUri` a Function App names).
+    pub fn with_identity(
+        account: &str,
+        endpoint: &Url,
+        identity: &Identity,
+        container: &str,
+    ) -> Result<Self, AzureConfigError> {
         validate_account(account)?;
-        let credential =
-            azure_identity::create_credential().map_err(AzureConfigError::Credential)?;
-        let endpoint = Url::parse(&format!("https://{account}.blob.core.windows.net"))
-            .map_err(|_| AzureConfigError::InvalidAccount(account.to_owned()))?;
+        let endpoint = parse_endpoint(endpoint.as_str())
+            .ok_or(AzureConfigError::Invalid("blob service URI"))?;
+        let credential = identity
+            .credential()
+            .map_err(AzureConfigError::Credential)?;
         let target = StorageTarget {
             account: account.to_owned(),
             endpoint,
@@ -570,7 +582,7 @@ fn parse_endpoint(endpoint: &str) -> Option<Url> {
 /// The account a blob endpoint names: the first path segment of a path-style URL
 /// (`http://127.0.0.1:10000/devstoreaccount1`), else the first label of the host
 /// (`https://account.blob.core.windows.net`).
-fn account_from_endpoint(endpoint: &Url) -> Option<String> {
+pub fn account_from_endpoint(endpoint: &Url) -> Option<String> {
     let from_path = endpoint
         .path_segments()
         .and_then(|mut segments| segments.next())
@@ -883,11 +895,43 @@ mod tests {
     }
 
     #[test]
-    fn a_managed_identity_store_needs_a_valid_account_name() {
+    fn an_identity_based_store_needs_a_valid_account_name() {
+        let endpoint = Url::parse("https://account.blob.core.windows.net").unwrap();
+        let identity = Identity::ManagedIdentity { client_id: None };
         assert!(matches!(
-            AzureBlobStore::with_managed_identity("evil.example.com/x", "hot-topics"),
+            AzureBlobStore::with_identity("evil.example.com/x", &endpoint, &identity, "hot-topics"),
             Err(AzureConfigError::InvalidAccount(_))
         ));
+    }
+
+    #[test]
+    fn an_identity_based_store_uses_the_blob_service_uri_it_is_given() {
+        let identity = Identity::ManagedIdentity {
+            client_id: Some("client".to_owned()),
+        };
+        for (endpoint, expected) in [
+            (
+                "https://acct.blob.core.windows.net/",
+                "https://acct.blob.core.windows.net/hot-topics",
+            ),
+            (
+                "https://acct.privatelink.blob.core.usgovcloudapi.net",
+                "https://acct.privatelink.blob.core.usgovcloudapi.net/hot-topics",
+            ),
+            (
+                "http://127.0.0.1:10000/devstoreaccount1",
+                "http://127.0.0.1:10000/devstoreaccount1/hot-topics",
+            ),
+        ] {
+            let store = AzureBlobStore::with_identity(
+                "acct",
+                &Url::parse(endpoint).unwrap(),
+                &identity,
+                "hot-topics",
+            )
+            .unwrap();
+            assert_eq!(store.container.url().unwrap().as_str(), expected);
+        }
     }
 
     #[tokio::test]

@@ -10,5 +10,6 @@ mod openapi;
 mod reddit;
 mod secrets;
 mod standalone;
+mod storage_settings;
 mod support;
 mod timer;
