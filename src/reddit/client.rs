@@ -16,14 +16,14 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::outbound::failure;
-use crate::retry::{retry, Backoff, Verdict, MAX_SERVER_WAIT};
+use crate::retry::{retry, Backoff, Verdict};
 
 mod auth;
 
 use auth::Token;
 pub use auth::{CredentialSource, Credentials, FixedCredentials};
 
-use super::rate_limit::{header_f64, RateLimiter};
+use super::rate_limit::{header_wait, RateLimiter};
 use super::topic::{Listing, Post};
 use super::{FetchError, Subreddit, Topic, TopicSource};
 
@@ -205,11 +205,8 @@ impl RedditClient {
             }
             429 => {
                 let headers = answer.headers();
-                let wait = header_f64(headers, "retry-after")
-                    .or_else(|| header_f64(headers, "x-ratelimit-reset"))
-                    .map(|seconds| {
-                        Duration::from_secs_f64(seconds.clamp(0.0, MAX_SERVER_WAIT.as_secs_f64()))
-                    });
+                let wait = header_wait(headers, "retry-after")
+                    .or_else(|| header_wait(headers, "x-ratelimit-reset"));
                 if let Some(wait) = wait {
                     self.limiter.exhaust_for(wait).await;
                 }

@@ -10,6 +10,8 @@ use reqwest::header::HeaderMap;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::retry::MAX_SERVER_WAIT;
+
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     window: Mutex<Window>,
@@ -59,11 +61,11 @@ impl RateLimiter {
     /// Records what an answer said about the window.
     pub async fn observe(&self, headers: &HeaderMap) {
         let remaining = header_f64(headers, "x-ratelimit-remaining");
-        let reset = header_f64(headers, "x-ratelimit-reset");
+        let reset = header_wait(headers, "x-ratelimit-reset");
         if let (Some(remaining), Some(reset)) = (remaining, reset) {
             let mut window = self.window.lock().await;
             window.remaining = Some(remaining);
-            window.resets_at = Some(Instant::now() + Duration::from_secs_f64(reset.max(0.0)));
+            window.resets_at = Some(Instant::now() + reset);
         }
     }
 
@@ -73,6 +75,23 @@ impl RateLimiter {
         window.remaining = Some(0.0);
         window.resets_at = Some(Instant::now() + wait);
     }
+}
+
+/// A number of seconds to wait, as a header says (`X-Ratelimit-Reset`, `Retry-After`), capped
+/// to [`MAX_SERVER_WAIT`]: a reset years away would otherwise hold every request of the process
+/// that long while the job's heartbeats kept it looking alive. A negative or non-finite value,
+/// or one that is not a number, counts as no value at all.
+pub(crate) fn header_wait(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    header_f64(headers, name).and_then(|seconds| bounded_seconds(seconds, MAX_SERVER_WAIT))
+}
+
+/// `seconds` as a duration of at most `max`; `None` when negative or not finite. Never panics,
+/// whatever the value (`Duration::from_secs_f64` and `Instant + Duration` do on huge ones).
+pub(crate) fn bounded_seconds(seconds: f64, max: Duration) -> Option<Duration> {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(seconds).map_or(max, |wait| wait.min(max)))
 }
 
 pub(crate) fn header_f64(headers: &HeaderMap, name: &str) -> Option<f64> {
@@ -121,6 +140,33 @@ mod tests {
         // The third would exceed what Reddit allowed: it waits for the reset.
         limiter.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_reset_is_capped_and_a_nonsensical_one_ignored() {
+        let limiter = RateLimiter::new();
+        limiter.observe(&headers("0", "1e20")).await;
+        let start = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), MAX_SERVER_WAIT);
+        for reset in ["-5", "NaN", "inf", "soon"] {
+            let limiter = RateLimiter::new();
+            limiter.observe(&headers("0", reset)).await;
+            let start = Instant::now();
+            limiter.acquire().await;
+            assert_eq!(start.elapsed(), Duration::ZERO, "reset {reset}");
+        }
+    }
+
+    #[test]
+    fn seconds_from_outside_are_bounded() {
+        let max = Duration::from_secs(600);
+        assert_eq!(bounded_seconds(1.5, max), Some(Duration::from_millis(1500)));
+        assert_eq!(bounded_seconds(1e20, max), Some(max));
+        assert_eq!(bounded_seconds(f64::MAX, max), Some(max));
+        assert_eq!(bounded_seconds(-1.0, max), None);
+        assert_eq!(bounded_seconds(f64::NAN, max), None);
+        assert_eq!(bounded_seconds(f64::INFINITY, max), None);
     }
 
     #[tokio::test(start_paused = true)]

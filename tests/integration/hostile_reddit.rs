@@ -1,0 +1,45 @@
+//! The handler against a Reddit that misbehaves on purpose: absurd header values, long
+//! `Retry-After`s while a job is cancelled, and a tight rate-limit window. Each test shows a
+//! promise of the README's "Reliability" table.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::app::{job, TestApp};
+
+const WAIT: Duration = Duration::from_secs(45);
+
+/// One worker: a job that runs after another shows the worker lived on.
+const ONE_WORKER: (&str, &str) = ("MAX_CONCURRENT_JOBS", "1");
+
+async fn run_to_end(app: &TestApp, topics: &[&str]) -> Value {
+    let id = app.submit(job(topics, 3)).await;
+    app.wait_terminal(&id, WAIT).await
+}
+
+#[tokio::test]
+async fn an_absurd_rate_limit_reset_is_bounded_and_the_next_job_still_runs() {
+    let app = TestApp::start_with(vec![ONE_WORKER]).await;
+    app.reddit.set_answer_header("x-ratelimit-reset", "1e20");
+    let first = run_to_end(&app, &["technology", "programming"]).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let second = run_to_end(&app, &["gadgets"]).await;
+    assert_eq!(second["status"], "completed", "{second}");
+}
+
+#[tokio::test]
+async fn absurd_token_lifetimes_are_bounded_and_the_next_job_still_runs() {
+    let app = TestApp::start_with(vec![ONE_WORKER]).await;
+    // Each job gets a token of its own: the one before is forgotten, so Reddit answers 401 and
+    // the client asks for a new one, with the next lifetime.
+    for expires_in in [json!(u64::MAX), json!(1e30), json!(-5), json!(0)] {
+        app.reddit.set_token_expires_in(expires_in.clone());
+        app.reddit.expire_tokens();
+        let done = run_to_end(&app, &["technology", "programming"]).await;
+        assert_eq!(
+            done["status"], "completed",
+            "expires_in {expires_in}: {done}"
+        );
+    }
+}
