@@ -181,12 +181,12 @@ impl RedditClient {
             }
         }
 
-        self.limiter.acquire().await;
+        let permit = self.limiter.acquire().await;
         let answer = match request.send().await {
             Ok(answer) => answer,
             Err(error) => return Err(Failure::unreachable(name, &error)),
         };
-        self.limiter.observe(answer.headers()).await;
+        permit.observe(answer.headers());
         let status = answer.status();
         match status.as_u16() {
             200 => {}
@@ -208,7 +208,7 @@ impl RedditClient {
                 let wait = header_wait(headers, "retry-after")
                     .or_else(|| header_wait(headers, "x-ratelimit-reset"));
                 if let Some(wait) = wait {
-                    self.limiter.exhaust_for(wait).await;
+                    self.limiter.exhaust_for(wait);
                 }
                 return Err(Failure::Retry {
                     after: wait,

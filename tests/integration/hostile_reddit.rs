@@ -43,3 +43,24 @@ async fn absurd_token_lifetimes_are_bounded_and_the_next_job_still_runs() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_tight_rate_limit_window_draws_no_429() {
+    let app = TestApp::start().await;
+    app.reddit.set_fixed_window(10, Duration::from_secs(3));
+    // Four of the first answers arrive a second late, after newer ones: their budget is stale.
+    for late in ["window0", "window1", "window2", "window3"] {
+        app.reddit.set_late(late, Duration::from_secs(1));
+    }
+    let names: Vec<String> = (0..15).map(|i| format!("window{i}")).collect();
+    let topics: Vec<&str> = names.iter().map(String::as_str).collect();
+    let done = run_to_end(&app, &topics).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let results = done["results"]["results"].as_array().unwrap();
+    assert!(results.iter().all(|r| r["status"] == "success"), "{done}");
+    assert_eq!(
+        app.reddit.window_refusals(),
+        0,
+        "Reddit refused requests beyond its window"
+    );
+}

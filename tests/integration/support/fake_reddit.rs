@@ -83,6 +83,9 @@ struct State {
     fixed_window: Option<FixedWindow>,
     /// 429s answered because the fixed window was exceeded.
     window_refusals: usize,
+    /// Subreddits whose answers are held this long after they were made, so that they arrive
+    /// after newer ones (their rate-limit headers stale by then).
+    late: HashMap<String, Duration>,
 }
 
 /// A window of `limit` listing requests per `period`, starting with the first request after the
@@ -147,6 +150,7 @@ impl FakeReddit {
             token_expires_in: None,
             fixed_window: None,
             window_refusals: 0,
+            late: HashMap::new(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -213,6 +217,31 @@ impl FakeReddit {
         self.state.lock().unwrap().token_expires_in = Some(expires_in);
     }
 
+    /// Enforces a real window of `limit` listing requests per `period`: a request beyond it is
+    /// answered 429 with `Retry-After` (the seconds left), and every answer reports the window.
+    pub fn set_fixed_window(&self, limit: usize, period: Duration) {
+        self.state.lock().unwrap().fixed_window = Some(FixedWindow {
+            limit,
+            period,
+            started: None,
+            used: 0,
+        });
+    }
+
+    /// Holds every answer for `subreddit` for `delay` after it was made (headers included).
+    pub fn set_late(&self, subreddit: &str, delay: Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .late
+            .insert(subreddit.to_ascii_lowercase(), delay);
+    }
+
+    /// How many requests the fixed window refused with a 429.
+    pub fn window_refusals(&self) -> usize {
+        self.state.lock().unwrap().window_refusals
+    }
+
     pub fn tokens_issued(&self) -> usize {
         self.state.lock().unwrap().tokens_issued
     }
@@ -256,7 +285,20 @@ fn routes(
              query: String,
              headers: HeaderMap,
              state: Arc<Mutex<State>>| async move {
-                answer(method, path.as_str().to_owned(), query, headers, state).await
+                let late = path
+                    .as_str()
+                    .strip_prefix("/r/")
+                    .and_then(|rest| rest.split('/').next())
+                    .and_then(|name| {
+                        let state = state.lock().unwrap();
+                        state.late.get(&name.to_ascii_lowercase()).copied()
+                    });
+                let response =
+                    answer(method, path.as_str().to_owned(), query, headers, state).await;
+                if let Some(delay) = late {
+                    tokio::time::sleep(delay).await;
+                }
+                response
             },
         )
 }
