@@ -2,11 +2,13 @@
 //! `Retry-After`s while a job is cancelled, and a tight rate-limit window. Each test shows a
 //! promise of the README's "Reliability" table.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::support::app::{job, TestApp};
+use crate::support::fake_reddit::Behaviour;
+use crate::support::host::HostRequest;
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -62,5 +64,57 @@ async fn a_tight_rate_limit_window_draws_no_429() {
         app.reddit.window_refusals(),
         0,
         "Reddit refused requests beyond its window"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_ends_the_waits_of_a_rate_limited_job_at_once_and_sends_nothing_more() {
+    let app = TestApp::start().await;
+    let names: Vec<String> = (0..5).map(|i| format!("limited{i}")).collect();
+    for name in &names {
+        app.reddit.set(
+            name,
+            Behaviour::RateLimitedTimes {
+                times: 100,
+                retry_after: 20.0,
+            },
+        );
+    }
+    let topics: Vec<&str> = names.iter().map(String::as_str).collect();
+    let id = app.submit(job(&topics, 3)).await;
+    // Reddit has answered 429: the job's fetches wait 20 s for their next attempt.
+    let deadline = Instant::now() + WAIT;
+    while !names
+        .iter()
+        .any(|name| app.reddit.listing_requests(name) > 0)
+    {
+        assert!(Instant::now() < deadline, "no listing was ever requested");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let cancel = app
+        .host
+        .forward(HostRequest::delete(&format!(
+            "/api/SummaryWomble?job_id={id}"
+        )))
+        .await;
+    assert_eq!(cancel.status, 202, "{}", cancel.text());
+    let answered = Instant::now();
+
+    let done = app.wait_terminal(&id, Duration::from_secs(5)).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    for result in done["results"]["results"].as_array().unwrap() {
+        assert_eq!(result["status"], "skipped", "{done}");
+    }
+    let late: Vec<_> = app
+        .reddit
+        .requests()
+        .into_iter()
+        .filter(|seen| seen.path.starts_with("/r/") && seen.at > answered)
+        .map(|seen| seen.path)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "listings requested after the cancel: {late:?}"
     );
 }
