@@ -663,12 +663,22 @@ fn classify(error: azure_core::Error) -> StoreError {
         }
         _ => false,
     };
+    // The SDK's error names the request URL, which carries the signature of a SAS
+    // connection: only a redacted text of the whole chain is kept.
+    let cause = Box::new(SdkFailure(crate::outbound::without_secrets(
+        &crate::telemetry::Chain(&error).to_string(),
+    )));
     if retryable {
-        StoreError::Unavailable(Box::new(error))
+        StoreError::Unavailable(cause)
     } else {
-        StoreError::Failed(Box::new(error))
+        StoreError::Failed(cause)
     }
 }
+
+/// What an SDK call failure says, without credentials.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SdkFailure(String);
 
 /// A multi-chunk read saw the blob change between chunks; reading again will see one version.
 #[derive(Debug, thiserror::Error)]
@@ -932,6 +942,30 @@ mod tests {
             .unwrap();
             assert_eq!(store.container.url().unwrap().as_str(), expected);
         }
+    }
+
+    #[tokio::test]
+    async fn a_shared_access_signature_never_reaches_an_error_text() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let store = AzureBlobStore::from_connection_string(
+            &format!(
+                "BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;\
+                 SharedAccessSignature=sv=2022-11-02&ss=b&srt=sco&sp=rwdlac&se=2030-01-01T00:00:00Z&sig=THE-SECRET-SIGNATURE"
+            ),
+            "hot-topics",
+        )
+        .unwrap();
+        let error = store
+            .get(&BlobName::parse("jobs/x/status.json").unwrap())
+            .await
+            .unwrap_err();
+        let text = format!("{} {error:?}", crate::telemetry::Chain(&error));
+        assert!(text.contains("127.0.0.1"), "{text}");
+        assert!(!text.contains("THE-SECRET-SIGNATURE"), "{text}");
+        assert!(!text.contains("sig="), "{text}");
     }
 
     #[tokio::test]
