@@ -5,6 +5,7 @@
 //! - `/api/SummaryWomble`: the forwarded HTTP function (GET, POST, DELETE).
 //! - `POST /SummaryWomble`: the same function inside the host's envelope.
 //! - `POST /GetHotTopics`: the timer, always an envelope.
+//! - `GET /api/dashboard`: the Dashboard function, the job dashboard page.
 //!
 //! Everything else, and every rejection, becomes a JSON error in [`recover`].
 
@@ -26,7 +27,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::config::{Mode, RedditSettings, Settings, StorageSettings};
 use crate::functions::envelope::{HttpOutput, HttpTriggerData, Invocation, InvocationResult};
 use crate::functions::{
-    get_hot_topics, summary_womble, ApiError, ApiRequest, ApiResponse, FunctionContext,
+    dashboard, get_hot_topics, summary_womble, ApiError, ApiRequest, ApiResponse, FunctionContext,
     MAX_BODY_BYTES,
 };
 use crate::jobs::callback::CallbackSender;
@@ -224,6 +225,14 @@ pub fn routes(
             http_envelope(&context, &body).await
         });
 
+    let dashboard = route("/api/dashboard")
+        .and(warp::get())
+        .and(authorized(context.settings.clone()))
+        .map(|| {
+            let (parts, body) = dashboard::page().into_parts();
+            warp::reply::Response::from_parts(parts, body.into())
+        });
+
     let timer = route("/GetHotTopics")
         .and(warp::post())
         .and(authorized(context.settings.clone()))
@@ -240,6 +249,8 @@ pub fn routes(
         .or(envelope_http)
         .unify()
         .or(timer)
+        .unify()
+        .or(dashboard)
         .unify()
         .or(warp::any()
             .and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) }))

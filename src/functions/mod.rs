@@ -9,7 +9,9 @@
 //! - [`envelope`]: the host's invocation and answer types.
 //! - [`summary_womble`]: the job-ticket API.
 //! - [`get_hot_topics`]: the timer that submits the scheduled job and purges old ones.
+//! - [`dashboard`]: the job dashboard, one HTML page that calls SummaryWomble from the browser.
 
+pub mod dashboard;
 pub mod envelope;
 pub mod get_hot_topics;
 pub mod summary_womble;

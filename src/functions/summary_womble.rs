@@ -602,10 +602,18 @@ async fn list(context: &FunctionContext, filter: ListFilter) -> Result<ApiRespon
     let continuation = more
         .then(|| documents.last().map(|last| ListPosition::of(last).token()))
         .flatten();
-    Ok(ApiResponse::json(
+    // A page showing an unfinished job will change: say when to look again, as a status
+    // answer does, so a client refreshing the list (the dashboard) need not guess.
+    let unfinished = documents.iter().any(|doc| !doc.status.is_terminal());
+    let response = ApiResponse::json(
         StatusCode::OK,
         &json!({"jobs": documents, "continuation": continuation}),
-    ))
+    );
+    Ok(if unfinished {
+        response.with_header(header::RETRY_AFTER, POLL_AFTER_SECONDS)
+    } else {
+        response
+    })
 }
 
 async fn metrics(context: &FunctionContext) -> Result<ApiResponse, ApiError> {
