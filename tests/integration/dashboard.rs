@@ -399,6 +399,12 @@ async fn a_subreddit_error_text_with_markup_renders_as_text_and_runs_nothing() {
         effects["markup"].as_str().unwrap().contains("&lt;img"),
         "{effects}"
     );
+    page.browser
+        .execute(
+            "document.querySelector('#result-rows').scrollIntoView({block: 'center'}); return true;",
+            Vec::new(),
+        )
+        .await;
     page.browser.screenshot("markup-as-text-1280").await;
     page.close().await;
 }
@@ -434,6 +440,14 @@ async fn a_wrong_key_shows_a_clear_message() {
         )
         .await;
     assert_eq!(shown, json!([0, "Not refreshing: the key was refused."]));
+    let hidden = page
+        .browser
+        .execute(
+            "return [document.getElementById('layout').hidden, document.getElementById('refresh').disabled];",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(hidden, json!([true, true]), "the message stands alone");
     page.browser.screenshot("wrong-key-1280").await;
     // A refused key is not asked again and again: longer than a poll interval, one call.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -604,9 +618,18 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_works_from_the_keyboard() {
         .await;
     assert!(width.as_u64().unwrap() >= 360, "{width}");
     assert_eq!(page.browser.execute(&format!("return {FITS};"), Vec::new()).await, true);
+    page.browser
+        .execute(
+            "document.getElementById('detail').scrollIntoView(); return true;",
+            Vec::new(),
+        )
+        .await;
     page.browser.screenshot("detail-390").await;
     page.browser
-        .execute("window.scrollTo(0, 0); return true;", Vec::new())
+        .execute(
+            "document.getElementById('jobs').scrollIntoView(); return true;",
+            Vec::new(),
+        )
         .await;
     page.browser.screenshot("jobs-390").await;
     page.close().await;

@@ -270,15 +270,16 @@
 
   function topicsSummary(job) {
     var topics = (job.request && job.request.topics) || [];
-    var shown = topics.slice(0, 3).map(function (name) {
+    var shown = topics.slice(0, 2).map(function (name) {
       return 'r/' + name;
     });
-    var more = topics.length > 3 ? ' +' + (topics.length - 3) : '';
+    var more = topics.length > 2 ? ' +' + (topics.length - 2) : '';
     return shown.join(', ') + more;
   }
 
+  // One wrapper per cell, so that a narrow screen can put the label beside it.
   function cell(label, content, className) {
-    return el('td', { 'data-label': label, class: className || null }, content);
+    return el('td', { 'data-label': label, class: className || null }, el('div', { class: 'value' }, content));
   }
 
   // ---------------------------------------------------------------------------------------
@@ -323,7 +324,11 @@
       el('span', { class: 'topics' }, topicsSummary(job)),
       job.retry_of ? el('span', { class: 'muted' }, 'retry of ' + shortId(job.retry_of)) : null
     ], 'job'));
-    row.appendChild(cell('Created', formatTime(job.created_at)));
+    var created = formatTime(job.created_at).split(' ');
+    row.appendChild(cell('Created', [
+      el('span', { class: 'date' }, created[0]),
+      created[1] ? el('span', { class: 'time' }, created[1]) : null
+    ], 'created'));
     row.appendChild(cell('Status', badge(job.status, cancelling)));
     row.appendChild(cell('Progress', progressOf(job)));
     row.appendChild(cell('Step', (job.progress && job.progress.step) || '—', 'step'));
@@ -404,7 +409,11 @@
       fact(facts, 'Error', el('span', { class: 'error-text' }, job.error));
     }
     if (job.results) {
-      fact(facts, 'Topics', String(job.results.total_topics) + ' from ' + job.results.total_subreddits + ' subreddits');
+      var succeeded = (job.results.results || []).filter(function (outcome) {
+        return outcome.status === 'success';
+      }).length;
+      fact(facts, 'Topics', String(job.results.total_topics) + ' from ' + succeeded + ' of ' +
+        job.results.total_subreddits + ' subreddits');
     }
 
     var asked = job.request || {};
@@ -437,6 +446,7 @@
   }
 
   function openJob(id) {
+    notice('');
     state.selected = id;
     var onPage = state.jobs.filter(function (job) {
       return job.job_id === id;
@@ -478,6 +488,7 @@
       figure('p95 duration', formatSeconds(metrics.p95_duration_seconds)));
 
     byId('metrics-chart').replaceChildren(statusChart(counts));
+    byId('metrics').hidden = false;
 
     var failures = Object.keys(metrics.failures_by_subreddit || {}).map(function (name) {
       return [name, metrics.failures_by_subreddit[name]];
@@ -626,13 +637,13 @@
     if (failure.kind === 'key') {
       // Polling with a refused key only repeats the refusal: stop until the page is opened again.
       state.stopped = true;
+      // Nothing on the page can be true without the API: show the message alone.
+      byId('layout').hidden = true;
+      byId('refresh').disabled = true;
       byId('message').setAttribute('data-from-action', 'false');
       showMessage(key === null
         ? 'No function key was given (HTTP ' + failure.status + '). Open this page as /api/dashboard?code=<function key>.'
         : 'The function key was refused (HTTP ' + failure.status + '). Open this page as /api/dashboard?code=<function key> with a key that SummaryWomble accepts: its own function key or a host key.');
-      state.jobs = [];
-      renderJobs();
-      byId('jobs-empty').textContent = 'Nothing to show without a valid key.';
       return;
     }
     state.failures += 1;
