@@ -169,6 +169,14 @@ async fn jobs_appear_and_their_progress_moves_to_completed() {
     assert_eq!(done["step"], "finished");
     page.wait_for_row("the quick job completed", &quick, "row.status === 'completed'")
         .await;
+    // The metrics follow: a job that ended is counted.
+    page.browser
+        .wait_until(
+            "the metrics counting both jobs",
+            WAIT,
+            "document.querySelector('#metrics-chart svg').getAttribute('aria-label').includes('completed 2')",
+        )
+        .await;
     page.browser.screenshot("jobs-1280").await;
 
     let requests = page.public.requests();

@@ -9,7 +9,8 @@
 //   page builds carries it.
 // - Polling: while a shown job is not finished, the next refresh comes after the Retry-After
 //   the API sent (1 to 30 s); when every shown job is finished, every 30 s; while the page is
-//   hidden, never; after the key was refused, never.
+//   hidden, never; after the key was refused, never. The metrics are asked for only when the
+//   shown jobs changed (a new job, a new status), or after 5 minutes.
 (function () {
   'use strict';
 
@@ -18,7 +19,9 @@
   var MIN_POLL_MS = 1000;
   var MAX_POLL_MS = 30000;
   var IDLE_POLL_MS = 30000;
-  var METRICS_EVERY_MS = 30000;
+  // The metrics follow what the page sees change; this bounds how stale they get from changes
+  // it cannot see (jobs on other pages, or filtered out).
+  var METRICS_EVERY_MS = 300000;
   var STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'];
   var TERMINAL = ['completed', 'failed', 'cancelled'];
   var SVG_NS = 'http://www.w3.org/2000/svg';
@@ -38,7 +41,7 @@
     retryAfterMs: null,
     metricsAt: 0,
     metricsStale: true,
-    unfinished: {},
+    seen: '',
     timer: null,
     ticker: null,
     inFlight: false,
@@ -537,20 +540,16 @@
     return state.selectedDoc ? state.jobs.concat([state.selectedDoc]) : state.jobs;
   }
 
-  // A job seen unfinished that is now finished changes the metrics: fetch them then, not only
-  // every 30 s.
-  function noteFinishedJobs() {
-    var unfinished = {};
-    shownJobs().forEach(function (job) {
-      if (isTerminal(job)) {
-        if (state.unfinished[job.job_id]) {
-          state.metricsStale = true;
-        }
-      } else {
-        unfinished[job.job_id] = true;
-      }
-    });
-    state.unfinished = unfinished;
+  // The metrics change when a job comes or changes state: fetch them then (a running job's
+  // progress alone changes nothing in them), not on every poll.
+  function noteChanges() {
+    var seen = shownJobs().map(function (job) {
+      return job.job_id + ':' + job.status;
+    }).join(' ');
+    if (seen !== state.seen) {
+      state.metricsStale = true;
+      state.seen = seen;
+    }
   }
 
   function refresh() {
@@ -598,7 +597,7 @@
         });
       })
       .then(function () {
-        noteFinishedJobs();
+        noteChanges();
         if (!state.metricsStale && Date.now() - state.metricsAt < METRICS_EVERY_MS) {
           return null;
         }

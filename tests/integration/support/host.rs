@@ -1,5 +1,5 @@
 //! The Azure Functions host, simulated, so black-box tests drive the built `handler` exactly
-//! the way the host does (../shared/spec/functions-host.md).
+//! the way the host does (as read from the host's source, Core Tools and Microsoft Learn).
 //!
 //! What it does, as the host does it:
 //! - Reads `host.json` and every `*/function.json` under the app root to learn the executable,
