@@ -57,7 +57,8 @@ struct Dashboard {
 
 impl Dashboard {
     async fn start() -> Self {
-        let app = Arc::new(TestApp::start_hosted(Container::fresh().await, Vec::new(), keys()).await);
+        let app =
+            Arc::new(TestApp::start_hosted(Container::fresh().await, Vec::new(), keys()).await);
         let public = PublicAddress::serve(app.clone()).await;
         let browser = Browser::start(1280, 900).await;
         Self {
@@ -70,11 +71,7 @@ impl Dashboard {
     /// Opens the page as an operator does in Azure, and waits for its first refresh.
     async fn open(&self) {
         self.browser
-            .goto(
-                &self
-                    .public
-                    .url(&format!("/api/dashboard?code={HOST_KEY}")),
-            )
+            .goto(&self.public.url(&format!("/api/dashboard?code={HOST_KEY}")))
             .await;
         self.browser
             .wait_until(
@@ -167,8 +164,12 @@ async fn jobs_appear_and_their_progress_moves_to_completed() {
         .await;
     assert_eq!(done["progress"], "2/2");
     assert_eq!(done["step"], "finished");
-    page.wait_for_row("the quick job completed", &quick, "row.status === 'completed'")
-        .await;
+    page.wait_for_row(
+        "the quick job completed",
+        &quick,
+        "row.status === 'completed'",
+    )
+    .await;
     // The metrics follow: a job that ended is counted.
     page.browser
         .wait_until(
@@ -222,8 +223,11 @@ async fn the_failed_filter_shows_only_failed_jobs() {
         page.app.wait_terminal(id, WAIT).await;
     }
     page.open().await;
-    page.wait_for_rows("all three jobs", &[&failed_second, &failed_first, &completed])
-        .await;
+    page.wait_for_rows(
+        "all three jobs",
+        &[&failed_second, &failed_first, &completed],
+    )
+    .await;
 
     page.browser
         .click("#filters button[data-status=\"failed\"]")
@@ -272,7 +276,9 @@ async fn cancel_on_a_slow_job_ends_it_cancelled() {
     let id = page.app.submit(job(&topics, 1)).await;
     page.open().await;
     page.open_job(&id).await;
-    assert!(page.detail_status().await.starts_with("running") || page.detail_status().await == "queued");
+    assert!(
+        page.detail_status().await.starts_with("running") || page.detail_status().await == "queued"
+    );
 
     page.browser.click("#cancel").await;
     let notice = page
@@ -323,7 +329,10 @@ async fn cancel_on_a_slow_job_ends_it_cancelled() {
 async fn retry_creates_a_job_carrying_retry_of() {
     let page = Dashboard::start().await;
     page.app.reddit.set("privatestuff", Behaviour::Private);
-    let old = page.app.submit(job(&["privatestuff", "technology"], 2)).await;
+    let old = page
+        .app
+        .submit(job(&["privatestuff", "technology"], 2))
+        .await;
     page.app.wait_terminal(&old, WAIT).await;
     page.open().await;
     page.open_job(&old).await;
@@ -345,7 +354,10 @@ async fn retry_creates_a_job_carrying_retry_of() {
         .to_owned();
     let stored = page.app.status(&new).await.json();
     assert_eq!(stored["retry_of"], old.as_str(), "{stored}");
-    assert_eq!(stored["request"]["topics"], json!(["privatestuff", "technology"]));
+    assert_eq!(
+        stored["request"]["topics"],
+        json!(["privatestuff", "technology"])
+    );
     let notice = page.browser.text("#notice").await;
     assert!(notice.contains("retried as job"), "{notice}");
     page.wait_for_rows("the new job first", &[&new, &old]).await;
@@ -443,7 +455,9 @@ async fn a_wrong_key_shows_a_clear_message() {
     let shown = page
         .browser
         .execute(
-            &format!("return [{ROWS}.length, document.getElementById('refresh-state').textContent];"),
+            &format!(
+                "return [{ROWS}.length, document.getElementById('refresh-state').textContent];"
+            ),
             Vec::new(),
         )
         .await;
@@ -484,10 +498,7 @@ async fn a_wrong_key_shows_a_clear_message() {
         .goto(&standalone.url("/api/dashboard?code=wrong-key"))
         .await;
     let body = page.browser.text("body").await;
-    assert!(
-        body.contains("A valid function key is required"),
-        "{body}"
-    );
+    assert!(body.contains("A valid function key is required"), "{body}");
     page.browser.screenshot("wrong-key-standalone").await;
     page.browser
         .goto(&standalone.url("/api/dashboard?code=right-key"))
@@ -503,8 +514,7 @@ async fn a_wrong_key_shows_a_clear_message() {
 }
 
 #[tokio::test]
-async fn the_page_has_a_strict_content_security_policy_that_allows_only_its_own_script_and_style(
-) {
+async fn the_page_has_a_strict_content_security_policy_that_allows_only_its_own_script_and_style() {
     let app = TestApp::start_hosted(Container::fresh().await, Vec::new(), keys()).await;
     let page = app
         .host
@@ -572,9 +582,18 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_works_from_the_keyboard() {
     page.open().await;
     page.wait_for_rows("four jobs", &[&mixed, &completed, &failed, &running])
         .await;
-    page.wait_for_row("the running job's first subreddits", &running, "row.progress === '2/3'")
-        .await;
-    assert_eq!(page.browser.execute(&format!("return {FITS};"), Vec::new()).await, true);
+    page.wait_for_row(
+        "the running job's first subreddits",
+        &running,
+        "row.progress === '2/3'",
+    )
+    .await;
+    assert_eq!(
+        page.browser
+            .execute(&format!("return {FITS};"), Vec::new())
+            .await,
+        true
+    );
 
     // Every control is a button the keyboard reaches, and every status shows as a word.
     let reachable = page
@@ -593,7 +612,10 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_works_from_the_keyboard() {
             Vec::new(),
         )
         .await;
-    assert_eq!(words, json!(["completed", "completed", "failed", "running"]));
+    assert_eq!(
+        words,
+        json!(["completed", "completed", "failed", "running"])
+    );
 
     // Tab to the first Details button and press Enter: the newest job opens, focus follows.
     let mut presses = 0;
@@ -622,10 +644,19 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_works_from_the_keyboard() {
     page.browser.resize(390, 844).await;
     let width = page
         .browser
-        .wait_until("a phone-wide window", WAIT, "window.innerWidth <= 400 && window.innerWidth")
+        .wait_until(
+            "a phone-wide window",
+            WAIT,
+            "window.innerWidth <= 400 && window.innerWidth",
+        )
         .await;
     assert!(width.as_u64().unwrap() >= 360, "{width}");
-    assert_eq!(page.browser.execute(&format!("return {FITS};"), Vec::new()).await, true);
+    assert_eq!(
+        page.browser
+            .execute(&format!("return {FITS};"), Vec::new())
+            .await,
+        true
+    );
     page.browser
         .execute(
             "document.getElementById('detail').scrollIntoView(); return true;",
@@ -727,7 +758,10 @@ async fn a_busy_page_polls_at_the_pace_the_api_asks_and_an_idle_page_hardly_at_a
     let (running, idle) = count_requests(window).await;
     println!("in {window:?}: 3 running jobs {running:?}; none running {idle:?}");
     assert!((2..=4).contains(&running.list), "{running:?}");
-    assert_eq!(running.status, 0, "the list carries every shown job: {running:?}");
+    assert_eq!(
+        running.status, 0,
+        "the list carries every shown job: {running:?}"
+    );
     assert!(running.metrics <= 1, "{running:?}");
     assert_eq!(running.other, 0, "{running:?}");
     assert_eq!(idle.total(), 0, "{idle:?}");
@@ -741,5 +775,8 @@ async fn requests_in_one_minute_with_three_running_jobs_and_with_none() {
         "one minute, 3 running jobs: {} requests {running:?}",
         running.total()
     );
-    println!("one minute, no running job: {} requests {idle:?}", idle.total());
+    println!(
+        "one minute, no running job: {} requests {idle:?}",
+        idle.total()
+    );
 }

@@ -68,7 +68,12 @@ impl TestApp {
 
     /// `request` as this app's callers send it: with a host key when the host wants one.
     pub fn with_key(&self, request: HostRequest) -> HostRequest {
-        match self.options.enforce_keys.as_ref().and_then(|keys| keys.first()) {
+        match self
+            .options
+            .enforce_keys
+            .as_ref()
+            .and_then(|keys| keys.first())
+        {
             Some(key) => request.header("x-functions-key", key),
             None => request,
         }
@@ -78,9 +83,7 @@ impl TestApp {
     pub async fn start_job(&self, body: Value) -> Value {
         let response = self
             .host
-            .forward(self.with_key(
-                HostRequest::post("/api/SummaryWomble", Vec::new()).json(&body),
-            ))
+            .forward(self.with_key(HostRequest::post("/api/SummaryWomble", Vec::new()).json(&body)))
             .await;
         assert_eq!(response.status, 202, "start answered {}", response.text());
         response.json()

@@ -110,7 +110,11 @@ impl Browser {
             _profile: profile,
         };
         let answer = browser
-            .command(reqwest::Method::POST, &format!("{base}/session"), capabilities)
+            .command(
+                reqwest::Method::POST,
+                &format!("{base}/session"),
+                capabilities,
+            )
             .await;
         let id = answer["sessionId"]
             .as_str()
@@ -162,7 +166,11 @@ impl Browser {
 
     /// The address bar.
     pub async fn current_url(&self) -> String {
-        self.get("/url").await.as_str().unwrap_or_default().to_owned()
+        self.get("/url")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Runs `script` (a function body: `return` its result) in the page.
@@ -196,10 +204,7 @@ impl Browser {
     /// The reference of the first element matching `css`.
     async fn element(&self, css: &str) -> String {
         let found = self
-            .post(
-                "/element",
-                json!({"using": "css selector", "value": css}),
-            )
+            .post("/element", json!({"using": "css selector", "value": css}))
             .await;
         found[ELEMENT_KEY]
             .as_str()

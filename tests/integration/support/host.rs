@@ -682,7 +682,8 @@ impl HostOptions {
 
     /// Adds a key that only `function` accepts (keys must be enforced for it to matter).
     pub fn function_key(mut self, function: &str, key: &str) -> Self {
-        self.function_keys.push((function.to_owned(), key.to_owned()));
+        self.function_keys
+            .push((function.to_owned(), key.to_owned()));
         self
     }
 }

@@ -55,11 +55,7 @@ impl PublicAddress {
         let record = seen.clone();
         let routes = warp::method()
             .and(warp::path::full())
-            .and(
-                warp::query::raw()
-                    .or(warp::any().map(String::new))
-                    .unify(),
-            )
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
             .then(
