@@ -531,7 +531,7 @@ async fn the_page_has_a_strict_content_security_policy_that_allows_only_its_own_
     let inline = |open: &str, close: &str| -> String {
         let start = html.find(open).unwrap() + open.len();
         let end = start + html[start..].find(close).unwrap();
-        let digest = Sha256::digest(html[start..end].as_bytes());
+        let digest = Sha256::digest(&html.as_bytes()[start..end]);
         format!(
             "'sha256-{}'",
             base64::engine::general_purpose::STANDARD.encode(digest)
