@@ -263,6 +263,47 @@ async fn the_failed_filter_shows_only_failed_jobs() {
 }
 
 #[tokio::test]
+async fn older_and_newer_page_through_the_jobs_with_the_apis_continuation() {
+    let page = Dashboard::start().await;
+    // The page shows 20 jobs at a time: 22 make two pages.
+    let mut ids = Vec::new();
+    for _ in 0..22 {
+        ids.push(page.app.submit(job(&["technology"], 1)).await);
+    }
+    ids.reverse();
+    let newest: Vec<&str> = ids.iter().take(20).map(String::as_str).collect();
+    let oldest: Vec<&str> = ids.iter().skip(20).map(String::as_str).collect();
+    page.open().await;
+    page.wait_for_rows("the newest twenty", &newest).await;
+    let pager = "[document.getElementById('page-number').textContent, document.getElementById('newer').disabled, document.getElementById('older').disabled]";
+    assert_eq!(
+        page.browser
+            .execute(&format!("return {pager};"), Vec::new())
+            .await,
+        json!(["Page 1", true, false])
+    );
+
+    page.browser.click("#older").await;
+    page.wait_for_rows("the oldest two", &oldest).await;
+    assert_eq!(
+        page.browser
+            .execute(&format!("return {pager};"), Vec::new())
+            .await,
+        json!(["Page 2", false, true])
+    );
+    assert!(page
+        .public
+        .requests()
+        .iter()
+        .any(|r| r.is_list_call() && r.query.contains("continuation=")));
+    page.browser.screenshot("page-2-1280").await;
+
+    page.browser.click("#newer").await;
+    page.wait_for_rows("the newest twenty again", &newest).await;
+    page.close().await;
+}
+
+#[tokio::test]
 async fn cancel_on_a_slow_job_ends_it_cancelled() {
     let page = Dashboard::start().await;
     // Ten slow subreddits: eight are fetched at once, the last two wait their turn.
@@ -276,8 +317,10 @@ async fn cancel_on_a_slow_job_ends_it_cancelled() {
     let id = page.app.submit(job(&topics, 1)).await;
     page.open().await;
     page.open_job(&id).await;
+    let before = page.detail_status().await;
     assert!(
-        page.detail_status().await.starts_with("running") || page.detail_status().await == "queued"
+        before.starts_with("running") || before == "queued",
+        "{before}"
     );
 
     page.browser.click("#cancel").await;
