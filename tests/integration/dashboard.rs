@@ -48,6 +48,18 @@ fn keys() -> HostOptions {
         .function_key("Dashboard", DASHBOARD_KEY)
 }
 
+/// Opens the page at `url` and waits until its first refresh has shown what the API said.
+async fn open_page(browser: &Browser, url: &str) {
+    browser.goto(url).await;
+    browser
+        .wait_until(
+            "the page's first refresh",
+            WAIT,
+            "document.getElementById('refresh-state').textContent.startsWith('Updated')",
+        )
+        .await;
+}
+
 /// An app behind the host's key check, its public address, and a browser.
 struct Dashboard {
     app: Arc<TestApp>,
@@ -70,16 +82,11 @@ impl Dashboard {
 
     /// Opens the page as an operator does in Azure, and waits for its first refresh.
     async fn open(&self) {
-        self.browser
-            .goto(&self.public.url(&format!("/api/dashboard?code={HOST_KEY}")))
-            .await;
-        self.browser
-            .wait_until(
-                "the page's first refresh",
-                WAIT,
-                "document.getElementById('refresh-state').textContent.startsWith('Updated')",
-            )
-            .await;
+        open_page(
+            &self.browser,
+            &self.public.url(&format!("/api/dashboard?code={HOST_KEY}")),
+        )
+        .await;
     }
 
     /// Waits until the rows are exactly `ids`, in that order, and returns what they show.
@@ -543,16 +550,11 @@ async fn a_wrong_key_shows_a_clear_message() {
     let body = page.browser.text("body").await;
     assert!(body.contains("A valid function key is required"), "{body}");
     page.browser.screenshot("wrong-key-standalone").await;
-    page.browser
-        .goto(&standalone.url("/api/dashboard?code=right-key"))
-        .await;
-    page.browser
-        .wait_until(
-            "the page working in standalone mode",
-            WAIT,
-            "document.getElementById('refresh-state').textContent.startsWith('Updated')",
-        )
-        .await;
+    open_page(
+        &page.browser,
+        &standalone.url("/api/dashboard?code=right-key"),
+    )
+    .await;
     page.close().await;
 }
 
@@ -615,9 +617,14 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_works_from_the_keyboard() {
         .app
         .submit(job(&["technology", "programming", "MachineLearning"], 5))
         .await;
+    // Only the callback's origin is shown: the rest of its URL may hold a secret.
     let mixed = page
         .app
-        .submit(job(&["gadgets", "privatestuff", "computerscience"], 5))
+        .submit(json!({
+            "topics": ["gadgets", "privatestuff", "computerscience"],
+            "limit": 5,
+            "callback_url": "https://hooks.example.invalid/done?token=s3cret",
+        }))
         .await;
     for id in [&failed, &completed, &mixed] {
         page.app.wait_terminal(id, WAIT).await;
@@ -683,6 +690,40 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_works_from_the_keyboard() {
         .await;
     assert_eq!(focused, "detail-title");
     page.browser.screenshot("detail-1280").await;
+    let request = page.browser.text("#detail-request").await;
+    for shown in [
+        "r/gadgets r/privatestuff r/computerscience",
+        "5 posts each",
+        "https://hooks.example.invalid",
+    ] {
+        assert!(request.contains(shown), "{shown} in {request}");
+    }
+    assert!(!page.browser.text("body").await.contains("s3cret"));
+    let results = page
+        .browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#result-rows tr')).map(tr => tr.innerText.replace(/\\s+/g, ' '));",
+            Vec::new(),
+        )
+        .await;
+    let results: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row.as_str().unwrap())
+        .collect();
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(
+        results[0].contains("r/gadgets")
+            && results[0].contains("success")
+            && results[0].contains("_reddit_gadgets.json"),
+        "{results:?}"
+    );
+    assert!(
+        results[1].contains("fetch failed")
+            && results[1].contains("r/privatestuff is private (HTTP 403)"),
+        "{results:?}"
+    );
 
     page.browser.resize(390, 844).await;
     let width = page
@@ -777,16 +818,11 @@ async fn count_requests(window: Duration) -> (RequestCount, RequestCount) {
     }
     let idle = Arc::new(idle);
     let public = PublicAddress::serve(idle).await;
-    busy.browser
-        .goto(&public.url(&format!("/api/dashboard?code={HOST_KEY}")))
-        .await;
-    busy.browser
-        .wait_until(
-            "the idle page's first refresh",
-            WAIT,
-            "document.getElementById('refresh-state').textContent.startsWith('Updated')",
-        )
-        .await;
+    open_page(
+        &busy.browser,
+        &public.url(&format!("/api/dashboard?code={HOST_KEY}")),
+    )
+    .await;
     let from = Instant::now();
     tokio::time::sleep(window).await;
     let finished = RequestCount::of(&public.requests_since(from));
