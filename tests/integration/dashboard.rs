@@ -470,12 +470,8 @@ async fn a_subreddit_error_text_with_markup_renders_as_text_and_runs_nothing() {
         "{effects}"
     );
     page.browser
-        .execute(
-            "document.querySelector('#result-rows').scrollIntoView({block: 'center'}); return true;",
-            Vec::new(),
-        )
+        .screenshot_at("#result-rows", "markup-as-text-1280")
         .await;
-    page.browser.screenshot("markup-as-text-1280").await;
     page.close().await;
 }
 
@@ -741,20 +737,8 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_works_from_the_keyboard() {
             .await,
         true
     );
-    page.browser
-        .execute(
-            "document.getElementById('detail').scrollIntoView(); return true;",
-            Vec::new(),
-        )
-        .await;
-    page.browser.screenshot("detail-390").await;
-    page.browser
-        .execute(
-            "document.getElementById('jobs').scrollIntoView(); return true;",
-            Vec::new(),
-        )
-        .await;
-    page.browser.screenshot("jobs-390").await;
+    page.browser.screenshot_at("#detail", "detail-390").await;
+    page.browser.screenshot_at("#jobs", "jobs-390").await;
     page.close().await;
 }
 

@@ -260,6 +260,17 @@ impl Browser {
         path
     }
 
+    /// Scrolls the first element matching `css` to the top of the view, then saves the
+    /// screenshot as [`screenshot`](Self::screenshot) does.
+    pub async fn screenshot_at(&self, css: &str, name: &str) -> PathBuf {
+        self.execute(
+            "document.querySelector(arguments[0]).scrollIntoView({block: 'start'}); return true;",
+            vec![json!(css)],
+        )
+        .await;
+        self.screenshot(name).await
+    }
+
     /// Ends the session; chromedriver stops Chromium.
     pub async fn close(self) {
         let _ = self
