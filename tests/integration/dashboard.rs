@@ -154,6 +154,13 @@ async fn jobs_appear_and_their_progress_moves_to_completed() {
         .set("slowtopic", Behaviour::Slow(Duration::from_secs(5)));
     let quick = page.app.submit(job(&["technology"], 3)).await;
     let slow = page.app.submit(job(&["gadgets", "slowtopic"], 3)).await;
+    // While a listed job runs, a list answer says when to look again, as a status answer does.
+    let list = || {
+        page.app
+            .host
+            .forward(page.app.with_key(HostRequest::get("/api/SummaryWomble")))
+    };
+    assert_eq!(list().await.header("retry-after").as_deref(), Some("5"));
     page.open().await;
 
     let rows = page
@@ -186,6 +193,7 @@ async fn jobs_appear_and_their_progress_moves_to_completed() {
         )
         .await;
     page.browser.screenshot("jobs-1280").await;
+    assert_eq!(list().await.header("retry-after"), None);
 
     let requests = page.public.requests();
     let loads = requests
