@@ -1808,7 +1808,7 @@ async fn with_keys_enforced_a_call_without_a_valid_key_gets_an_empty_401_and_a_v
 }
 
 #[tokio::test]
-async fn a_function_key_opens_only_its_own_function_and_a_route_replaces_the_folder_name() {
+async fn a_function_key_opens_only_its_own_function_at_its_declared_route() {
     let (host, _dir) = local_host(
         HostOptions::default()
             .enforce_keys(["host-key"])
@@ -1820,7 +1820,10 @@ async fn a_function_key_opens_only_its_own_function_and_a_route_replaces_the_fol
         .http_function_at("/api/dashboard")
         .expect("Dashboard's route");
     assert_eq!(dashboard.name, "Dashboard");
-    assert!(host.app().http_function_at("/api/Dashboard/x").is_none());
+    assert_eq!(
+        dashboard.public_path(&host.app().route_prefix).as_deref(),
+        Some("/api/dashboard")
+    );
 
     let page = host
         .forward(HostRequest::get("/api/dashboard?code=dashboard-key"))
