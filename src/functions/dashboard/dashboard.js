@@ -594,6 +594,15 @@
           if (one.retryAfter !== null) {
             retryAfter = retryAfter === null ? one.retryAfter : Math.min(retryAfter, one.retryAfter);
           }
+        }, function (failure) {
+          // A job purged since it was opened: close it rather than ask again and again.
+          if (failure instanceof ApiFailure && failure.status === 404 && state.selected === wanted) {
+            state.selected = null;
+            state.selectedDoc = null;
+            notice('Job ' + shortId(wanted) + ' no longer exists.');
+            return;
+          }
+          throw failure;
         });
       })
       .then(function () {
