@@ -75,7 +75,8 @@ pub struct StatusRepository {
 /// How many read-modify-write rounds an update tries before giving up on a hot document.
 const MAX_UPDATE_ROUNDS: u32 = 32;
 
-fn status_blob(id: JobId) -> BlobName {
+/// The name of a job's status document, `jobs/<id>/status.json`.
+pub(crate) fn status_blob(id: JobId) -> BlobName {
     BlobName::parse(format!("{JOBS_PREFIX}{id}/status.json")).expect("job ids make valid names")
 }
 
@@ -272,8 +273,20 @@ impl StatusRepository {
         loop {
             let (ids, next) = self.list_ids(marker, 1000).await?;
             for id in ids {
-                let Some(Versioned { document, .. }) = self.load(id).await? else {
-                    continue;
+                let document = match self.load(id).await {
+                    Ok(Some(Versioned { document, .. })) => document,
+                    Ok(None) => continue,
+                    // A document this version cannot read (a newer version's, or damaged) is
+                    // left alone: it must not stop the purge of the jobs listed after it.
+                    Err(RepositoryError::Corrupt(error)) => {
+                        tracing::warn!(
+                            blob = %status_blob(id),
+                            error = %crate::telemetry::Chain(&error),
+                            "skipping a status document that does not parse"
+                        );
+                        continue;
+                    }
+                    Err(error) => return Err(error),
                 };
                 if document.status.is_terminal()
                     && document.finished_at.is_some_and(|at| at < cutoff)

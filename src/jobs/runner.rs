@@ -114,7 +114,7 @@ struct Inner {
     topics: Arc<dyn TopicSource>,
     options: RunnerOptions,
     queue: Mutex<Queue>,
-    /// Jobs a scan found terminal: never read again while they exist.
+    /// Jobs a scan found terminal, or could not read: never read again while they exist.
     finished: Mutex<HashSet<JobId>>,
     wake: Notify,
     tracker: TaskTracker,

@@ -5,6 +5,7 @@
 mod api;
 mod cli;
 mod durability;
+mod hardening;
 mod load;
 mod openapi;
 mod reddit;

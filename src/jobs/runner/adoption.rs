@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use crate::jobs::id::JobId;
-use crate::jobs::repository::{RepositoryError, StaleClaim};
+use crate::jobs::repository::{status_blob, RepositoryError, StaleClaim};
 use crate::jobs::status;
 
 use super::JobRunner;
@@ -50,7 +50,27 @@ impl JobRunner {
         };
         let mut adopted = 0;
         for job in candidates {
-            match repository.claim_stale(job, stale_before, now).await? {
+            let claim = match repository.claim_stale(job, stale_before, now).await {
+                Ok(claim) => claim,
+                // One document this version cannot read (a newer version's, or damaged) must
+                // not stop the adoption of the jobs listed after it. It is remembered with the
+                // finished ones, so the warning comes once, not at every scan.
+                Err(RepositoryError::Corrupt(error)) => {
+                    tracing::warn!(
+                        blob = %status_blob(job),
+                        error = %crate::telemetry::Chain(&error),
+                        "skipping a status document that does not parse"
+                    );
+                    self.inner
+                        .finished
+                        .lock()
+                        .expect("finished lock")
+                        .insert(job);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            match claim {
                 StaleClaim::Adopted(document) => {
                     let queue_depth = self.enqueue(&document, true);
                     tracing::warn!(job_id = %job, status = %document.status, attempt = document.attempts, queue_depth, "adopting a job whose worker stopped");
