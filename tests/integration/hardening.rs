@@ -1,7 +1,7 @@
 //! Hardening: what one bad blob, a busy instance, an ambiguous storage failure or a predictable
 //! key must not be able to do. Each test here failed before its fix.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{TimeDelta, Utc};
@@ -12,8 +12,9 @@ use summary_womble::jobs::{
 use summary_womble::reddit::Subreddit;
 use summary_womble::store::{BlobName, WriteCondition};
 
-use crate::support::app::TestApp;
+use crate::support::app::{job, TestApp};
 use crate::support::azurite::Container;
+use crate::support::fake_reddit::{Behaviour, FakeReddit};
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -22,6 +23,25 @@ const QUICK_ADOPTION: (&str, &str) = ("JOB_STALE_AFTER_SECONDS", "5");
 
 /// Sorts before any job id a UUID v4 can produce, so a listing of `jobs/` meets it first.
 const FIRST_ID: &str = "00000000-0000-4000-8000-000000000000";
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// When the fake Reddit was asked for each page of `subreddit`'s listing.
+fn listing_requests_at(reddit: &FakeReddit, subreddit: &str) -> Vec<Instant> {
+    let prefix = format!("/r/{subreddit}/hot");
+    reddit
+        .requests()
+        .into_iter()
+        .filter(|seen| seen.path.starts_with(&prefix))
+        .map(|seen| seen.at)
+        .collect()
+}
 
 fn request(topics: &[&str]) -> JobRequest {
     JobRequest {
@@ -109,4 +129,72 @@ async fn an_unreadable_status_document_does_not_stop_the_purge() {
     assert_eq!(purged, 1);
     assert!(repository.load(old).await.unwrap().is_none());
     assert!(container.read(&garbage).await.is_some());
+}
+
+#[tokio::test]
+async fn a_busy_instance_claims_no_stale_job_so_no_subreddit_is_fetched_by_two_live_processes() {
+    // Instance A has one worker, held by `heldone` for 16 s.
+    let app = TestApp::start_with(vec![QUICK_ADOPTION, ("MAX_CONCURRENT_JOBS", "1")]).await;
+    app.reddit
+        .set("heldone", Behaviour::Slow(Duration::from_secs(16)));
+    app.reddit
+        .set("heldtwo", Behaviour::Slow(Duration::from_secs(12)));
+    let busy = app.submit(job(&["heldone"], 1)).await;
+    wait_for("A to start its job", WAIT, async || {
+        app.reddit.listing_requests("heldone") == 1
+    })
+    .await;
+
+    // A job whose instance died before starting it: stale 5 s from now. A's scans see it while
+    // A's only worker is busy; before the fix A claimed it anyway and let it wait, unheartbeaten.
+    let repository = StatusRepository::new(app.container.store.clone());
+    let orphan = JobId::new();
+    repository
+        .create(&StatusDocument::queued(
+            orphan,
+            request(&["heldtwo"]),
+            None,
+            Utc::now() - TimeDelta::hours(1),
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    // Instance B is idle: it adopts the orphan and starts fetching `heldtwo`.
+    let mut second = app.another_instance().await;
+    wait_for("B to fetch the orphan's subreddit", WAIT, async || {
+        app.reddit.listing_requests("heldtwo") >= 1
+    })
+    .await;
+    // The worst moment: A's worker has just come free while B is mid-fetch; then B dies.
+    app.wait_terminal(&busy, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    second.kill();
+    let killed_at = Instant::now();
+    app.reddit.set(
+        "heldtwo",
+        Behaviour::Posts {
+            posts: 10,
+            stickied: 0,
+        },
+    );
+
+    // A, now idle, adopts the job once B's heartbeat has stopped, and finishes it.
+    let done = app.wait_stored_terminal(&orphan.to_string(), WAIT).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 2, "claimed by B, then by A: {done}");
+    let fetches = listing_requests_at(&app.reddit, "heldtwo");
+    assert_eq!(
+        fetches.len(),
+        2,
+        "once by B, once by A after B died: {fetches:?}\nA:\n{}",
+        app.host.logs()
+    );
+    assert!(
+        fetches[1] > killed_at,
+        "A fetched r/heldtwo while B was still fetching it:\nA:\n{}\nB:\n{}",
+        app.host.logs(),
+        second.logs()
+    );
+    assert_eq!(app.reddit.listing_requests("heldone"), 1);
 }
