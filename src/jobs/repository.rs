@@ -23,6 +23,9 @@ const JSON: &str = "application/json";
 pub const JOBS_PREFIX: &str = "jobs/";
 /// `Idempotency-Key` records: the SHA-256 of the key, pointing at the job it started.
 const IDEMPOTENCY_PREFIX: &str = "jobs/idempotency/";
+/// The app's own secret for keys no caller may predict (the timer's idempotency keys): made
+/// once, at random, by the first instance that needs it.
+const APP_SECRET: &str = "jobs/secret/app-key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
@@ -202,6 +205,35 @@ impl StatusRepository {
                     serde_json::from_slice(&blob.body).map_err(RepositoryError::Corrupt)?;
                 Ok(Some(record.job_id))
             }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The app's own secret, created at random and stored (create-only, so all instances
+    /// agree on the first one written) the first time it is asked for.
+    pub async fn app_secret(&self) -> Result<Bytes, RepositoryError> {
+        let name = BlobName::parse(APP_SECRET).expect("a valid name");
+        if let Some(blob) = self.store.get(&name).await? {
+            return Ok(blob.body);
+        }
+        let fresh = Bytes::from(hex::encode(rand::random::<[u8; 32]>()));
+        match self
+            .store
+            .put(
+                &name,
+                fresh.clone(),
+                "text/plain",
+                WriteCondition::IfNotExists,
+            )
+            .await
+        {
+            Ok(_) => Ok(fresh),
+            Err(StoreError::ConditionFailed) => Ok(self
+                .store
+                .get(&name)
+                .await?
+                .ok_or(RepositoryError::NotFound)?
+                .body),
             Err(error) => Err(error.into()),
         }
     }

@@ -8,6 +8,8 @@
 //! the subreddits already done.
 
 mod adoption;
+#[cfg(test)]
+mod tests;
 mod work;
 
 use std::collections::{BinaryHeap, HashSet};
@@ -24,7 +26,7 @@ use super::callback::CallbackSender;
 use super::id::JobId;
 use super::repository::{RepositoryError, StatusRepository};
 use super::request::{IdempotencyKey, JobRequest, Priority};
-use super::status::{self, StatusDocument, TransitionError};
+use super::status::{self, JobStatus, StatusDocument, TransitionError};
 use crate::reddit::TopicSource;
 use crate::retry::{retry, Backoff, Verdict};
 use crate::store::StoreError;
@@ -192,7 +194,20 @@ impl JobRunner {
             if let Some(original) = repository.reserve_idempotency_key(key, id).await? {
                 if let Some(existing) = repository.load(original).await? {
                     tracing::info!(job_id = %original, "idempotency key seen before; returning the original job");
-                    return Ok(existing.document);
+                    let document = existing.document;
+                    // Stored by a submit that failed to hear back, the job waits for no worker
+                    // yet: queue it here (a worker's claim is conditional, so a job queued by
+                    // another instance too still runs once).
+                    if document.status == JobStatus::Queued {
+                        self.enqueue(
+                            original,
+                            document.request.priority,
+                            Start::Submitted {
+                                seen_attempts: document.attempts,
+                            },
+                        );
+                    }
+                    return Ok(document);
                 }
                 // The key was recorded but its job never stored (the process died in between):
                 // create that job now, under the id the key already points to.
@@ -212,7 +227,11 @@ impl JobRunner {
                 return Err(RepositoryError::NotFound.into());
             }
             Err(error) => {
-                if let Some(key) = idempotency_key {
+                // A failure that may pass (a timeout, a 5xx) leaves it unknown whether the job
+                // was stored: the key keeps pointing at its id, so a repeat answers that job if
+                // it exists and creates it under that id if not. Only a create that was surely
+                // refused frees the key.
+                if let Some(key) = idempotency_key.filter(|_| !error.is_retryable()) {
                     let _ = repository.release_idempotency_key(key).await;
                 }
                 return Err(error.into());

@@ -15,6 +15,8 @@ use summary_womble::store::{BlobName, WriteCondition};
 use crate::support::app::{job, TestApp};
 use crate::support::azurite::Container;
 use crate::support::fake_reddit::{Behaviour, FakeReddit};
+use crate::support::gate::Gate;
+use crate::support::host::{timer_payload, HostRequest};
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -197,4 +199,54 @@ async fn a_busy_instance_claims_no_stale_job_so_no_subreddit_is_fetched_by_two_l
         second.logs()
     );
     assert_eq!(app.reddit.listing_requests("heldone"), 1);
+}
+
+#[tokio::test]
+async fn a_caller_who_registers_the_next_slots_predictable_key_does_not_stop_the_timers_job() {
+    const KEY: &str = "summary-womble-function-key";
+    let gate = Gate::start(KEY).await;
+    let app = TestApp::start_with(vec![
+        ("SUMMARY_WOMBLE_URL", &gate.url()),
+        ("SUMMARY_WOMBLE_KEY", KEY),
+        ("HOT_TOPICS_SUBREDDITS", "technology"),
+        ("STATUS_CHECK_DELAY_SECONDS", "0"),
+    ])
+    .await;
+    gate.forward_to(app.host.port());
+
+    // Any holder of a function key could compute the key the timer used to send for a slot.
+    let squatted = app
+        .host
+        .forward(
+            HostRequest::post("/api/SummaryWomble", Vec::new())
+                .header(
+                    "Idempotency-Key",
+                    "GetHotTopics:next:2026-11-28T12:00:00+00:00",
+                )
+                .json(&job(&["gadgets"], 1)),
+        )
+        .await;
+    assert_eq!(squatted.status, 202, "{}", squatted.text());
+    let squatter = squatted.json()["job_id"].as_str().unwrap().to_owned();
+
+    let outcome = app
+        .host
+        .invoke_timer(
+            "GetHotTopics",
+            timer_payload(Some("2026-11-28T12:00:00Z"), false),
+        )
+        .await;
+    assert!(outcome.succeeded, "{outcome:?}");
+    let accepted = outcome
+        .logs
+        .iter()
+        .find_map(|line| line.strip_prefix("Job ")?.split_once(" accepted"))
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_else(|| panic!("no ticket logged: {:?}", outcome.logs));
+    assert_ne!(accepted, squatter, "the timer got the squatter's job");
+    let stored = app.stored_status(&accepted).await.expect("the timer's job");
+    assert_eq!(
+        stored["request"]["topics"],
+        serde_json::json!(["technology"])
+    );
 }
