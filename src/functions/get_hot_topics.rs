@@ -159,12 +159,13 @@ pub async fn run(
         }
     };
     let key = slot_idempotency_key(&secret, &slot_key(&timer, utc_now.as_deref()));
-    match submit_and_check(context, &key, &mut log).await {
-        Ok(()) => {}
-        Err(error) => return Err((error, log)),
-    }
+    let submitted = submit_and_check(context, &key, &mut log).await;
+    // A failed submit does not skip the purge: retention must not depend on SummaryWomble.
     purge_expired(context, &mut log).await;
-    Ok(log)
+    match submitted {
+        Ok(()) => Ok(log),
+        Err(error) => Err((error, log)),
+    }
 }
 
 async fn submit_and_check(

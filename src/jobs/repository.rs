@@ -23,6 +23,13 @@ const JSON: &str = "application/json";
 pub const JOBS_PREFIX: &str = "jobs/";
 /// `Idempotency-Key` records: the SHA-256 of the key, pointing at the job it started.
 const IDEMPOTENCY_PREFIX: &str = "jobs/idempotency/";
+/// The list index: one empty blob per job, `jobs/index/<inverted created_at>_<job_id>`, whose
+/// names sort newest first, so a list reads only the names it needs (docs/storage.md).
+pub(crate) const INDEX_PREFIX: &str = "jobs/index/";
+/// Microseconds since the epoch are subtracted from this, so later jobs get smaller names; 17
+/// digits last until the year 5138.
+const INDEX_NEWEST: i64 = 99_999_999_999_999_999;
+
 /// The app's own secret for keys no caller may predict (the timer's idempotency keys): made
 /// once, at random, by the first instance that needs it.
 const APP_SECRET: &str = "jobs/secret/app-key";
@@ -72,7 +79,7 @@ pub struct Versioned {
 
 #[derive(Clone)]
 pub struct StatusRepository {
-    store: Arc<dyn BlobStore>,
+    pub(super) store: Arc<dyn BlobStore>,
 }
 
 /// How many read-modify-write rounds an update tries before giving up on a hot document.
@@ -92,6 +99,22 @@ fn job_of_status_blob(name: &str) -> Option<JobId> {
     } else {
         None
     }
+}
+
+/// The index entry of the job `id` created at `created_at`.
+pub(crate) fn index_blob(created_at: DateTime<Utc>, id: JobId) -> BlobName {
+    let inverted = INDEX_NEWEST - created_at.timestamp_micros();
+    BlobName::parse(format!("{INDEX_PREFIX}{inverted:017}_{id}")).expect("digits and a job id")
+}
+
+/// The creation time and job of an index entry's name.
+pub(crate) fn parse_index_blob(name: &str) -> Option<(DateTime<Utc>, JobId)> {
+    let (inverted, id) = name.strip_prefix(INDEX_PREFIX)?.split_once('_')?;
+    let micros = INDEX_NEWEST.checked_sub(inverted.parse::<i64>().ok()?)?;
+    Some((
+        DateTime::from_timestamp_micros(micros)?,
+        JobId::parse(id).ok()?,
+    ))
 }
 
 fn idempotency_blob(key: &IdempotencyKey) -> BlobName {
@@ -128,6 +151,21 @@ impl StatusRepository {
     }
 
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
+        // The index entry first: one whose job was never stored is skipped by the lister, while
+        // a job without an entry would never be listed. A repeat of a create finds it there.
+        match self
+            .store
+            .put(
+                &index_blob(document.created_at, document.job_id),
+                Bytes::new(),
+                "application/octet-stream",
+                WriteCondition::IfNotExists,
+            )
+            .await
+        {
+            Ok(_) | Err(StoreError::ConditionFailed) => {}
+            Err(error) => return Err(error.into()),
+        }
         self.store
             .put(
                 &status_blob(document.job_id),
@@ -300,7 +338,7 @@ impl StatusRepository {
         &self,
         cutoff: DateTime<Utc>,
     ) -> Result<usize, RepositoryError> {
-        let mut expired = std::collections::HashSet::new();
+        let mut expired = std::collections::HashMap::new();
         let mut marker = None;
         loop {
             let (ids, next) = self.list_ids(marker, 1000).await?;
@@ -323,7 +361,7 @@ impl StatusRepository {
                 if document.status.is_terminal()
                     && document.finished_at.is_some_and(|at| at < cutoff)
                 {
-                    expired.insert(id);
+                    expired.insert(id, document.created_at);
                 }
             }
             match next {
@@ -339,13 +377,14 @@ impl StatusRepository {
         for item in self.list_all(IDEMPOTENCY_PREFIX).await? {
             if let Some(blob) = self.store.get(&item.name).await? {
                 if serde_json::from_slice::<IdempotencyRecord>(&blob.body)
-                    .is_ok_and(|record| expired.contains(&record.job_id))
+                    .is_ok_and(|record| expired.contains_key(&record.job_id))
                 {
                     self.store.delete(&item.name).await?;
                 }
             }
         }
-        for id in &expired {
+        for (&id, &created_at) in &expired {
+            self.store.delete(&index_blob(created_at, id)).await?;
             for item in self.list_all(&format!("{JOBS_PREFIX}{id}/")).await? {
                 self.store.delete(&item.name).await?;
             }

@@ -250,3 +250,33 @@ async fn a_caller_who_registers_the_next_slots_predictable_key_does_not_stop_the
         serde_json::json!(["technology"])
     );
 }
+
+#[tokio::test]
+async fn a_failed_timer_submit_does_not_skip_the_purge() {
+    let gate = Gate::start("summary-womble-function-key").await;
+    let container = Container::fresh().await;
+    let repository = StatusRepository::new(container.store.clone());
+    let old = JobId::new();
+    repository.create(&finished(old, 45)).await.unwrap();
+    let app = TestApp::start_on(
+        container,
+        vec![
+            ("SUMMARY_WOMBLE_URL", &gate.url()),
+            ("SUMMARY_WOMBLE_KEY", "summary-womble-function-key"),
+            ("STATUS_CHECK_DELAY_SECONDS", "0"),
+        ],
+    )
+    .await;
+    gate.answer_with(500);
+
+    let outcome = app
+        .host
+        .invoke_timer("GetHotTopics", timer_payload(None, false))
+        .await;
+    assert!(!outcome.succeeded, "{outcome:?}");
+    assert!(
+        app.stored_status(&old.to_string()).await.is_none(),
+        "the old job is purged all the same:\n{}",
+        app.host.logs()
+    );
+}
