@@ -62,3 +62,20 @@ pub enum FetchError {
     #[error("r/{subreddit}: Reddit could not be reached ({reason})")]
     Unreachable { subreddit: String, reason: String },
 }
+
+/// A topic source with nothing to say, for unit tests about everything around the topics.
+#[cfg(test)]
+pub(crate) struct NoTopics;
+
+#[cfg(test)]
+#[async_trait]
+impl TopicSource for NoTopics {
+    async fn hot_topics(
+        &self,
+        _subreddit: &Subreddit,
+        _limit: u32,
+        _fetched_at: &str,
+    ) -> Result<Vec<Topic>, FetchError> {
+        Ok(Vec::new())
+    }
+}

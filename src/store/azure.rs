@@ -18,15 +18,12 @@
 //! - Reads use the SDK's ranged GET. Azure answers a ranged GET of an empty blob with
 //!   `416 InvalidRange`, so that case is answered from the blob's properties.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_core::auth::Secret;
-use azure_core::error::ErrorKind;
 use azure_core::request_options::{IfMatchCondition, MaxResults, NextMarker};
 use azure_core::{ClientOptions, RetryOptions, StatusCode, TransportOptions, Url};
 use azure_storage::{CloudLocation, StorageCredentials};
@@ -38,7 +35,16 @@ use futures::StreamExt;
 use super::{Blob, BlobItem, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
 use crate::retry::{retry, Backoff, Verdict};
 
+mod connection;
+mod errors;
 mod identity;
+
+pub use connection::account_from_endpoint;
+use connection::{parse_endpoint, validate_account, validate_container, StorageTarget};
+use errors::{
+    classify, error_code_of, is_client_error, is_condition_failure, is_missing_container,
+    server_wait, status_of, ChangedDuringRead, ContainerWasMissing,
+};
 
 pub use identity::{Identity, ManagedIdentityCredential, TokenEndpoint};
 
@@ -194,12 +200,15 @@ impl AzureBlobStore {
             &RETRIES,
             None,
             attempt,
-            |error| Verdict::retry_if(error.is_retryable()),
+            |error| match server_wait(error) {
+                Some(wait) if error.is_retryable() => Verdict::RetryAfter(wait),
+                _ => Verdict::retry_if(error.is_retryable()),
+            },
             |error, retrying| {
                 tracing::debug!(
                     operation,
                     attempt = retrying.attempt,
-                    error = %ErrorChain(error),
+                    error = %crate::telemetry::Chain(error),
                     "storage call failed; retrying"
                 );
             },
@@ -281,6 +290,12 @@ impl AzureBlobStore {
             Ok(response) => Ok(ETag(response.etag)),
             Err(error) if is_condition_failure(&error, condition) => {
                 Err(StoreError::ConditionFailed)
+            }
+            Err(error) if is_missing_container(&error) => {
+                // The first write before the container exists (a submit that beat the
+                // background creation at start): create it, and let the retry write again.
+                self.ensure_container_once().await?;
+                Err(StoreError::Unavailable(Box::new(ContainerWasMissing)))
             }
             Err(error) => Err(classify(error)),
         }
@@ -431,534 +446,5 @@ impl BlobStore for AzureBlobStore {
     }
 }
 
-/// Where a connection string points and how to authenticate there.
-struct StorageTarget {
-    account: String,
-    /// The blob service URL, without a trailing `/`.
-    endpoint: Url,
-    credentials: StorageCredentials,
-}
-
-impl StorageTarget {
-    fn parse(connection_string: &str) -> Result<Self, AzureConfigError> {
-        let settings = ConnectionSettings::parse(connection_string)?;
-
-        match settings.get("UseDevelopmentStorage") {
-            Some(value) if value.eq_ignore_ascii_case("true") => {
-                if settings.get("DevelopmentStorageProxyUri").is_some() {
-                    return Err(AzureConfigError::Unsupported("DevelopmentStorageProxyUri"));
-                }
-                return Ok(Self {
-                    account: EMULATOR_ACCOUNT.to_owned(),
-                    endpoint: Url::parse(EMULATOR_BLOB_ENDPOINT).expect("a valid constant URL"),
-                    credentials: StorageCredentials::access_key(
-                        EMULATOR_ACCOUNT,
-                        Secret::new(EMULATOR_ACCOUNT_KEY),
-                    ),
-                });
-            }
-            Some(value) if value.eq_ignore_ascii_case("false") => {}
-            Some(_) => return Err(AzureConfigError::Invalid("UseDevelopmentStorage")),
-            None => {}
-        }
-
-        let blob_endpoint = settings
-            .get("BlobEndpoint")
-            .map(|endpoint| {
-                parse_endpoint(endpoint).ok_or(AzureConfigError::Invalid("BlobEndpoint"))
-            })
-            .transpose()?;
-        let account = match (settings.get("AccountName"), &blob_endpoint) {
-            (Some(account), _) => account.to_owned(),
-            // Shared access signature strings often carry only the endpoint.
-            (None, Some(endpoint)) => {
-                account_from_endpoint(endpoint).ok_or(AzureConfigError::Missing("AccountName"))?
-            }
-            (None, None) => return Err(AzureConfigError::Missing("AccountName")),
-        };
-        validate_account(&account)?;
-
-        let endpoint = match blob_endpoint {
-            Some(endpoint) => endpoint,
-            None => {
-                let protocol = match settings.get("DefaultEndpointsProtocol") {
-                    None => "https",
-                    Some(p) if p.eq_ignore_ascii_case("https") => "https",
-                    Some(p) if p.eq_ignore_ascii_case("http") => "http",
-                    Some(_) => return Err(AzureConfigError::Invalid("DefaultEndpointsProtocol")),
-                };
-                let suffix = settings.get("EndpointSuffix").unwrap_or("core.windows.net");
-                parse_endpoint(&format!("{protocol}://{account}.blob.{suffix}"))
-                    .ok_or(AzureConfigError::Invalid("EndpointSuffix"))?
-            }
-        };
-
-        let credentials = match (
-            settings.get("AccountKey"),
-            settings.get("SharedAccessSignature"),
-        ) {
-            (Some(_), Some(_)) => {
-                return Err(AzureConfigError::Malformed(
-                    "both AccountKey and SharedAccessSignature are set".to_owned(),
-                ))
-            }
-            (Some(key), None) => {
-                // The SDK would only find a bad key when signing the first request.
-                if azure_core::base64::decode(key).is_err() {
-                    return Err(AzureConfigError::Invalid("AccountKey"));
-                }
-                StorageCredentials::access_key(account.clone(), Secret::new(key.to_owned()))
-            }
-            (None, Some(sas)) => StorageCredentials::sas_token(sas.trim_start_matches('?'))
-                .map_err(|_| AzureConfigError::Invalid("SharedAccessSignature"))?,
-            (None, None) => {
-                return Err(AzureConfigError::Missing(
-                    "AccountKey or SharedAccessSignature",
-                ))
-            }
-        };
-
-        Ok(Self {
-            account,
-            endpoint,
-            credentials,
-        })
-    }
-}
-
-/// The `key=value;` pairs of a connection string, keys compared case-insensitively.
-struct ConnectionSettings<'a>(HashMap<String, &'a str>);
-
-impl<'a> ConnectionSettings<'a> {
-    fn parse(connection_string: &'a str) -> Result<Self, AzureConfigError> {
-        let mut settings = HashMap::new();
-        for (index, segment) in connection_string.split(';').enumerate() {
-            let segment = segment.trim();
-            if segment.is_empty() {
-                continue;
-            }
-            // Never quote the segment: it may be (part of) a key.
-            let (key, value) = segment.split_once('=').ok_or_else(|| {
-                AzureConfigError::Malformed(format!("part {} has no `=`", index + 1))
-            })?;
-            let (key, value) = (key.trim(), value.trim());
-            if key.is_empty() || value.is_empty() {
-                return Err(AzureConfigError::Malformed(format!(
-                    "part {} has an empty key or value",
-                    index + 1
-                )));
-            }
-            settings.insert(key.to_ascii_lowercase(), value);
-        }
-        if settings.is_empty() {
-            return Err(AzureConfigError::Malformed("it is empty".to_owned()));
-        }
-        Ok(Self(settings))
-    }
-
-    fn get(&self, key: &str) -> Option<&'a str> {
-        self.0.get(&key.to_ascii_lowercase()).copied()
-    }
-}
-
-/// An `http(s)` URL without query or fragment, with any trailing `/` removed so that the SDK
-/// appends the container as a path segment of its own.
-fn parse_endpoint(endpoint: &str) -> Option<Url> {
-    let mut url = Url::parse(endpoint).ok()?;
-    let usable = matches!(url.scheme(), "http" | "https")
-        && url.host_str().is_some()
-        && url.query().is_none()
-        && url.fragment().is_none()
-        && url.username().is_empty()
-        && url.password().is_none();
-    if !usable {
-        return None;
-    }
-    let path = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&path);
-    Some(url)
-}
-
-/// The account a blob endpoint names: the first path segment of a path-style URL
-/// (`http://127.0.0.1:10000/devstoreaccount1`), else the first label of the host
-/// (`https://account.blob.core.windows.net`).
-pub fn account_from_endpoint(endpoint: &Url) -> Option<String> {
-    let from_path = endpoint
-        .path_segments()
-        .and_then(|mut segments| segments.next())
-        .filter(|segment| !segment.is_empty());
-    let from_host = || endpoint.host_str().and_then(|host| host.split('.').next());
-    from_path.or_else(from_host).map(str::to_owned)
-}
-
-fn validate_account(account: &str) -> Result<(), AzureConfigError> {
-    let valid = (3..=24).contains(&account.len())
-        && account
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if valid {
-        Ok(())
-    } else {
-        Err(AzureConfigError::InvalidAccount(account.to_owned()))
-    }
-}
-
-fn validate_container(container: &str) -> Result<(), AzureConfigError> {
-    let bytes = container.as_bytes();
-    let valid = (3..=63).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-        && !container.contains("--");
-    if valid {
-        Ok(())
-    } else {
-        Err(AzureConfigError::InvalidContainer(container.to_owned()))
-    }
-}
-
-fn status_of(error: &azure_core::Error) -> Option<StatusCode> {
-    match error.kind() {
-        ErrorKind::HttpResponse { status, .. } => Some(*status),
-        _ => None,
-    }
-}
-
-fn error_code_of(error: &azure_core::Error) -> Option<&str> {
-    match error.kind() {
-        ErrorKind::HttpResponse { error_code, .. } => error_code.as_deref(),
-        _ => None,
-    }
-}
-
-fn is_client_error(error: &azure_core::Error) -> bool {
-    status_of(error).is_some_and(|status| status.is_client_error())
-}
-
-/// Whether a failed write failed because of its precondition.
-fn is_condition_failure(error: &azure_core::Error, condition: &WriteCondition) -> bool {
-    match (status_of(error), error_code_of(error)) {
-        (Some(StatusCode::Conflict), Some("BlobAlreadyExists")) => true,
-        (Some(StatusCode::PreconditionFailed), None | Some("ConditionNotMet")) => true,
-        // `If-Match` on a blob that is gone; a missing container is a setup error instead.
-        (Some(StatusCode::NotFound), code) => {
-            matches!(condition, WriteCondition::IfMatch(_)) && code != Some("ContainerNotFound")
-        }
-        _ => false,
-    }
-}
-
-/// Sorts an SDK error into what the caller can do about it: connection trouble, timeouts,
-/// throttling and server errors are worth retrying; everything else is final.
-fn classify(error: azure_core::Error) -> StoreError {
-    let retryable = match error.kind() {
-        ErrorKind::Io => true,
-        ErrorKind::HttpResponse { status, error_code } => {
-            status.is_server_error()
-                || *status == StatusCode::TooManyRequests
-                || *status == StatusCode::RequestTimeout
-                || error_code.as_deref() == Some("ContainerBeingDeleted")
-        }
-        _ => false,
-    };
-    if retryable {
-        StoreError::Unavailable(Box::new(error))
-    } else {
-        StoreError::Failed(Box::new(error))
-    }
-}
-
-/// A multi-chunk read saw the blob change between chunks; reading again will see one version.
-#[derive(Debug, thiserror::Error)]
-#[error("the blob changed while it was being read")]
-struct ChangedDuringRead;
-
-/// Displays an error with its sources, for one log field.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use super::*;
-
-    const KEY: &str = "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWs=";
-
-    fn container_url(connection_string: &str) -> String {
-        let store = AzureBlobStore::from_connection_string(connection_string, "hot-topics")
-            .unwrap_or_else(|error| panic!("{connection_string:?} was rejected: {error}"));
-        store.container.url().unwrap().to_string()
-    }
-
-    #[test]
-    fn development_storage_means_azurite_on_its_default_port() {
-        let store =
-            AzureBlobStore::from_connection_string("UseDevelopmentStorage=true", "hot-topics")
-                .unwrap();
-        assert_eq!(store.account, "devstoreaccount1");
-        assert_eq!(
-            store.container.url().unwrap().as_str(),
-            "http://127.0.0.1:10000/devstoreaccount1/hot-topics"
-        );
-    }
-
-    #[test]
-    fn a_blob_endpoint_is_used_as_given() {
-        let azurite = format!(
-            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={EMULATOR_ACCOUNT_KEY};\
-             BlobEndpoint=http://127.0.0.1:41234/devstoreaccount1;"
-        );
-        assert_eq!(
-            container_url(&azurite),
-            "http://127.0.0.1:41234/devstoreaccount1/hot-topics"
-        );
-        let trailing_slash = azurite.replace("41234/devstoreaccount1;", "41234/devstoreaccount1/;");
-        assert_eq!(
-            container_url(&trailing_slash),
-            "http://127.0.0.1:41234/devstoreaccount1/hot-topics"
-        );
-    }
-
-    #[test]
-    fn an_account_string_points_at_the_public_cloud_by_default() {
-        let connection_string = format!(
-            "DefaultEndpointsProtocol=https;AccountName=womble;AccountKey={KEY};EndpointSuffix=core.windows.net"
-        );
-        assert_eq!(
-            container_url(&connection_string),
-            "https://womble.blob.core.windows.net/hot-topics"
-        );
-        assert_eq!(
-            container_url(&format!("AccountName=womble;AccountKey={KEY}")),
-            "https://womble.blob.core.windows.net/hot-topics"
-        );
-        assert_eq!(
-            container_url(&format!(
-                "AccountName=womble;AccountKey={KEY};EndpointSuffix=core.chinacloudapi.cn"
-            )),
-            "https://womble.blob.core.chinacloudapi.cn/hot-topics"
-        );
-    }
-
-    #[test]
-    fn keys_of_other_services_and_key_case_do_not_matter() {
-        let connection_string = format!(
-            "accountname=womble;ACCOUNTKEY={KEY};QueueEndpoint=https://womble.queue.core.windows.net/;\
-             TableEndpoint=https://womble.table.core.windows.net/"
-        );
-        assert_eq!(
-            container_url(&connection_string),
-            "https://womble.blob.core.windows.net/hot-topics"
-        );
-    }
-
-    #[test]
-    fn a_shared_access_signature_string_needs_no_account_name() {
-        let store = AzureBlobStore::from_connection_string(
-            "BlobEndpoint=https://womble.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&ss=b&srt=co&sp=rwdlac&se=2030-01-01T00:00:00Z&sig=abc%3D",
-            "hot-topics",
-        )
-        .unwrap();
-        assert_eq!(store.account, "womble");
-        assert_eq!(
-            store.describe(),
-            "azure blob womble/hot-topics at https://womble.blob.core.windows.net/"
-        );
-    }
-
-    #[test]
-    fn neither_describe_nor_debug_shows_the_key() {
-        let store = AzureBlobStore::from_connection_string(
-            &format!("AccountName=womble;AccountKey={KEY}"),
-            "hot-topics",
-        )
-        .unwrap();
-        let description = store.describe();
-        assert!(
-            description.starts_with("azure blob womble/hot-topics"),
-            "{description}"
-        );
-        assert!(!description.contains(KEY));
-        assert!(!format!("{store:?}").contains(KEY), "{store:?}");
-    }
-
-    #[test]
-    fn bad_connection_strings_are_rejected_without_quoting_the_key() {
-        let cases = [
-            (
-                format!("AccountName=womble;{}", KEY.trim_end_matches('=')),
-                "no `=`",
-            ),
-            (
-                format!("AccountName=womble;AccountKey={KEY};Extra="),
-                "empty key or value",
-            ),
-            (format!("AccountKey={KEY}"), "no AccountName"),
-            (
-                "AccountName=womble".to_owned(),
-                "no AccountKey or SharedAccessSignature",
-            ),
-            (
-                format!("AccountName=womble;AccountKey={KEY}!not-base64"),
-                "AccountKey is not valid",
-            ),
-            (
-                format!("AccountName=womble;AccountKey={KEY};SharedAccessSignature=sv=1&sig=x"),
-                "both AccountKey and SharedAccessSignature",
-            ),
-            (
-                format!("AccountName=womble;AccountKey={KEY};DefaultEndpointsProtocol=ftp"),
-                "DefaultEndpointsProtocol is not valid",
-            ),
-            (
-                format!("AccountName=womble;AccountKey={KEY};BlobEndpoint=not a url"),
-                "BlobEndpoint is not valid",
-            ),
-            (
-                format!(
-                    "AccountName=womble;AccountKey={KEY};BlobEndpoint=https://x.example/?sig={KEY}"
-                ),
-                "BlobEndpoint is not valid",
-            ),
-            (
-                format!("AccountName=Womble_1;AccountKey={KEY}"),
-                "invalid storage account name",
-            ),
-            (
-                "UseDevelopmentStorage=yes".to_owned(),
-                "UseDevelopmentStorage is not valid",
-            ),
-            (
-                "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://proxy".to_owned(),
-                "not supported",
-            ),
-            ("  ;  ".to_owned(), "it is empty"),
-        ];
-        for (connection_string, expected) in cases {
-            let error = AzureBlobStore::from_connection_string(&connection_string, "hot-topics")
-                .expect_err(&format!("{connection_string:?} should be rejected"));
-            let message = error.to_string();
-            assert!(
-                message.contains(expected),
-                "{message:?} should mention {expected:?}"
-            );
-            assert!(!message.contains(KEY), "{message:?} leaks the key");
-            assert!(
-                !message.contains("c2VjcmV0"),
-                "{message:?} leaks part of the key"
-            );
-        }
-    }
-
-    #[test]
-    fn container_names_follow_azure_rules() {
-        let connection_string = "UseDevelopmentStorage=true";
-        for good in ["hot-topics", "abc", "a1-b2-c3", &"a".repeat(63)] {
-            assert!(
-                AzureBlobStore::from_connection_string(connection_string, good).is_ok(),
-                "{good:?} should be accepted"
-            );
-        }
-        for bad in [
-            "",
-            "ab",
-            "Hot-Topics",
-            "-abc",
-            "abc-",
-            "a--b",
-            "a_b",
-            "a/b",
-            &"a".repeat(64),
-        ] {
-            assert!(
-                matches!(
-                    AzureBlobStore::from_connection_string(connection_string, bad),
-                    Err(AzureConfigError::InvalidContainer(_))
-                ),
-                "{bad:?} should be rejected"
-            );
-        }
-    }
-
-    #[test]
-    fn an_identity_based_store_needs_a_valid_account_name() {
-        let endpoint = Url::parse("https://account.blob.core.windows.net").unwrap();
-        let identity = Identity::ManagedIdentity { client_id: None };
-        assert!(matches!(
-            AzureBlobStore::with_identity("evil.example.com/x", &endpoint, &identity, "hot-topics"),
-            Err(AzureConfigError::InvalidAccount(_))
-        ));
-    }
-
-    #[test]
-    fn an_identity_based_store_uses_the_blob_service_uri_it_is_given() {
-        let identity = Identity::ManagedIdentity {
-            client_id: Some("client".to_owned()),
-        };
-        for (endpoint, expected) in [
-            (
-                "https://acct.blob.core.windows.net/",
-                "https://acct.blob.core.windows.net/hot-topics",
-            ),
-            (
-                "https://acct.privatelink.blob.core.usgovcloudapi.net",
-                "https://acct.privatelink.blob.core.usgovcloudapi.net/hot-topics",
-            ),
-            (
-                "http://127.0.0.1:10000/devstoreaccount1",
-                "http://127.0.0.1:10000/devstoreaccount1/hot-topics",
-            ),
-        ] {
-            let store = AzureBlobStore::with_identity(
-                "acct",
-                &Url::parse(endpoint).unwrap(),
-                &identity,
-                "hot-topics",
-            )
-            .unwrap();
-            assert_eq!(store.container.url().unwrap().as_str(), expected);
-        }
-    }
-
-    #[tokio::test]
-    async fn storage_that_cannot_be_reached_fails_fast_as_unavailable() {
-        // A port that was free a moment ago: connections are refused.
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
-        let store = AzureBlobStore::from_connection_string(
-            &format!(
-                "AccountName=devstoreaccount1;AccountKey={EMULATOR_ACCOUNT_KEY};\
-                 BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1"
-            ),
-            "hot-topics",
-        )
-        .unwrap();
-        let started = Instant::now();
-        let error = store
-            .get(&BlobName::parse("jobs/x/status.json").unwrap())
-            .await
-            .unwrap_err();
-        assert!(error.is_retryable(), "{error:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod dashboard;
 mod durability;
 mod hardening;
 mod load;
