@@ -11,23 +11,9 @@ use super::{JobRunner, RunnerOptions, SubmitError};
 use crate::jobs::callback::CallbackSender;
 use crate::jobs::repository::StatusRepository;
 use crate::jobs::request::{IdempotencyKey, JobRequest, Limit, Priority, Source};
-use crate::reddit::{FetchError, Subreddit, Topic, TopicSource};
+use crate::reddit::{NoTopics, Subreddit};
 use crate::store::local::LocalDirStore;
 use crate::store::{BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
-
-struct NoTopics;
-
-#[async_trait]
-impl TopicSource for NoTopics {
-    async fn hot_topics(
-        &self,
-        _subreddit: &Subreddit,
-        _limit: u32,
-        _fetched_at: &str,
-    ) -> Result<Vec<Topic>, FetchError> {
-        Ok(Vec::new())
-    }
-}
 
 /// A store whose next `creations` creates of a status document land, but whose answer is lost:
 /// the caller sees a timeout.
