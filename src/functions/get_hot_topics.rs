@@ -3,10 +3,14 @@
 //! A run submits the configured collection job to SummaryWomble over HTTP with the function
 //! key, logs the ticket, checks the job's status once after a delay, purges expired jobs, and
 //! returns without waiting for the job. Each run sends an `Idempotency-Key` derived from its
-//! schedule slot, so a doubled or retried run cannot start a second job for the same slot.
+//! schedule slot, so a doubled or retried run cannot start a second job for the same slot. The
+//! key is an HMAC of the slot under the app's own secret (kept in storage), so no caller can
+//! predict it and use it first to suppress a scheduled run.
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use hmac::{Hmac, Mac};
 use serde_json::json;
+use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::{Invocation, TimerInfo};
@@ -89,6 +93,8 @@ pub enum RunError {
     Unreachable(String),
     #[error("SummaryWomble refused the job (HTTP {status}): {body}")]
     Refused { status: u16, body: String },
+    #[error("the app's secret could not be read from storage: {0}")]
+    Secret(String),
 }
 
 /// The schedule slot a run belongs to: `ScheduleStatus.Next` when the host sent it (the next
@@ -116,6 +122,14 @@ pub fn slot_key(timer: &TimerInfo, utc_now: Option<&str>) -> String {
     format!("GetHotTopics:slot:{}", slot.to_rfc3339())
 }
 
+/// The `Idempotency-Key` of a slot: the hex HMAC-SHA256 of [`slot_key`] under the app's own
+/// secret. The slot is predictable; the key is not, except to the app.
+pub fn slot_idempotency_key(secret: &[u8], slot: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(slot.as_bytes());
+    format!("GetHotTopics:{}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// One timer run. `Ok` holds the log lines; the caller answers the host.
 pub async fn run(
     context: &FunctionContext,
@@ -137,13 +151,21 @@ pub async fn run(
     if timer.is_past_due {
         log.warn("GetHotTopics is running late (past due): a scheduled run was missed".into());
     }
-    let key = slot_key(&timer, utc_now.as_deref());
-    match submit_and_check(context, &key, &mut log).await {
-        Ok(()) => {}
-        Err(error) => return Err((error, log)),
-    }
+    let secret = match context.jobs.repository().app_secret().await {
+        Ok(secret) => secret,
+        Err(error) => {
+            let error = RunError::Secret(crate::telemetry::Chain(&error).to_string());
+            return Err((error, log));
+        }
+    };
+    let key = slot_idempotency_key(&secret, &slot_key(&timer, utc_now.as_deref()));
+    let submitted = submit_and_check(context, &key, &mut log).await;
+    // A failed submit does not skip the purge: retention must not depend on SummaryWomble.
     purge_expired(context, &mut log).await;
-    Ok(log)
+    match submitted {
+        Ok(()) => Ok(log),
+        Err(error) => Err((error, log)),
+    }
 }
 
 async fn submit_and_check(
@@ -272,6 +294,17 @@ mod tests {
             Some("2026-11-28T06:03:00Z"),
         );
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_idempotency_key_of_a_slot_depends_on_the_secret() {
+        let slot = slot_key(&timer(Some("2026-11-28T12:00:00Z")), None);
+        let key = slot_idempotency_key(b"secret", &slot);
+        assert_eq!(key, slot_idempotency_key(b"secret", &slot));
+        assert_ne!(key, slot_idempotency_key(b"another", &slot));
+        assert!(!key.contains("2026"), "{key}");
+        // A valid Idempotency-Key: printable ASCII, at most 200 characters.
+        assert!(crate::jobs::IdempotencyKey::parse(key.as_bytes()).is_ok());
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! Listing jobs newest first, a page at a time, and reading the recent ones for metrics:
 //! [`StatusRepository::list`] and [`StatusRepository::created_since`].
 //!
-//! Ordering by creation time needs every status document: the cost is one read per stored
-//! job, bounded by retention.
+//! Both walk the index (`jobs/index/`), whose names sort newest first, and read only the status
+//! documents they answer with: a list of `top` jobs costs one listing and `top + 1` reads, and
+//! metrics cost the jobs of the window, whatever the number of jobs kept. A status filter reads
+//! further, but at most [`ListFilter::read_budget`] documents per page; a page that reached the
+//! bound may hold fewer than `top` jobs and carries a continuation.
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use super::id::JobId;
-use super::repository::{RepositoryError, StatusRepository};
+use super::repository::{
+    index_blob, parse_index_blob, RepositoryError, StatusRepository, Versioned, INDEX_PREFIX,
+};
 use super::status::{JobStatus, StatusDocument};
 
 /// Status documents read at once while listing.
@@ -27,6 +32,11 @@ pub struct ListFilter {
 impl ListFilter {
     pub const DEFAULT_TOP: usize = 20;
     pub const MAX_TOP: usize = 100;
+
+    /// The most status documents one page reads while a status filter skips jobs.
+    fn read_budget(&self) -> usize {
+        self.top * 5 + 20
+    }
 }
 
 /// Where a page ended: jobs are ordered newest first, ties by id. Its token is the opaque
@@ -57,11 +67,6 @@ impl ListPosition {
             job_id: document.job_id,
         }
     }
-
-    /// Whether `self` comes after `other` in newest-first order.
-    fn is_after(&self, other: &ListPosition) -> bool {
-        (other.created_at, other.job_id) > (self.created_at, self.job_id)
-    }
 }
 
 /// One page of a list.
@@ -75,43 +80,84 @@ pub struct JobPage {
 impl StatusRepository {
     /// The jobs `filter` selects, newest first.
     pub async fn list(&self, filter: &ListFilter) -> Result<JobPage, RepositoryError> {
-        let mut jobs: Vec<StatusDocument> = self
-            .load_all()
-            .await?
-            .into_iter()
-            .filter(|doc| filter.status.is_none_or(|status| doc.status == status))
-            .filter(|doc| {
-                filter
-                    .after
-                    .as_ref()
-                    .is_none_or(|after| ListPosition::of(doc).is_after(after))
-            })
-            .collect();
-        jobs.sort_by_key(|doc| std::cmp::Reverse((doc.created_at, doc.job_id)));
-        let more = jobs.len() > filter.top;
-        jobs.truncate(filter.top);
-        let next = more.then(|| jobs.last().map(ListPosition::of)).flatten();
-        Ok(JobPage { jobs, next })
+        // Index names sort like jobs newest first, so "after the position" is "a greater name".
+        let after = filter
+            .after
+            .as_ref()
+            .map(|at| index_blob(at.created_at, at.job_id).as_str().to_owned());
+        // Unfiltered from the start, the first `top + 1` names are all that is needed.
+        let page_size = if filter.status.is_none() && after.is_none() {
+            filter.top as u32 + 1
+        } else {
+            1000
+        };
+        let mut jobs = Vec::new();
+        let mut read = 0;
+        let mut marker = None;
+        loop {
+            let page = self.store.list(INDEX_PREFIX, marker, page_size).await?;
+            let entries: Vec<ListPosition> = page
+                .items
+                .iter()
+                .filter(|item| {
+                    after
+                        .as_deref()
+                        .is_none_or(|after| item.name.as_str() > after)
+                })
+                .filter_map(|item| parse_index_blob(item.name.as_str()))
+                .map(|(created_at, job_id)| ListPosition { created_at, job_id })
+                .collect();
+            let mut loaded = futures::stream::iter(entries)
+                .map(|position| async move {
+                    let loaded = self.load(position.job_id).await;
+                    (position, loaded)
+                })
+                .buffered(READS_IN_FLIGHT);
+            while let Some((position, loaded)) = loaded.next().await {
+                read += 1;
+                let Some(document) = readable(position.job_id, loaded)? else {
+                    continue;
+                };
+                if filter.status.is_none_or(|status| document.status == status) {
+                    if jobs.len() == filter.top {
+                        let next = jobs.last().map(ListPosition::of);
+                        return Ok(JobPage { jobs, next });
+                    }
+                    jobs.push(document);
+                }
+                if filter.status.is_some() && read >= filter.read_budget() {
+                    return Ok(JobPage {
+                        jobs,
+                        next: Some(position),
+                    });
+                }
+            }
+            match page.next_marker {
+                Some(next) => marker = Some(next),
+                None => return Ok(JobPage { jobs, next: None }),
+            }
+        }
     }
 
-    /// The jobs created at or after `since`.
+    /// The jobs created at or after `since`: the index is listed back to `since` only.
     pub async fn created_since(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<StatusDocument>, RepositoryError> {
-        let mut documents = self.load_all().await?;
-        documents.retain(|doc| doc.created_at >= since);
-        Ok(documents)
-    }
-
-    /// Every stored status document; one that does not parse is skipped with a warning.
-    async fn load_all(&self) -> Result<Vec<StatusDocument>, RepositoryError> {
         let mut ids = Vec::new();
         let mut marker = None;
-        loop {
-            let (page, next) = self.list_ids(marker, 1000).await?;
-            ids.extend(page);
-            match next {
+        'listing: loop {
+            let page = self.store.list(INDEX_PREFIX, marker, 250).await?;
+            for item in &page.items {
+                let Some((created_at, id)) = parse_index_blob(item.name.as_str()) else {
+                    continue;
+                };
+                if created_at < since {
+                    break 'listing;
+                }
+                ids.push(id);
+            }
+            match page.next_marker {
                 Some(next) => marker = Some(next),
                 None => break,
             }
@@ -122,25 +168,230 @@ impl StatusRepository {
             .collect()
             .await;
         let mut documents = Vec::with_capacity(loaded.len());
-        for (id, result) in loaded {
-            match result {
-                Ok(Some(versioned)) => documents.push(versioned.document),
-                Ok(None) => {}
-                Err(RepositoryError::Corrupt(error)) => tracing::warn!(
-                    job_id = %id,
-                    error = %crate::telemetry::Chain(&error),
-                    "skipping a status document that does not parse"
-                ),
-                Err(error) => return Err(error),
+        for (id, loaded) in loaded {
+            if let Some(document) = readable(id, loaded)? {
+                if document.created_at >= since {
+                    documents.push(document);
+                }
             }
         }
         Ok(documents)
     }
 }
 
+/// A loaded document, or `None` when it is gone (an index entry outlives its job briefly while
+/// it is purged) or cannot be read, which is logged and skipped.
+fn readable(
+    id: JobId,
+    loaded: Result<Option<Versioned>, RepositoryError>,
+) -> Result<Option<StatusDocument>, RepositoryError> {
+    match loaded {
+        Ok(found) => Ok(found.map(|versioned| versioned.document)),
+        Err(RepositoryError::Corrupt(error)) => {
+            tracing::warn!(
+                blob = %super::repository::status_blob(id),
+                error = %crate::telemetry::Chain(&error),
+                "skipping a status document that does not parse"
+            );
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use chrono::TimeDelta;
+
     use super::*;
+    use crate::jobs::request::{JobRequest, Limit, Priority, Source};
+    use crate::jobs::status::SubredditOutcome;
+    use crate::reddit::Subreddit;
+    use crate::store::local::LocalDirStore;
+    use crate::store::{Blob, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
+
+    /// Counts every storage request it passes on.
+    struct Counting {
+        inner: LocalDirStore,
+        requests: AtomicUsize,
+    }
+
+    impl Counting {
+        fn count(&self) {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn take(&self) -> usize {
+            self.requests.swap(0, Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl BlobStore for Counting {
+        async fn ensure_container(&self) -> Result<(), StoreError> {
+            self.inner.ensure_container().await
+        }
+
+        async fn get(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
+            self.count();
+            self.inner.get(name).await
+        }
+
+        async fn put(
+            &self,
+            name: &BlobName,
+            body: Bytes,
+            content_type: &str,
+            condition: WriteCondition,
+        ) -> Result<ETag, StoreError> {
+            self.count();
+            self.inner.put(name, body, content_type, condition).await
+        }
+
+        async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
+            self.count();
+            self.inner.delete(name).await
+        }
+
+        async fn list(
+            &self,
+            prefix: &str,
+            marker: Option<String>,
+            max_results: u32,
+        ) -> Result<ListPage, StoreError> {
+            self.count();
+            self.inner.list(prefix, marker, max_results).await
+        }
+
+        fn describe(&self) -> String {
+            "a counting local store".into()
+        }
+    }
+
+    fn finished(created_at: DateTime<Utc>) -> StatusDocument {
+        let subreddit = Subreddit::parse("technology").unwrap();
+        let request = JobRequest {
+            source: Source::Reddit,
+            topics: vec![subreddit.clone()],
+            limit: Limit::DEFAULT,
+            priority: Priority::Normal,
+            callback_url: None,
+        };
+        let mut doc = StatusDocument::queued(JobId::new(), request, None, created_at);
+        doc.claim(created_at, 0).unwrap();
+        doc.record(
+            SubredditOutcome::success(subreddit, 1, "x.json".into()),
+            created_at,
+        )
+        .unwrap();
+        doc.finish(created_at).unwrap();
+        doc
+    }
+
+    #[tokio::test]
+    async fn list_and_metrics_cost_what_they_answer_with_not_every_job_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Counting {
+            inner: LocalDirStore::new(dir.path().to_owned(), "hot-topics"),
+            requests: AtomicUsize::new(0),
+        });
+        store.ensure_container().await.unwrap();
+        let repository = StatusRepository::new(store.clone());
+        let now = crate::jobs::status::now();
+        // 1,000 jobs kept: 980 from the last month, 20 from the last 24 hours.
+        let mut newest = None;
+        for n in 0..1000 {
+            let age = if n < 20 {
+                TimeDelta::minutes(n * 30)
+            } else {
+                TimeDelta::hours(25 + n)
+            };
+            let doc = finished(now - age);
+            newest.get_or_insert(doc.job_id);
+            repository.create(&doc).await.unwrap();
+        }
+        store.take();
+
+        let filter = ListFilter {
+            status: None,
+            top: 1,
+            after: None,
+        };
+        let page = repository.list(&filter).await.unwrap();
+        let list_requests = store.take();
+        assert_eq!(page.jobs.len(), 1);
+        assert_eq!(Some(page.jobs[0].job_id), newest);
+        assert!(page.next.is_some());
+        assert!(
+            list_requests <= 10,
+            "list top=1 made {list_requests} requests"
+        );
+
+        let recent = repository
+            .created_since(now - TimeDelta::hours(24))
+            .await
+            .unwrap();
+        let metrics_requests = store.take();
+        assert_eq!(recent.len(), 20);
+        assert!(
+            metrics_requests <= 50,
+            "metrics made {metrics_requests} requests"
+        );
+        println!("list top=1: {list_requests} requests; metrics: {metrics_requests} requests");
+    }
+
+    #[tokio::test]
+    async fn pages_follow_one_another_newest_first_with_and_without_a_status_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn BlobStore> =
+            Arc::new(LocalDirStore::new(dir.path().to_owned(), "hot-topics"));
+        store.ensure_container().await.unwrap();
+        let repository = StatusRepository::new(store);
+        let now = crate::jobs::status::now();
+        let mut expected = Vec::new();
+        for n in 0..7 {
+            let created = now - TimeDelta::minutes(n);
+            let doc = if n % 2 == 0 {
+                finished(created)
+            } else {
+                let mut doc = finished(created);
+                doc.status = JobStatus::Failed;
+                doc
+            };
+            expected.push((doc.job_id, doc.status));
+            repository.create(&doc).await.unwrap();
+        }
+        for status in [None, Some(JobStatus::Failed)] {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = repository
+                    .list(&ListFilter {
+                        status,
+                        top: 2,
+                        after: after.clone(),
+                    })
+                    .await
+                    .unwrap();
+                seen.extend(page.jobs.iter().map(|doc| doc.job_id));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            let wanted: Vec<JobId> = expected
+                .iter()
+                .filter(|(_, s)| status.is_none_or(|status| *s == status))
+                .map(|(id, _)| *id)
+                .collect();
+            assert_eq!(seen, wanted, "status filter {status:?}");
+        }
+    }
 
     #[test]
     fn continuation_tokens_round_trip_and_garbage_is_refused() {

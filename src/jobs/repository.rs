@@ -23,6 +23,16 @@ const JSON: &str = "application/json";
 pub const JOBS_PREFIX: &str = "jobs/";
 /// `Idempotency-Key` records: the SHA-256 of the key, pointing at the job it started.
 const IDEMPOTENCY_PREFIX: &str = "jobs/idempotency/";
+/// The list index: one empty blob per job, `jobs/index/<inverted created_at>_<job_id>`, whose
+/// names sort newest first, so a list reads only the names it needs (docs/storage.md).
+pub(crate) const INDEX_PREFIX: &str = "jobs/index/";
+/// Microseconds since the epoch are subtracted from this, so later jobs get smaller names; 17
+/// digits last until the year 5138.
+const INDEX_NEWEST: i64 = 99_999_999_999_999_999;
+
+/// The app's own secret for keys no caller may predict (the timer's idempotency keys): made
+/// once, at random, by the first instance that needs it.
+const APP_SECRET: &str = "jobs/secret/app-key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {
@@ -69,13 +79,14 @@ pub struct Versioned {
 
 #[derive(Clone)]
 pub struct StatusRepository {
-    store: Arc<dyn BlobStore>,
+    pub(super) store: Arc<dyn BlobStore>,
 }
 
 /// How many read-modify-write rounds an update tries before giving up on a hot document.
 const MAX_UPDATE_ROUNDS: u32 = 32;
 
-fn status_blob(id: JobId) -> BlobName {
+/// The name of a job's status document, `jobs/<id>/status.json`.
+pub(crate) fn status_blob(id: JobId) -> BlobName {
     BlobName::parse(format!("{JOBS_PREFIX}{id}/status.json")).expect("job ids make valid names")
 }
 
@@ -88,6 +99,22 @@ fn job_of_status_blob(name: &str) -> Option<JobId> {
     } else {
         None
     }
+}
+
+/// The index entry of the job `id` created at `created_at`.
+pub(crate) fn index_blob(created_at: DateTime<Utc>, id: JobId) -> BlobName {
+    let inverted = INDEX_NEWEST - created_at.timestamp_micros();
+    BlobName::parse(format!("{INDEX_PREFIX}{inverted:017}_{id}")).expect("digits and a job id")
+}
+
+/// The creation time and job of an index entry's name.
+pub(crate) fn parse_index_blob(name: &str) -> Option<(DateTime<Utc>, JobId)> {
+    let (inverted, id) = name.strip_prefix(INDEX_PREFIX)?.split_once('_')?;
+    let micros = INDEX_NEWEST.checked_sub(inverted.parse::<i64>().ok()?)?;
+    Some((
+        DateTime::from_timestamp_micros(micros)?,
+        JobId::parse(id).ok()?,
+    ))
 }
 
 fn idempotency_blob(key: &IdempotencyKey) -> BlobName {
@@ -124,6 +151,21 @@ impl StatusRepository {
     }
 
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
+        // The index entry first: one whose job was never stored is skipped by the lister, while
+        // a job without an entry would never be listed. A repeat of a create finds it there.
+        match self
+            .store
+            .put(
+                &index_blob(document.created_at, document.job_id),
+                Bytes::new(),
+                "application/octet-stream",
+                WriteCondition::IfNotExists,
+            )
+            .await
+        {
+            Ok(_) | Err(StoreError::ConditionFailed) => {}
+            Err(error) => return Err(error.into()),
+        }
         self.store
             .put(
                 &status_blob(document.job_id),
@@ -205,6 +247,35 @@ impl StatusRepository {
         }
     }
 
+    /// The app's own secret, created at random and stored (create-only, so all instances
+    /// agree on the first one written) the first time it is asked for.
+    pub async fn app_secret(&self) -> Result<Bytes, RepositoryError> {
+        let name = BlobName::parse(APP_SECRET).expect("a valid name");
+        if let Some(blob) = self.store.get(&name).await? {
+            return Ok(blob.body);
+        }
+        let fresh = Bytes::from(hex::encode(rand::random::<[u8; 32]>()));
+        match self
+            .store
+            .put(
+                &name,
+                fresh.clone(),
+                "text/plain",
+                WriteCondition::IfNotExists,
+            )
+            .await
+        {
+            Ok(_) => Ok(fresh),
+            Err(StoreError::ConditionFailed) => Ok(self
+                .store
+                .get(&name)
+                .await?
+                .ok_or(RepositoryError::NotFound)?
+                .body),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Forgets an idempotency key (its job could not be created).
     pub async fn release_idempotency_key(
         &self,
@@ -267,18 +338,30 @@ impl StatusRepository {
         &self,
         cutoff: DateTime<Utc>,
     ) -> Result<usize, RepositoryError> {
-        let mut expired = std::collections::HashSet::new();
+        let mut expired = std::collections::HashMap::new();
         let mut marker = None;
         loop {
             let (ids, next) = self.list_ids(marker, 1000).await?;
             for id in ids {
-                let Some(Versioned { document, .. }) = self.load(id).await? else {
-                    continue;
+                let document = match self.load(id).await {
+                    Ok(Some(Versioned { document, .. })) => document,
+                    Ok(None) => continue,
+                    // A document this version cannot read (a newer version's, or damaged) is
+                    // left alone: it must not stop the purge of the jobs listed after it.
+                    Err(RepositoryError::Corrupt(error)) => {
+                        tracing::warn!(
+                            blob = %status_blob(id),
+                            error = %crate::telemetry::Chain(&error),
+                            "skipping a status document that does not parse"
+                        );
+                        continue;
+                    }
+                    Err(error) => return Err(error),
                 };
                 if document.status.is_terminal()
                     && document.finished_at.is_some_and(|at| at < cutoff)
                 {
-                    expired.insert(id);
+                    expired.insert(id, document.created_at);
                 }
             }
             match next {
@@ -294,13 +377,14 @@ impl StatusRepository {
         for item in self.list_all(IDEMPOTENCY_PREFIX).await? {
             if let Some(blob) = self.store.get(&item.name).await? {
                 if serde_json::from_slice::<IdempotencyRecord>(&blob.body)
-                    .is_ok_and(|record| expired.contains(&record.job_id))
+                    .is_ok_and(|record| expired.contains_key(&record.job_id))
                 {
                     self.store.delete(&item.name).await?;
                 }
             }
         }
-        for id in &expired {
+        for (&id, &created_at) in &expired {
+            self.store.delete(&index_blob(created_at, id)).await?;
             for item in self.list_all(&format!("{JOBS_PREFIX}{id}/")).await? {
                 self.store.delete(&item.name).await?;
             }

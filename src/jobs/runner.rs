@@ -8,6 +8,8 @@
 //! the subreddits already done.
 
 mod adoption;
+#[cfg(test)]
+mod tests;
 mod work;
 
 use std::any::Any;
@@ -27,7 +29,7 @@ use super::callback::CallbackSender;
 use super::id::JobId;
 use super::repository::{RepositoryError, StatusRepository};
 use super::request::{IdempotencyKey, JobRequest, Priority};
-use super::status::{self, StatusDocument, TransitionError};
+use super::status::{self, JobStatus, StatusDocument, TransitionError};
 use crate::reddit::TopicSource;
 use crate::retry::{retry, Backoff, Verdict};
 use crate::store::StoreError;
@@ -84,10 +86,19 @@ struct Waiting {
     priority: Priority,
     sequence: u64,
     job: JobId,
-    /// The claim count seen when queued; a worker's claim is refused if it changed.
-    seen_attempts: u32,
-    /// Already claimed (adopted); the worker resumes without claiming again.
-    claimed: bool,
+    start: Start,
+}
+
+/// How the worker that takes a waiting job claims it. Either way the claim is made by that
+/// worker, when it starts the job, never earlier: a claimed job always has a live worker
+/// heartbeating it, so it never looks stale while it waits here.
+#[derive(Debug, PartialEq, Eq)]
+enum Start {
+    /// Submitted here: claimed only while its claim count is still `seen_attempts` (another
+    /// instance may have adopted it while it waited).
+    Submitted { seen_attempts: u32 },
+    /// Found stale by a scan: claimed only if it is still stale when the worker starts.
+    Stale,
 }
 
 impl Ord for Waiting {
@@ -109,6 +120,8 @@ struct Queue {
     waiting: BinaryHeap<Waiting>,
     /// Every job this instance has queued or is running, so a scan does not adopt our own.
     ours: HashSet<JobId>,
+    /// Workers running a job now; the others are idle or about to take a waiting job.
+    busy: usize,
     sequence: u64,
 }
 
@@ -117,7 +130,7 @@ struct Inner {
     topics: Arc<dyn TopicSource>,
     options: RunnerOptions,
     queue: Mutex<Queue>,
-    /// Jobs a scan found terminal: never read again while they exist.
+    /// Jobs a scan found terminal, or could not read: never read again while they exist.
     finished: Mutex<HashSet<JobId>>,
     wake: Notify,
     tracker: TaskTracker,
@@ -184,7 +197,20 @@ impl JobRunner {
             if let Some(original) = repository.reserve_idempotency_key(key, id).await? {
                 if let Some(existing) = repository.load(original).await? {
                     tracing::info!(job_id = %original, "idempotency key seen before; returning the original job");
-                    return Ok(existing.document);
+                    let document = existing.document;
+                    // Stored by a submit that failed to hear back, the job waits for no worker
+                    // yet: queue it here (a worker's claim is conditional, so a job queued by
+                    // another instance too still runs once).
+                    if document.status == JobStatus::Queued {
+                        self.enqueue(
+                            original,
+                            document.request.priority,
+                            Start::Submitted {
+                                seen_attempts: document.attempts,
+                            },
+                        );
+                    }
+                    return Ok(document);
                 }
                 // The key was recorded but its job never stored (the process died in between):
                 // create that job now, under the id the key already points to.
@@ -204,33 +230,42 @@ impl JobRunner {
                 return Err(RepositoryError::NotFound.into());
             }
             Err(error) => {
-                if let Some(key) = idempotency_key {
+                // A failure that may pass (a timeout, a 5xx) leaves it unknown whether the job
+                // was stored: the key keeps pointing at its id, so a repeat answers that job if
+                // it exists and creates it under that id if not. Only a create that was surely
+                // refused frees the key.
+                if let Some(key) = idempotency_key.filter(|_| !error.is_retryable()) {
                     let _ = repository.release_idempotency_key(key).await;
                 }
                 return Err(error.into());
             }
         }
-        let queue_depth = self.enqueue(&document, false);
+        let queue_depth = self.enqueue(
+            id,
+            document.request.priority,
+            Start::Submitted {
+                seen_attempts: document.attempts,
+            },
+        );
         tracing::info!(job_id = %id, topics = document.request.topics.len(), priority = ?document.request.priority, queue_depth, "job accepted");
         Ok(document)
     }
 
     /// Queues a job for a worker. Returns how many jobs now wait, or `None` when the job was
     /// ours already. (The callers log it: one line per accepted job keeps the ticket fast.)
-    fn enqueue(&self, document: &StatusDocument, claimed: bool) -> Option<usize> {
+    fn enqueue(&self, job: JobId, priority: Priority, start: Start) -> Option<usize> {
         let depth = {
             let mut queue = self.inner.queue.lock().expect("queue lock");
-            if !queue.ours.insert(document.job_id) && !claimed {
+            if !queue.ours.insert(job) {
                 return None;
             }
             queue.sequence += 1;
             let sequence = queue.sequence;
             queue.waiting.push(Waiting {
-                priority: document.request.priority,
+                priority,
                 sequence,
-                job: document.job_id,
-                seen_attempts: document.attempts,
-                claimed,
+                job,
+                start,
             });
             queue.waiting.len()
         };
@@ -248,7 +283,14 @@ impl JobRunner {
 
     async fn work(&self) {
         loop {
-            let next = self.inner.queue.lock().expect("queue lock").waiting.pop();
+            let next = {
+                let mut queue = self.inner.queue.lock().expect("queue lock");
+                let next = queue.waiting.pop();
+                if next.is_some() {
+                    queue.busy += 1;
+                }
+                next
+            };
             let Some(waiting) = next else {
                 tokio::select! {
                     _ = self.inner.shutdown.cancelled() => return,
@@ -266,12 +308,9 @@ impl JobRunner {
                     span.in_scope(|| tracing::error!(panic = panic_message(&*panic), "a job's worker panicked outside its run; the worker carries on"));
                 }
             }
-            self.inner
-                .queue
-                .lock()
-                .expect("queue lock")
-                .ours
-                .remove(&job);
+            let mut queue = self.inner.queue.lock().expect("queue lock");
+            queue.ours.remove(&job);
+            queue.busy -= 1;
         }
     }
 
@@ -279,44 +318,47 @@ impl JobRunner {
     async fn run(&self, waiting: Waiting) {
         let repository = &self.inner.repository;
         let job = waiting.job;
-        let document = if waiting.claimed {
-            match self.with_storage_retries(|| repository.load(job)).await {
-                Ok(Some(versioned)) => versioned.document,
-                Ok(None) => return tracing::error!("adopted job vanished from storage"),
-                Err(error) => {
-                    return tracing::error!(error = %crate::telemetry::Chain(&error), "could not load the adopted job")
+        let seen_attempts = match waiting.start {
+            Start::Stale => return self.adopt(job).await,
+            Start::Submitted { seen_attempts } => seen_attempts,
+        };
+        let claimed = self
+            .update(job, |doc| {
+                doc.claim(status::now(), seen_attempts)?;
+                if let Some(first) = doc.pending().first() {
+                    doc.processing(first, status::now())?;
                 }
+                Ok(())
+            })
+            .await;
+        let document = match claimed {
+            Ok(document) => document,
+            Err(RepositoryError::Transition(TransitionError::Terminal(status))) => {
+                tracing::info!(status = %status, "job ended before it started");
+                // Cancelled while queued: its callback is still owed.
+                if let Ok(Some(versioned)) = repository.load(job).await {
+                    self.call_back(versioned.document);
+                }
+                return;
             }
-        } else {
-            let claimed = self
-                .update(job, |doc| {
-                    doc.claim(status::now(), waiting.seen_attempts)?;
-                    if let Some(first) = doc.pending().first() {
-                        doc.processing(first, status::now())?;
-                    }
-                    Ok(())
-                })
-                .await;
-            match claimed {
-                Ok(document) => document,
-                Err(RepositoryError::Transition(TransitionError::Terminal(status))) => {
-                    tracing::info!(status = %status, "job ended before it started");
-                    // Cancelled while queued: its callback is still owed.
-                    if let Ok(Some(versioned)) = repository.load(job).await {
-                        self.call_back(versioned.document);
-                    }
-                    return;
-                }
-                Err(RepositoryError::Transition(reason)) => {
-                    tracing::info!(reason = %reason, "job not started");
-                    return;
-                }
-                Err(error) => {
-                    return tracing::error!(error = %crate::telemetry::Chain(&error), "could not start the job")
-                }
+            Err(RepositoryError::Transition(reason)) => {
+                tracing::info!(reason = %reason, "job not started");
+                return;
+            }
+            Err(error) => {
+                return tracing::error!(error = %crate::telemetry::Chain(&error), "could not start the job")
             }
         };
+        self.carry_out(document).await;
+    }
+
+    /// Runs a job this worker has just claimed to a terminal state, or until another worker
+    /// takes it over.
+    async fn carry_out(&self, document: StatusDocument) {
+        // The claim count this worker's own claim wrote: every later write checks it, so a
+        // worker whose job was adopted elsewhere meanwhile writes nothing more.
         let mine = document.attempts;
+        let job = document.job_id;
         if document.attempts > 1 {
             tracing::info!(
                 attempt = document.attempts,
@@ -426,6 +468,3 @@ fn owned(document: &StatusDocument, mine: u32) -> Result<(), TransitionError> {
         Err(TransitionError::Superseded)
     }
 }
-
-#[cfg(test)]
-mod tests;

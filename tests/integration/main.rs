@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod dashboard;
 mod durability;
+mod hardening;
 mod hostile_reddit;
 mod load;
 mod openapi;

@@ -1,15 +1,20 @@
-//! Adopting the jobs of workers that died: a regular scan for jobs whose heartbeat stopped,
-//! each claimed with a conditional write and resumed here.
+//! Adopting the jobs of workers that died: a regular scan for jobs whose heartbeat stopped.
+//!
+//! The scan only finds them. It hands at most as many as this instance has idle workers to the
+//! queue, and the worker that takes one claims it (one conditional write) at the moment it
+//! starts it. A job is therefore never claimed by an instance that cannot run it yet: a claimed
+//! job waiting in a queue would have no heartbeat, look stale again, be adopted by another
+//! instance, and then run in two processes.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
 use crate::jobs::id::JobId;
-use crate::jobs::repository::{RepositoryError, StaleClaim};
+use crate::jobs::repository::{status_blob, RepositoryError, StaleClaim, Versioned};
 use crate::jobs::status;
 
-use super::JobRunner;
+use super::{JobRunner, Start};
 
 impl JobRunner {
     /// At start and then regularly: adopts jobs whose worker died.
@@ -26,16 +31,36 @@ impl JobRunner {
         }
     }
 
-    /// One scan: claims each stale job not already ours and queues it. Returns how many.
+    /// Jobs not written since this time have lost their worker.
+    fn stale_before(&self) -> DateTime<Utc> {
+        status::now()
+            - chrono::Duration::from_std(self.inner.options.stale_after).expect("a sane duration")
+    }
+
+    /// Workers that could start a job now: neither running one nor about to take one that
+    /// waits in the queue.
+    fn idle_workers(&self) -> usize {
+        let queue = self.inner.queue.lock().expect("queue lock");
+        self.inner
+            .options
+            .max_concurrent_jobs
+            .saturating_sub(queue.busy + queue.waiting.len())
+    }
+
+    /// One scan: queues stale jobs not already ours, at most one per idle worker, for the
+    /// workers to claim. Returns how many were queued.
     ///
     /// Candidates come from one listing (status blobs not written for `stale_after`). Finished
     /// jobs are quiet too, and stay so until retention purges them: each is read once, then
-    /// remembered, since a terminal state never changes.
+    /// remembered, since a terminal state never changes. A document that cannot be read is
+    /// skipped with a warning (once), so it cannot stop the scan of the jobs listed after it.
     pub async fn adopt_stale_jobs(&self) -> Result<usize, RepositoryError> {
         let repository = &self.inner.repository;
-        let now = status::now();
-        let stale_before: DateTime<Utc> = now
-            - chrono::Duration::from_std(self.inner.options.stale_after).expect("a sane duration");
+        let mut idle = self.idle_workers();
+        if idle == 0 {
+            return Ok(0);
+        }
+        let stale_before = self.stale_before();
         let quiet = repository.quiet_since(stale_before).await?;
         let candidates: Vec<JobId> = {
             let queue = self.inner.queue.lock().expect("queue lock");
@@ -48,24 +73,74 @@ impl JobRunner {
                 .filter(|job| !queue.ours.contains(job) && !finished.contains(job))
                 .collect()
         };
-        let mut adopted = 0;
+        let mut queued = 0;
         for job in candidates {
-            match repository.claim_stale(job, stale_before, now).await? {
-                StaleClaim::Adopted(document) => {
-                    let queue_depth = self.enqueue(&document, true);
-                    tracing::warn!(job_id = %job, status = %document.status, attempt = document.attempts, queue_depth, "adopting a job whose worker stopped");
-                    adopted += 1;
+            if idle == 0 {
+                break;
+            }
+            let document = match repository.load(job).await {
+                Ok(Some(Versioned { document, .. })) => document,
+                Ok(None) => continue,
+                Err(RepositoryError::Corrupt(error)) => {
+                    tracing::warn!(
+                        blob = %status_blob(job),
+                        error = %crate::telemetry::Chain(&error),
+                        "skipping a status document that does not parse"
+                    );
+                    self.remember_finished(job);
+                    continue;
                 }
-                StaleClaim::Finished => {
-                    self.inner
-                        .finished
-                        .lock()
-                        .expect("finished lock")
-                        .insert(job);
-                }
-                StaleClaim::Declined => {}
+                Err(error) => return Err(error),
+            };
+            if document.status.is_terminal() {
+                self.remember_finished(job);
+                continue;
+            }
+            if document.updated_at > stale_before {
+                continue;
+            }
+            if self
+                .enqueue(job, document.request.priority, Start::Stale)
+                .is_some()
+            {
+                tracing::info!(job_id = %job, status = %document.status, "found a job whose worker stopped");
+                idle -= 1;
+                queued += 1;
             }
         }
-        Ok(adopted)
+        Ok(queued)
+    }
+
+    /// Claims a job the scan found stale, now that a worker is free for it, and runs it. The
+    /// claim re-checks that the job is still stale: its worker may have been slow, not dead,
+    /// or another instance may have adopted it since the scan.
+    pub(super) async fn adopt(&self, job: JobId) {
+        let repository = &self.inner.repository;
+        let claim = self
+            .with_storage_retries(|| {
+                repository.claim_stale(job, self.stale_before(), status::now())
+            })
+            .await;
+        match claim {
+            Ok(StaleClaim::Adopted(document)) => {
+                tracing::warn!(status = %document.status, attempt = document.attempts, "adopting a job whose worker stopped");
+                self.carry_out(*document).await;
+            }
+            Ok(StaleClaim::Finished) => self.remember_finished(job),
+            Ok(StaleClaim::Declined) => {
+                tracing::info!("the job is no longer stale; not adopting it")
+            }
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::Chain(&error), "could not adopt the job")
+            }
+        }
+    }
+
+    fn remember_finished(&self, job: JobId) {
+        self.inner
+            .finished
+            .lock()
+            .expect("finished lock")
+            .insert(job);
     }
 }
