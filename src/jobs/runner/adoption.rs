@@ -30,7 +30,8 @@ impl JobRunner {
     ///
     /// Candidates come from one listing (status blobs not written for `stale_after`). Finished
     /// jobs are quiet too, and stay so until retention purges them: each is read once, then
-    /// remembered, since a terminal state never changes.
+    /// remembered, since a terminal state never changes, once no callback is owed for it (an
+    /// owed callback whose sender is gone is delivered from here).
     pub async fn adopt_stale_jobs(&self) -> Result<usize, RepositoryError> {
         let repository = &self.inner.repository;
         let now = status::now();
@@ -57,11 +58,15 @@ impl JobRunner {
                     adopted += 1;
                 }
                 StaleClaim::Finished => {
-                    self.inner
-                        .finished
-                        .lock()
-                        .expect("finished lock")
-                        .insert(job);
+                    if self.callback_owed(job).await? {
+                        self.deliver_callback(job, Some(stale_before));
+                    } else {
+                        self.inner
+                            .finished
+                            .lock()
+                            .expect("finished lock")
+                            .insert(job);
+                    }
                 }
                 StaleClaim::Declined => {}
             }
