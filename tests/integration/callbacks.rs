@@ -254,7 +254,6 @@ async fn a_callback_owed_by_a_killed_instance_is_delivered_by_another() {
     .await;
     let ended = app.stored_status(&id).await.unwrap();
     assert_eq!(ended["status"], "completed", "{ended}");
-    assert_eq!(ended["callback"]["state"], "owed", "{ended}");
     app.host.kill();
     receiver.hold(false);
 
@@ -329,6 +328,8 @@ async fn every_job_gets_exactly_one_successful_callback_across_instances() {
     let successes = receiver.successes();
     for id in &ids {
         assert_eq!(successes.get(id), Some(&1), "job {id}: {successes:?}");
+    }
+    for id in &ids {
         let stored = app.stored_status(id).await.unwrap();
         assert_eq!(stored["callback"]["state"], "delivered", "{stored}");
     }
