@@ -270,11 +270,18 @@ async fn a_callback_owed_by_a_killed_instance_is_delivered_by_another() {
     let document = signed_document(&delivered);
     assert_eq!(document["job_id"], id.as_str());
     assert_eq!(document["status"], "completed");
-    assert!(second.logs().contains("completion callback delivered"));
+    // The receiver answers before the sender records the delivery.
     wait_for("the delivery to be recorded", WAIT, async || {
         app.stored_status(&id).await.unwrap()["callback"]["state"] == "delivered"
     })
     .await;
+    assert!(
+        second
+            .wait_for_log("completion callback delivered", WAIT)
+            .await,
+        "{}",
+        second.logs()
+    );
     assert_eq!(receiver.successes()[&id], 1);
 }
 
