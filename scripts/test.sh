@@ -8,12 +8,18 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
 status=0
-cargo test --locked --no-fail-fast -- --color never 2>&1 | tee "$log" || status=1
+cargo_status=0
+cargo test --locked --no-fail-fast -- --color never 2>&1 | tee "$log" || cargo_status=1
 # "test result: ok. 84 passed; 0 failed; 1 ignored; ..." lines, added up.
 count() { awk -v field="$1" '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i + 1) ~ "^" field) n += $i } END { print n + 0 }' "$log"; }
 passed=$(count passed)
 failed=$(count failed)
 ignored=$(count ignored)
+# A suite that did not build ran no test, and counts as a failure.
+if [[ "$cargo_status" -ne 0 ]]; then
+    status=1
+    [[ "$failed" -gt 0 ]] || failed=1
+fi
 
 # The fuzzing run counts as one test.
 if scripts/fuzz-api.sh "${FUZZ_EXAMPLES:-25}"; then

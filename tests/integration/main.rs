@@ -5,6 +5,7 @@
 mod api;
 mod callbacks;
 mod cli;
+mod dashboard;
 mod durability;
 mod load;
 mod openapi;

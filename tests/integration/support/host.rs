@@ -1,5 +1,5 @@
 //! The Azure Functions host, simulated, so black-box tests drive the built `handler` exactly
-//! the way the host does (../shared/spec/functions-host.md).
+//! the way the host does (as read from the host's source, Core Tools and Microsoft Learn).
 //!
 //! What it does, as the host does it:
 //! - Reads `host.json` and every `*/function.json` under the app root to learn the executable,
@@ -12,7 +12,7 @@
 //! - Routes an HTTP call to its function (case-insensitively, as ASP.NET routing does),
 //!   refuses unknown routes and methods the function does not list with an empty 404, and,
 //!   when keys are enforced, a missing or wrong key with an empty 401, without calling the
-//!   handler.
+//!   handler. Host keys open every function; a function key opens only its own function.
 //! - Sends the call either forwarded (`/api/<Function>`, the request as the caller sent it) or
 //!   as the envelope (`POST /<Function>`, chunked), and applies the host's acceptance rule to an
 //!   envelope answer: 2xx, `application/json`, a JSON object. A broken answer becomes an empty
@@ -634,9 +634,12 @@ pub struct HostOptions {
     /// App settings (`local.settings.json` `Values`). `RUST_LOG` here replaces the default
     /// `info`. The host's own variables (ports, app root) always win.
     pub env: Vec<(String, String)>,
-    /// `Some(keys)`: enforce function keys as Azure does (any of these is accepted).
-    /// `None`: no check, as under `func start`.
+    /// `Some(keys)`: enforce function keys as Azure does (any of these host keys is accepted
+    /// by every function). `None`: no check, as under `func start`.
     pub enforce_keys: Option<Vec<String>>,
+    /// Keys of one function each, `(function, key)`, accepted by that function only (Azure's
+    /// function keys), when keys are enforced.
+    pub function_keys: Vec<(String, String)>,
     /// The `Host` a caller sends when the request names none, and the authority of the
     /// envelope's `Url`.
     pub public_host: String,
@@ -652,6 +655,7 @@ impl Default for HostOptions {
             app_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
             env: Vec::new(),
             enforce_keys: None,
+            function_keys: Vec::new(),
             public_host: DEFAULT_PUBLIC_HOST.into(),
             call_timeout: CALL_TIMEOUT,
             readiness_timeout: READINESS_LIMIT,
@@ -673,6 +677,13 @@ impl HostOptions {
         K: Into<String>,
     {
         self.enforce_keys = Some(keys.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a key that only `function` accepts (keys must be enforced for it to matter).
+    pub fn function_key(mut self, function: &str, key: &str) -> Self {
+        self.function_keys
+            .push((function.to_owned(), key.to_owned()));
         self
     }
 }
@@ -834,6 +845,7 @@ impl Worker {
 pub struct HostSimulator {
     app: FunctionApp,
     enforce_keys: Option<Vec<String>>,
+    function_keys: Vec<(String, String)>,
     public_host: String,
     launcher: Launcher,
     worker: tokio::sync::Mutex<Worker>,
@@ -896,6 +908,7 @@ impl HostSimulator {
         Ok(Self {
             app,
             enforce_keys: options.enforce_keys,
+            function_keys: options.function_keys,
             public_host: options.public_host,
             port: AtomicU16::new(booted.port),
             pid: AtomicU32::new(booted.child.id()),
@@ -1243,7 +1256,14 @@ impl HostSimulator {
                             .find(|(name, _)| name == "code")
                             .map(|(_, value)| value)
                     });
-                if !presented.is_some_and(|key| keys.contains(&key)) {
+                let opens = |key: &String| {
+                    keys.contains(key)
+                        || self
+                            .function_keys
+                            .iter()
+                            .any(|(name, own)| *name == function.name && own == key)
+                };
+                if !presented.is_some_and(|key| opens(&key)) {
                     return Err(401);
                 }
             }
@@ -1785,6 +1805,53 @@ async fn with_keys_enforced_a_call_without_a_valid_key_gets_an_empty_401_and_a_v
         );
         assert_eq!(host.invoke_http(request).await.status, 400);
     }
+}
+
+#[tokio::test]
+async fn a_function_key_opens_only_its_own_function_at_its_declared_route() {
+    let (host, _dir) = local_host(
+        HostOptions::default()
+            .enforce_keys(["host-key"])
+            .function_key("Dashboard", "dashboard-key"),
+    )
+    .await;
+    let dashboard = host
+        .app()
+        .http_function_at("/api/dashboard")
+        .expect("Dashboard's route");
+    assert_eq!(dashboard.name, "Dashboard");
+    assert_eq!(
+        dashboard.public_path(&host.app().route_prefix).as_deref(),
+        Some("/api/dashboard")
+    );
+
+    let page = host
+        .forward(HostRequest::get("/api/dashboard?code=dashboard-key"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains("<html"));
+    let by_host_key = host
+        .forward(HostRequest::get("/api/DASHBOARD").header("x-functions-key", "host-key"))
+        .await;
+    assert_eq!(by_host_key.status, 200);
+
+    let api = "/api/SummaryWomble?job_id=not-a-uuid";
+    let refused = host
+        .forward(HostRequest::get(api).header("x-functions-key", "dashboard-key"))
+        .await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.is_empty());
+    let accepted = host
+        .forward(HostRequest::get(api).header("x-functions-key", "host-key"))
+        .await;
+    assert_eq!(accepted.status, 400);
+    // Dashboard lists GET only.
+    assert_eq!(
+        host.forward(HostRequest::post("/api/dashboard?code=host-key", "{}"))
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
