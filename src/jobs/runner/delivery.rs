@@ -116,6 +116,10 @@ impl JobRunner {
                     tracing::info!(attempt, "completion callback delivered");
                     Ok(())
                 }
+                (Ok(()), Err(RepositoryError::NotFound)) => {
+                    tracing::info!("completion callback delivered; the job is gone meanwhile");
+                    Ok(())
+                }
                 (Ok(()), Err(error)) => {
                     tracing::warn!(error = %crate::telemetry::Chain(&error), "completion callback delivered, but not recorded; it may be sent again");
                     Ok(())
@@ -170,6 +174,8 @@ impl JobRunner {
             {
                 Ok(_) => {}
                 Err(RepositoryError::Transition(reason)) => return reason,
+                // Purged (or deleted by its receiver): nothing is owed any more.
+                Err(RepositoryError::NotFound) => return TransitionError::NoCallbackOwed,
                 Err(error) => {
                     tracing::warn!(error = %crate::telemetry::Chain(&error), "could not renew the callback claim");
                     return TransitionError::Superseded;
