@@ -7,6 +7,7 @@ mod callbacks;
 mod cli;
 mod dashboard;
 mod durability;
+mod hostile_reddit;
 mod load;
 mod openapi;
 mod reddit;
