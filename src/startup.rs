@@ -72,8 +72,11 @@ impl Services {
             fetch_concurrency: FETCH_CONCURRENCY,
             stale_after: settings.jobs.stale_after,
             adopt_stale_jobs: role == Role::Server,
-            callbacks: CallbackSender::new(settings.jobs.callback_signing_key.clone())
-                .context("the HTTP client cannot be built")?,
+            callbacks: CallbackSender::new(
+                settings.jobs.callback_signing_key.clone(),
+                settings.jobs.callback_policy,
+            )
+            .context("the HTTP client cannot be built")?,
         };
         Ok(JobRunner::start(
             StatusRepository::new(self.store.clone()),

@@ -91,7 +91,7 @@ async fn load(context: &FunctionContext, id: JobId) -> Result<StatusDocument, Ap
 
 async fn status(context: &FunctionContext, id: JobId) -> Result<ApiResponse, ApiError> {
     let document = load(context, id).await?;
-    let response = ApiResponse::json(StatusCode::OK, &document);
+    let response = ApiResponse::json(StatusCode::OK, &document.redacted());
     Ok(if document.status.is_terminal() {
         response
     } else {
@@ -107,7 +107,10 @@ async fn cancel(context: &FunctionContext, id: JobId) -> Result<ApiResponse, Api
     {
         Ok((document, ())) => {
             tracing::info!(job_id = %id, status = %document.status, "cancel recorded");
-            Ok(ApiResponse::json(StatusCode::ACCEPTED, &document))
+            Ok(ApiResponse::json(
+                StatusCode::ACCEPTED,
+                &document.redacted(),
+            ))
         }
         Err(RepositoryError::NotFound) => Err(ApiError::JobNotFound(id)),
         Err(RepositoryError::Transition(TransitionError::Terminal(status))) => {
@@ -148,7 +151,7 @@ async fn list(context: &FunctionContext, filter: &ListFilter) -> Result<ApiRespo
     let response = ApiResponse::json(
         StatusCode::OK,
         &JobList {
-            jobs: page.jobs,
+            jobs: page.jobs.iter().map(StatusDocument::redacted).collect(),
             continuation: page.next.map(|next| next.token()),
         },
     );

@@ -8,6 +8,7 @@
 //! the subreddits already done.
 
 mod adoption;
+mod delivery;
 #[cfg(test)]
 mod tests;
 mod work;
@@ -46,7 +47,7 @@ pub struct RunnerOptions {
     /// Whether this runner looks for and resumes other workers' stale jobs (a server does; a
     /// one-off command-line collection does not).
     pub adopt_stale_jobs: bool,
-    /// Delivers completion callbacks of jobs that asked for one.
+    /// Sends completion callbacks of jobs that asked for one.
     pub callbacks: CallbackSender,
 }
 
@@ -130,8 +131,11 @@ struct Inner {
     topics: Arc<dyn TopicSource>,
     options: RunnerOptions,
     queue: Mutex<Queue>,
-    /// Jobs a scan found terminal, or could not read: never read again while they exist.
+    /// Jobs a scan found terminal with no callback owed, or could not read: never read again
+    /// while they exist.
     finished: Mutex<HashSet<JobId>>,
+    /// Jobs whose callback this instance is trying to deliver (one task per job).
+    delivering: Mutex<HashSet<JobId>>,
     wake: Notify,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -157,6 +161,7 @@ impl JobRunner {
                 options,
                 queue: Mutex::new(Queue::default()),
                 finished: Mutex::new(HashSet::new()),
+                delivering: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
@@ -316,7 +321,6 @@ impl JobRunner {
 
     /// Runs one job to a terminal state, or until another worker takes it over.
     async fn run(&self, waiting: Waiting) {
-        let repository = &self.inner.repository;
         let job = waiting.job;
         let seen_attempts = match waiting.start {
             Start::Stale => return self.adopt(job).await,
@@ -335,10 +339,9 @@ impl JobRunner {
             Ok(document) => document,
             Err(RepositoryError::Transition(TransitionError::Terminal(status))) => {
                 tracing::info!(status = %status, "job ended before it started");
-                // Cancelled while queued: its callback is still owed.
-                if let Ok(Some(versioned)) = repository.load(job).await {
-                    self.call_back(versioned.document);
-                }
+                // Cancelled while queued, or run by another worker: its callback may still
+                // be owed, and the stored record says.
+                self.deliver_callback(job, None);
                 return;
             }
             Err(RepositoryError::Transition(reason)) => {
@@ -389,7 +392,9 @@ impl JobRunner {
         match ended {
             Ok(document) => {
                 tracing::info!(status = %document.status, error = document.error.as_deref(), "job finished");
-                self.call_back(document);
+                if document.callback_owed() {
+                    self.deliver_callback(job, None);
+                }
             }
             Err(RepositoryError::Transition(TransitionError::Superseded)) => {
                 tracing::warn!("another worker took the job over; stopping here");
@@ -398,22 +403,6 @@ impl JobRunner {
                 tracing::error!(error = %crate::telemetry::Chain(&error), "job could not record its progress; it will be resumed")
             }
         }
-    }
-
-    /// Sends the final document to the job's callback URL, if it has one, as a tracked task so
-    /// a slow receiver holds no worker.
-    fn call_back(&self, document: StatusDocument) {
-        let Some(url) = document.request.callback_url.clone() else {
-            return;
-        };
-        let callbacks = self.inner.options.callbacks.clone();
-        let span = tracing::info_span!("callback", job_id = %document.job_id);
-        self.inner.tracker.spawn(
-            async move {
-                callbacks.deliver(url.as_str(), &document).await;
-            }
-            .instrument(span),
-        );
     }
 
     /// A status update that outlasts storage outages: retried with backoff until storage

@@ -7,6 +7,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::callback::{CallbackRecord, CallbackState};
 use super::id::JobId;
 use super::progress::{Progress, ProgressStep, RunStamp};
 use super::request::{JobRequest, Source};
@@ -150,6 +151,10 @@ pub struct StatusDocument {
     /// Subreddits finished so far, so a resumed job fetches none of them again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcomes: Vec<SubredditOutcome>,
+    /// The completion callback of a terminal job that has a `callback_url`: written `owed`
+    /// with the terminal status, so whichever instance is alive delivers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,6 +169,13 @@ pub enum TransitionError {
     /// Another worker claimed the job since this one did (it was thought dead and adopted).
     #[error("job was taken over by another worker")]
     Superseded,
+    /// The job owes no callback: it has none, is not over, or its callback was delivered or
+    /// abandoned.
+    #[error("no completion callback is owed")]
+    NoCallbackOwed,
+    /// Another instance holds the claim to send the callback, or may still take it.
+    #[error("another instance is sending the completion callback")]
+    CallbackClaimed,
 }
 
 /// The current time at the precision we store (microseconds).
@@ -199,7 +211,16 @@ impl StatusDocument {
             cancel_requested_at: None,
             attempts: 0,
             outcomes: Vec::new(),
+            callback: None,
         }
+    }
+
+    /// The document as API answers and callbacks show it: the callback URL, often a secret,
+    /// cut down to its origin. Storage keeps the full URL.
+    pub fn redacted(&self) -> Self {
+        let mut shown = self.clone();
+        shown.request.callback_url = self.request.callback_url.as_ref().map(|url| url.redacted());
+        shown
     }
 
     fn not_terminal(&self) -> Result<(), TransitionError> {
@@ -368,6 +389,93 @@ impl StatusDocument {
         self.progress.completed = self.progress.total;
         self.finished_at = Some(at);
         self.updated_at = at;
+        if self.request.callback_url.is_some() {
+            self.callback = Some(CallbackRecord::owed());
+        }
+    }
+
+    /// Whether this job's callback is still to be delivered.
+    pub fn callback_owed(&self) -> bool {
+        self.callback
+            .as_ref()
+            .is_some_and(|record| record.state == CallbackState::Owed)
+    }
+
+    fn owed_callback(&mut self) -> Result<&mut CallbackRecord, TransitionError> {
+        self.callback
+            .as_mut()
+            .filter(|record| record.state == CallbackState::Owed)
+            .ok_or(TransitionError::NoCallbackOwed)
+    }
+
+    /// Takes the claim to send the owed callback until `at + lease`, and returns its number.
+    /// Refused while another claim holds. Without a claim yet, `quiet_before` (for an instance
+    /// that did not end the job) also asks the job to have ended before it: the instance that
+    /// ended it claims the callback at once, and is given that long to do so.
+    pub fn claim_callback(
+        &mut self,
+        at: DateTime<Utc>,
+        lease: chrono::Duration,
+        quiet_before: Option<DateTime<Utc>>,
+    ) -> Result<u32, TransitionError> {
+        let ended = self.finished_at.unwrap_or(self.updated_at);
+        let record = self.owed_callback()?;
+        let free = match record.claimed_until {
+            Some(until) => until <= at,
+            None => quiet_before.is_none_or(|before| ended <= before),
+        };
+        if !free {
+            return Err(TransitionError::CallbackClaimed);
+        }
+        record.claims += 1;
+        record.claimed_until = Some(at + lease);
+        Ok(record.claims)
+    }
+
+    /// Keeps claim number `claim` for another `lease`, while its holder sends.
+    pub fn renew_callback_claim(
+        &mut self,
+        claim: u32,
+        at: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<(), TransitionError> {
+        let record = self.owed_callback()?;
+        if record.claims != claim {
+            return Err(TransitionError::Superseded);
+        }
+        record.claimed_until = Some(at + lease);
+        Ok(())
+    }
+
+    /// Records one request sent under claim number `claim`: a success settles the callback
+    /// (whoever holds the claim by now: it was delivered); a failure counts, and the callback
+    /// is abandoned once `max_attempts` requests have failed.
+    pub fn callback_sent(
+        &mut self,
+        claim: u32,
+        outcome: Result<(), String>,
+        max_attempts: u32,
+    ) -> Result<CallbackState, TransitionError> {
+        let record = self.owed_callback()?;
+        match outcome {
+            Ok(()) => {
+                record.attempts += 1;
+                record.state = CallbackState::Delivered;
+                record.claimed_until = None;
+            }
+            Err(failure) => {
+                if record.claims != claim {
+                    return Err(TransitionError::Superseded);
+                }
+                record.attempts += 1;
+                record.last_error = Some(failure);
+                if record.attempts >= max_attempts {
+                    record.state = CallbackState::Abandoned;
+                    record.claimed_until = None;
+                }
+            }
+        }
+        Ok(record.state)
     }
 }
 

@@ -3,6 +3,7 @@
 //! `AZURITE_CONNECTION_STRING`.
 
 mod api;
+mod callbacks;
 mod cli;
 mod dashboard;
 mod durability;

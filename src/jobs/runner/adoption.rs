@@ -52,14 +52,12 @@ impl JobRunner {
     ///
     /// Candidates come from one listing (status blobs not written for `stale_after`). Finished
     /// jobs are quiet too, and stay so until retention purges them: each is read once, then
-    /// remembered, since a terminal state never changes. A document that cannot be read is
+    /// remembered, since a terminal state never changes, once no callback is owed for it (an
+    /// owed callback whose sender is gone is delivered from here). A document that cannot be read is
     /// skipped with a warning (once), so it cannot stop the scan of the jobs listed after it.
     pub async fn adopt_stale_jobs(&self) -> Result<usize, RepositoryError> {
         let repository = &self.inner.repository;
         let mut idle = self.idle_workers();
-        if idle == 0 {
-            return Ok(0);
-        }
         let stale_before = self.stale_before();
         let quiet = repository.quiet_since(stale_before).await?;
         let candidates: Vec<JobId> = {
@@ -75,9 +73,6 @@ impl JobRunner {
         };
         let mut queued = 0;
         for job in candidates {
-            if idle == 0 {
-                break;
-            }
             let document = match repository.load(job).await {
                 Ok(Some(Versioned { document, .. })) => document,
                 Ok(None) => continue,
@@ -93,10 +88,14 @@ impl JobRunner {
                 Err(error) => return Err(error),
             };
             if document.status.is_terminal() {
-                self.remember_finished(job);
+                if document.callback_owed() {
+                    self.deliver_callback(job, Some(stale_before));
+                } else {
+                    self.remember_finished(job);
+                }
                 continue;
             }
-            if document.updated_at > stale_before {
+            if idle == 0 || document.updated_at > stale_before {
                 continue;
             }
             if self
@@ -126,7 +125,10 @@ impl JobRunner {
                 tracing::warn!(status = %document.status, attempt = document.attempts, "adopting a job whose worker stopped");
                 self.carry_out(*document).await;
             }
-            Ok(StaleClaim::Finished) => self.remember_finished(job),
+            Ok(StaleClaim::Finished) => match self.callback_owed(job).await {
+                Ok(true) => self.deliver_callback(job, Some(self.stale_before())),
+                _ => self.remember_finished(job),
+            },
             Ok(StaleClaim::Declined) => {
                 tracing::info!("the job is no longer stale; not adopting it")
             }

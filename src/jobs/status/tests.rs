@@ -177,3 +177,119 @@ fn the_document_serialises_with_the_fields_every_client_reads() {
     let back: StatusDocument = serde_json::from_value(json).unwrap();
     assert_eq!(back, doc);
 }
+
+fn with_callback(names: &[&str]) -> StatusDocument {
+    let mut job = request(names);
+    job.callback_url = Some(
+        crate::jobs::CallbackUrl::parse(
+            "https://hooks.example.com/t/secret?k=v",
+            crate::jobs::CallbackPolicy::PublicHttps,
+        )
+        .unwrap(),
+    );
+    StatusDocument::queued(JobId::new(), job, None, now())
+}
+
+#[test]
+fn a_callback_is_owed_from_the_write_that_ends_the_job() {
+    let mut running = with_callback(&["aa"]);
+    running.claim(now(), 0).unwrap();
+    assert!(running.callback.is_none(), "nothing is owed before the end");
+    let mut finished = running.clone();
+    finished.finish(now()).unwrap();
+    let mut failed = running.clone();
+    failed.fail("no".into(), now()).unwrap();
+    let mut cancelled = running;
+    cancelled.cancel(now()).unwrap();
+    let mut cancelled_queued = with_callback(&["aa"]);
+    cancelled_queued.request_cancel(now()).unwrap();
+    for doc in [finished, failed, cancelled, cancelled_queued] {
+        assert!(doc.callback_owed(), "{:?}", doc.status);
+    }
+    let mut without = StatusDocument::queued(JobId::new(), request(&["aa"]), None, now());
+    without.request_cancel(now()).unwrap();
+    assert!(without.callback.is_none());
+}
+
+#[test]
+fn one_claim_holds_at_a_time_and_a_lapsed_one_is_taken_over() {
+    let lease = chrono::Duration::seconds(5);
+    let mut doc = with_callback(&["aa"]);
+    doc.request_cancel(now()).unwrap();
+    let ended = doc.finished_at.unwrap();
+    // Another instance must wait for the job to be quiet; the one that ended it need not.
+    assert_eq!(
+        doc.claim_callback(ended, lease, Some(ended - chrono::Duration::seconds(1))),
+        Err(TransitionError::CallbackClaimed)
+    );
+    assert_eq!(doc.claim_callback(ended, lease, None), Ok(1));
+    assert_eq!(
+        doc.claim_callback(ended + chrono::Duration::seconds(4), lease, None),
+        Err(TransitionError::CallbackClaimed)
+    );
+    let later = ended + chrono::Duration::seconds(6);
+    assert_eq!(doc.claim_callback(later, lease, Some(later)), Ok(2));
+    // The first sender's claim is gone: its failures no longer count, nor may it renew.
+    assert_eq!(
+        doc.callback_sent(1, Err("HTTP 500".into()), 5),
+        Err(TransitionError::Superseded)
+    );
+    assert_eq!(
+        doc.renew_callback_claim(1, later, lease),
+        Err(TransitionError::Superseded)
+    );
+    assert_eq!(
+        doc.callback_sent(2, Err("HTTP 500".into()), 5),
+        Ok(CallbackState::Owed)
+    );
+    // A success settles it whoever sent it, and nothing is owed any more.
+    assert_eq!(
+        doc.callback_sent(1, Ok(()), 5),
+        Ok(CallbackState::Delivered)
+    );
+    let record = doc.callback.clone().unwrap();
+    assert_eq!((record.attempts, record.claimed_until), (2, None));
+    assert_eq!(
+        doc.claim_callback(later + lease * 2, lease, None),
+        Err(TransitionError::NoCallbackOwed)
+    );
+    assert_eq!(
+        doc.callback_sent(2, Ok(()), 5),
+        Err(TransitionError::NoCallbackOwed)
+    );
+}
+
+#[test]
+fn a_callback_is_abandoned_after_its_last_attempt_fails() {
+    let lease = chrono::Duration::seconds(5);
+    let mut doc = with_callback(&["aa"]);
+    doc.request_cancel(now()).unwrap();
+    let claim = doc.claim_callback(now(), lease, None).unwrap();
+    for _ in 0..4 {
+        assert_eq!(
+            doc.callback_sent(claim, Err("timed out".into()), 5),
+            Ok(CallbackState::Owed)
+        );
+    }
+    assert_eq!(
+        doc.callback_sent(claim, Err("HTTP 404".into()), 5),
+        Ok(CallbackState::Abandoned)
+    );
+    let record = doc.callback.unwrap();
+    assert_eq!(record.attempts, 5);
+    assert_eq!(record.last_error.as_deref(), Some("HTTP 404"));
+}
+
+#[test]
+fn the_shown_document_keeps_only_the_origin_of_the_callback_url() {
+    let doc = with_callback(&["aa"]);
+    let shown = doc.redacted();
+    assert_eq!(
+        shown.request.callback_url.unwrap().as_str(),
+        "https://hooks.example.com"
+    );
+    assert_eq!(
+        doc.request.callback_url.unwrap().as_str(),
+        "https://hooks.example.com/t/secret?k=v"
+    );
+}

@@ -81,7 +81,7 @@ fn runner(store: Arc<dyn BlobStore>) -> JobRunner {
             fetch_concurrency: 1,
             stale_after: Duration::from_secs(60),
             adopt_stale_jobs: false,
-            callbacks: CallbackSender::new(None).unwrap(),
+            callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
         },
     )
 }

@@ -52,7 +52,7 @@ async fn one_worker(dir: &std::path::Path, topics: Arc<dyn TopicSource>) -> JobR
             fetch_concurrency: 4,
             stale_after: Duration::from_secs(60),
             adopt_stale_jobs: false,
-            callbacks: CallbackSender::new(None).unwrap(),
+            callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
         },
     )
 }

@@ -1,0 +1,52 @@
+//! The callback record: where a job's completion callback stands, kept in its status document
+//! so that a callback owed outlives the instance that owes it.
+//!
+//! `owed → delivered | abandoned`. The record is written `owed` by the same conditional write
+//! that makes the job terminal. An instance sends only while it holds the claim (a lease it
+//! renews while it sends), taken with a conditional write, so one instance sends at a time; a
+//! claim whose holder died lapses and another instance takes it over. Every request sent is
+//! counted, whoever sent it, and the callback is abandoned after
+//! [`MAX_ATTEMPTS`](super::MAX_ATTEMPTS) of them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackState {
+    /// Not delivered yet: some instance will send it.
+    Owed,
+    /// A receiver answered 2xx.
+    Delivered,
+    /// Every attempt failed; it is not sent again.
+    Abandoned,
+}
+
+/// The `callback` object of a terminal job that has a `callback_url`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallbackRecord {
+    pub state: CallbackState,
+    /// Requests sent so far, by every instance together.
+    pub attempts: u32,
+    /// Why the last request failed.
+    pub last_error: Option<String>,
+    /// While an instance holds the claim to send: until when (it renews it while it sends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_until: Option<DateTime<Utc>>,
+    /// Claims taken so far; the number of the current one, so a sender whose claim lapsed and
+    /// was taken over knows it.
+    #[serde(default)]
+    pub claims: u32,
+}
+
+impl CallbackRecord {
+    pub fn owed() -> Self {
+        Self {
+            state: CallbackState::Owed,
+            attempts: 0,
+            last_error: None,
+            claimed_until: None,
+            claims: 0,
+        }
+    }
+}
