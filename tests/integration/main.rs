@@ -5,10 +5,11 @@
 mod api;
 mod cli;
 mod durability;
+mod host_simulator;
+mod in_process;
 mod load;
 mod openapi;
 mod reddit;
 mod secrets;
 mod standalone;
-mod support;
 mod timer;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use summary_womble::reddit::client::{CredentialSource, Endpoints, FixedCredentials, RetryPolicy};
 use summary_womble::reddit::{Credentials, FetchError, RedditClient, Subreddit, TopicSource};
 
-use crate::support::fake_reddit::{Behaviour, FakeReddit, CLIENT_ID, CLIENT_SECRET};
+use testkit::fake_reddit::{Behaviour, FakeReddit, CLIENT_ID, CLIENT_SECRET};
 
 fn quick_retries() -> RetryPolicy {
     RetryPolicy {

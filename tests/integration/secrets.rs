@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::support::app::{job, TestApp};
-use crate::support::fake_reddit::{CLIENT_ID, CLIENT_SECRET};
-use crate::support::key_vault::FakeKeyVault;
+use testkit::app::{job, JobApi, TestApp};
+use testkit::fake_reddit::{CLIENT_ID, CLIENT_SECRET};
+use testkit::key_vault::FakeKeyVault;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -66,7 +66,7 @@ async fn credentials_come_from_key_vault_and_never_appear_in_logs_or_blobs() {
         CLIENT_SECRET,
         "vault-access-token",
         "token-1",
-        crate::support::key_vault::IDENTITY_HEADER,
+        testkit::key_vault::IDENTITY_HEADER,
     ] {
         assert!(
             !logs.contains(secret),

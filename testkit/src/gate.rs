@@ -34,7 +34,7 @@ pub struct Gate {
 impl Gate {
     pub async fn start(key: &str) -> Self {
         let state = Arc::new(Mutex::new(State::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::port::listener().await;
         let port = listener.local_addr().unwrap().port();
         let gate = Self {
             state,
@@ -44,18 +44,23 @@ impl Gate {
         let this = gate.clone();
         let routes = warp::method()
             .and(warp::path::full())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
             .then(
                 move |method: Method,
                       path: warp::path::FullPath,
+                      query: String,
                       headers: HeaderMap,
                       body: Bytes| {
                     let this = this.clone();
-                    async move {
-                        this.answer(method, path.as_str().to_owned(), headers, body)
-                            .await
-                    }
+                    // The query travels on with the path (a status check is `?job_id=`).
+                    let target = if query.is_empty() {
+                        path.as_str().to_owned()
+                    } else {
+                        format!("{}?{query}", path.as_str())
+                    };
+                    async move { this.answer(method, target, headers, body).await }
                 },
             );
         tokio::spawn(warp::serve(routes).incoming(listener).run());

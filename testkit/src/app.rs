@@ -1,0 +1,299 @@
+//! A whole app under test: the handler started by the host simulator, against a fresh Azurite
+//! container and a fake Reddit of its own.
+
+use std::io::BufRead as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use crate::azurite::Container;
+use crate::fake_reddit::FakeReddit;
+use crate::host::{HostOptions, HostRequest, HostResponse, HostSimulator};
+
+pub struct TestApp {
+    pub host: HostSimulator,
+    pub reddit: FakeReddit,
+    pub container: Container,
+    /// The settings the handler was started with, for starting more instances.
+    pub env: Vec<(String, String)>,
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// Starts with extra settings (they win over the defaults).
+    pub async fn start_with(extra: Vec<(&str, &str)>) -> Self {
+        Self::start_on(Container::fresh().await, extra).await
+    }
+
+    /// Starts against a given container.
+    pub async fn start_on(container: Container, extra: Vec<(&str, &str)>) -> Self {
+        let reddit = FakeReddit::start().await;
+        let mut env = container.env();
+        env.extend(reddit.env());
+        env.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
+        let host = Self::instance(&env).await;
+        Self {
+            host,
+            reddit,
+            container,
+            env,
+        }
+    }
+
+    async fn instance(env: &[(String, String)]) -> HostSimulator {
+        HostSimulator::start(HostOptions {
+            env: env.to_vec(),
+            ..HostOptions::default()
+        })
+        .await
+    }
+
+    /// Another handler instance sharing this app's storage and Reddit (a scaled-out app).
+    pub async fn another_instance(&self) -> HostSimulator {
+        Self::instance(&self.env).await
+    }
+
+    /// Polls the stored status blob (not the API) until the job is terminal: for when this
+    /// app's own handler is down and others do the work.
+    pub async fn wait_stored_terminal(&self, job_id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(document) = self.stored_status(job_id).await {
+                if ["completed", "failed", "cancelled"]
+                    .contains(&document["status"].as_str().unwrap_or(""))
+                {
+                    return document;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} not terminal after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The status blob as stored.
+    pub async fn stored_status(&self, job_id: &str) -> Option<Value> {
+        self.container
+            .read_json(&format!("jobs/{job_id}/status.json"))
+            .await
+    }
+}
+
+#[async_trait]
+impl JobApi for TestApp {
+    /// Through the host, forwarded as `host.json` has it.
+    async fn call(&self, request: HostRequest) -> HostResponse {
+        self.host.forward(request).await
+    }
+
+    fn logs(&self) -> String {
+        self.host.logs()
+    }
+}
+
+/// The job-ticket API of an app under test, whichever way its calls arrive: what tests say to
+/// SummaryWomble.
+#[async_trait]
+pub trait JobApi: Sync {
+    /// Sends one call to SummaryWomble.
+    async fn call(&self, request: HostRequest) -> HostResponse;
+
+    /// What the app logged so far, for failure messages.
+    fn logs(&self) -> String;
+
+    /// Starts a job and returns the ticket, asserting the 202.
+    async fn start_job(&self, body: Value) -> Value {
+        let response = self.call(post(&body)).await;
+        assert_eq!(response.status, 202, "start answered {}", response.text());
+        response.json()
+    }
+
+    /// Starts a job and returns just its id.
+    async fn submit(&self, body: Value) -> String {
+        self.start_job(body).await["job_id"]
+            .as_str()
+            .expect("the ticket has a job_id")
+            .to_owned()
+    }
+
+    async fn status(&self, job_id: &str) -> HostResponse {
+        self.call(HostRequest::get(&format!(
+            "/api/SummaryWomble?job_id={job_id}"
+        )))
+        .await
+    }
+
+    /// Polls the status until the job is terminal (panics after `limit`).
+    async fn wait_terminal(&self, job_id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let response = self.status(job_id).await;
+            assert_eq!(response.status, 200, "status answered {}", response.text());
+            let document = response.json();
+            if ["completed", "failed", "cancelled"]
+                .contains(&document["status"].as_str().unwrap_or(""))
+            {
+                return document;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} still {} after {limit:?}; log:\n{}",
+                document["status"],
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A POST of `body` as JSON to SummaryWomble.
+pub fn post(body: &Value) -> HostRequest {
+    HostRequest::post("/api/SummaryWomble", Vec::new()).json(body)
+}
+
+/// A start body for the given subreddits.
+pub fn job(topics: &[&str], limit: u32) -> Value {
+    json!({"topics": topics, "limit": limit})
+}
+
+/// The handler in standalone mode (no Functions host): started directly, listening on `PORT`.
+pub struct StandaloneApp {
+    /// Kept for the life of the app: the handler fetches from it.
+    _reddit: FakeReddit,
+    pub container: Container,
+    pub port: u16,
+    child: std::process::Child,
+    logs: Arc<Mutex<String>>,
+}
+
+/// A standalone handler that did not answer; `logs` is everything it printed.
+struct StandaloneFailure {
+    reason: String,
+    logs: String,
+}
+
+impl StandaloneApp {
+    pub async fn start(extra: Vec<(&str, &str)>) -> Self {
+        let reddit = FakeReddit::start().await;
+        let container = Container::fresh().await;
+        let mut env = container.env();
+        env.extend(reddit.env());
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let started = crate::port::start_on_a_free_port(
+            |port| Self::spawn(port, &env),
+            |failure: &StandaloneFailure| crate::port::is_bind_conflict(&failure.logs),
+        )
+        .await;
+        match started {
+            Ok((port, child, logs)) => Self {
+                _reddit: reddit,
+                container,
+                port,
+                child,
+                logs,
+            },
+            Err(failure) => panic!(
+                "standalone handler not ready: {}\n{}",
+                failure.reason, failure.logs
+            ),
+        }
+    }
+
+    /// Starts the handler on `port` and waits until it answers `GET /`.
+    async fn spawn(
+        port: u16,
+        env: &[(String, String)],
+    ) -> Result<(u16, std::process::Child, Arc<Mutex<String>>), StandaloneFailure> {
+        let mut command = std::process::Command::new(crate::handler_executable());
+        command
+            .current_dir(crate::app_root())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("PORT", port.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().expect("the handler starts");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let mut logs = logs.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            }));
+        }
+        let url = format!("http://127.0.0.1:{port}/");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let failure = loop {
+            let answered = reqwest::get(&url).await.is_ok();
+            // An answer counts only while the handler runs: a handler that exited lost its
+            // port to whoever answered.
+            match child.try_wait() {
+                Ok(None) if answered => return Ok((port, child, logs)),
+                Ok(None) if Instant::now() < deadline => {}
+                Ok(None) => break format!("no answer on port {port} within 30 s"),
+                Ok(Some(status)) => break format!("the handler exited ({status})"),
+                Err(error) => break format!("the handler's state cannot be read: {error}"),
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        // The pipes close with the process: the log is complete once the readers end.
+        for reader in readers {
+            let _ = reader.join();
+        }
+        let logs = logs.lock().unwrap().clone();
+        Err(StandaloneFailure {
+            reason: failure,
+            logs,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log after `limit`. The pipes are
+    /// read on other threads, so a line printed just before an answer may arrive after it.
+    pub async fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.logs().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log within {limit:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for StandaloneApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
