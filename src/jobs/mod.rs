@@ -1,7 +1,7 @@
 //! Jobs: what was asked, what became of it, and the runner that does the work.
 //!
 //! Layout:
-//! - [`id`]: [`JobId`].
+//! - [`id`]: the job id, [`JobId`].
 //! - [`request`]: [`JobRequest`] with its parsed parts, and the start rules that make one.
 //! - [`progress`]: the progress step and the run stamp.
 //! - [`status`]: the [`StatusDocument`] stored at `jobs/<id>/status.json` and its state machine.

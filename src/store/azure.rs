@@ -897,11 +897,11 @@ mod tests {
 
     #[tokio::test]
     async fn storage_that_cannot_be_reached_fails_fast_as_unavailable() {
-        // A port that was free a moment ago: connections are refused.
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
+        // A port bound but not listening: connections are refused, and no one else can take
+        // it while the socket lives.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let port = socket.local_addr().unwrap().port();
         let store = AzureBlobStore::from_connection_string(
             &format!(
                 "AccountName=devstoreaccount1;AccountKey={EMULATOR_ACCOUNT_KEY};\
