@@ -1,4 +1,4 @@
-//! [`ApiClient`]: the typed client of the job-ticket API (api.md), used by the command line and
+//! [`ApiClient`]: the typed client of the job-ticket API (docs/api.md), used by the command line and
 //! by the timer, which submits its job over HTTP as any caller does.
 //!
 //! One `reqwest::Client`, configured once. Every answer is kept twice: as the JSON the API
@@ -6,7 +6,7 @@
 //! types (for the text output and the exit code), so client and server can never disagree on
 //! what a status document is.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
@@ -15,13 +15,16 @@ use serde_json::{json, Value};
 use url::Url;
 
 use crate::jobs::{JobId, JobStatus, StatusDocument};
+use crate::retry::{retry, Backoff, Verdict};
 
 /// How long a call may take before the server counts as unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// While following a job, how long the server may be unreachable (a restart, a deployment)
-/// before we give up.
-const PATIENCE: Duration = Duration::from_secs(30);
+/// before we give up: asked again after 250 ms, doubling to 5 s, for up to 30 s.
+const PATIENCE: Backoff = Backoff::new(Duration::from_millis(250))
+    .max_delay(Duration::from_secs(5))
+    .max_elapsed(Duration::from_secs(30));
 
 /// Why a call gave no usable answer (for the command line, each is its exit code 3).
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +62,7 @@ pub struct Fetched<T> {
     pub parsed: T,
 }
 
-/// The 202 answer to a start or a retry (api.md section 2).
+/// The 202 answer to a start or a retry (docs/api.md section 2).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Ticket {
     pub job_id: JobId,
@@ -70,7 +73,7 @@ pub struct Ticket {
     pub retry_of: Option<JobId>,
 }
 
-/// The answer to a list call (api.md section 4).
+/// The answer to a list call (docs/api.md section 4).
 #[derive(Debug, Clone, Deserialize)]
 pub struct JobList {
     pub jobs: Vec<StatusDocument>,
@@ -129,17 +132,14 @@ impl ApiClient {
         &self,
         job_id: JobId,
     ) -> Result<Fetched<StatusDocument>, ClientError> {
-        let deadline = Instant::now() + PATIENCE;
-        let mut wait = Duration::from_millis(250);
-        loop {
-            match self.status(job_id).await {
-                Err(error) if error.is_transient() && Instant::now() + wait < deadline => {
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-                other => return other,
-            }
-        }
+        retry(
+            &PATIENCE,
+            None,
+            |_| self.status(job_id),
+            |error| Verdict::retry_if(error.is_transient()),
+            |_, _| {},
+        )
+        .await
     }
 
     pub async fn list(

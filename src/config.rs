@@ -1,6 +1,6 @@
 //! Typed settings, read once from the environment at start.
 //!
-//! Every variable of api.md section 8 is parsed here into a type that cannot hold a bad value;
+//! Every variable of docs/api.md section 8 is parsed here into a type that cannot hold a bad value;
 //! an error names the variable so the person reading the host log knows what to fix. Secrets
 //! are wrapped in [`SecretString`] so they never reach a log through `Debug`.
 

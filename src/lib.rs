@@ -22,6 +22,7 @@
 //! - [`reddit`]: the Reddit client; turns a subreddit name into topics.
 //! - [`store`]: the blob storage trait and its implementations (Azure Blob, local directory).
 //! - [`outbound`]: what may be said about a failed outbound HTTP call.
+//! - [`retry`]: the one retry policy (backoff, jitter, bounds, server-given waits).
 //! - [`telemetry`]: `tracing` set-up and the error-chain log field.
 
 pub mod app;
@@ -33,6 +34,7 @@ pub mod functions;
 pub mod jobs;
 pub mod outbound;
 pub mod reddit;
+pub mod retry;
 pub mod schedule;
 pub mod secrets;
 pub mod startup;

@@ -16,7 +16,7 @@ use crate::config::RedditSettings;
 use crate::reddit::client::{CredentialSource, FixedCredentials};
 use crate::reddit::Credentials;
 
-/// The secret names in the vault (api.md section 8).
+/// The secret names in the vault (docs/api.md section 8).
 pub const CLIENT_ID_SECRET: &str = "reddit-client-id";
 pub const CLIENT_SECRET_SECRET: &str = "reddit-client-secret";
 pub const USER_AGENT_SECRET: &str = "reddit-user-agent";

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
@@ -18,6 +19,7 @@ use crate::jobs::runner::RunnerOptions;
 use crate::jobs::{JobRunner, StatusRepository};
 use crate::reddit::client::{default_user_agent, Endpoints, RetryPolicy};
 use crate::reddit::{RedditClient, TopicSource};
+use crate::retry::{retry, Backoff, Verdict};
 use crate::store::azure::AzureBlobStore;
 use crate::store::local::LocalDirStore;
 use crate::store::BlobStore;
@@ -170,22 +172,26 @@ fn summary_womble_url(settings: &Settings) -> String {
 
 /// Creates the container, retrying until storage answers.
 async fn ensure_container(store: Arc<dyn BlobStore>) {
-    let mut wait = std::time::Duration::from_millis(200);
-    loop {
-        match store.ensure_container().await {
-            Ok(()) => return tracing::debug!("container ready"),
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(error = %telemetry::Chain(&error), "storage unavailable; will create the container when it answers");
-            }
-            Err(error) => {
-                return tracing::error!(
-                    error = %telemetry::Chain(&error),
-                    "the container cannot be created"
-                )
-            }
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_secs(30));
+    let backoff = Backoff::new(Duration::from_millis(200)).max_delay(Duration::from_secs(30));
+    match retry(
+        &backoff,
+        None,
+        |_| store.ensure_container(),
+        |error| Verdict::retry_if(error.is_retryable()),
+        |error, _| {
+            tracing::warn!(
+                error = %telemetry::Chain(error),
+                "storage unavailable; will create the container when it answers"
+            )
+        },
+    )
+    .await
+    {
+        Ok(()) => tracing::debug!("container ready"),
+        Err(error) => tracing::error!(
+            error = %telemetry::Chain(&error),
+            "the container cannot be created"
+        ),
     }
 }
 
@@ -206,4 +212,103 @@ pub fn serve(
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::jobs::request::{default_subreddits, JobRequest, Limit, Priority, Source};
+    use crate::jobs::{JobId, JobStatus, StatusDocument};
+    use crate::reddit::{FetchError, Subreddit, Topic};
+
+    struct NoTopics;
+
+    #[async_trait]
+    impl TopicSource for NoTopics {
+        async fn hot_topics(
+            &self,
+            _: &Subreddit,
+            _: u32,
+            _: &str,
+        ) -> Result<Vec<Topic>, FetchError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn request() -> JobRequest {
+        JobRequest {
+            source: Source::Reddit,
+            topics: default_subreddits()[..1].to_vec(),
+            limit: Limit::DEFAULT,
+            priority: Priority::Normal,
+            callback_url: None,
+        }
+    }
+
+    async fn status_of(services: &Services, id: JobId) -> StatusDocument {
+        StatusRepository::new(services.store.clone())
+            .load(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .document
+    }
+
+    /// A one-off collection runs its own job to the end and leaves a job whose worker died
+    /// alone, however long it runs; a server adopts that job.
+    #[tokio::test]
+    async fn only_a_server_adopts_stale_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = Services {
+            store: Arc::new(LocalDirStore::new(dir.path().to_owned(), "hot-topics")),
+            topics: Arc::new(NoTopics),
+        };
+        services.store.ensure_container().await.unwrap();
+        let settings = Settings::from_vars(&HashMap::from([(
+            "JOB_STALE_AFTER_SECONDS".to_owned(),
+            "5".to_owned(),
+        )]))
+        .unwrap();
+        let long_ago = crate::jobs::status::now() - chrono::TimeDelta::hours(1);
+        let stale = StatusDocument::queued(JobId::new(), request(), None, long_ago);
+        StatusRepository::new(services.store.clone())
+            .create(&stale)
+            .await
+            .unwrap();
+        // A job counts as stale once its blob has been quiet for `stale_after`; a scanning
+        // runner scans every half of that. Past this, any scanner would have taken it.
+        let stale_after = settings.jobs.stale_after;
+        let window = Instant::now() + stale_after + stale_after / 2 + Duration::from_secs(1);
+
+        let collection = services.runner(&settings, Role::OneOffCollection).unwrap();
+        let own = collection.submit(request(), None, None).await.unwrap();
+        while Instant::now() < window {
+            let untouched = status_of(&services, stale.job_id).await;
+            assert_eq!(
+                untouched.status,
+                JobStatus::Queued,
+                "the collection adopted it"
+            );
+            assert_eq!(untouched.attempts, 0, "the collection adopted it");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(status_of(&services, own.job_id).await.status.is_terminal());
+        collection.shutdown().await;
+
+        let server = services.runner(&settings, Role::Server).unwrap();
+        let deadline = Instant::now() + stale_after;
+        while status_of(&services, stale.job_id).await.attempts == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the server never adopted the stale job"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.shutdown().await;
+    }
 }

@@ -71,12 +71,12 @@ pub fn init(audience: Audience) {
 /// An error with every cause after it, `outer: inner: innermost`, for log fields
 /// (`error = %Chain(&error)`): a bare `%error` prints only the outermost message, which is
 /// rarely the one a person can act on.
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+pub struct Chain<'a>(pub &'a dyn std::error::Error);
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
+        let mut cause: Option<&dyn std::error::Error> = self.0.source();
         while let Some(error) = cause {
             write!(f, ": {error}")?;
             cause = error.source();

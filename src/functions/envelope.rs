@@ -1,4 +1,4 @@
-//! The Functions host's invocation envelope (docs/functions-host.md, "The envelope"), and the
+//! The Functions host's invocation envelope (docs/functions-host.md, "The invocation envelope"), and the
 //! adapters that turn an invocation into a function call and its answer back into the
 //! envelope's.
 //!

@@ -52,7 +52,7 @@ fn allowed_list(methods: &[Method]) -> String {
         .join(", ")
 }
 
-/// The error document (api.md section 5). A failed timer run also carries its log lines.
+/// The error document (docs/api.md section 5). A failed timer run also carries its log lines.
 #[derive(Serialize)]
 struct ErrorBody {
     error: String,

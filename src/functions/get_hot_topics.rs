@@ -1,4 +1,4 @@
-//! GetHotTopics: the 6-hourly timer (api.md section 1).
+//! GetHotTopics: the 6-hourly timer (docs/api.md section 1).
 //!
 //! A run submits the configured collection job to SummaryWomble over HTTP with the function
 //! key, logs the ticket, checks the job's status once after a delay, purges expired jobs, and

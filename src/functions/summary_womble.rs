@@ -1,5 +1,5 @@
 //! SummaryWomble: issues job tickets and answers status, cancel, retry, list and metrics
-//! (api.md sections 2 to 5).
+//! (docs/api.md sections 2 to 5).
 //!
 //! A call is first parsed into a typed [`Call`](input::Call) ([`input`]); the actions below
 //! then only speak the job model's language, and every failure is an [`ApiError`].
@@ -133,7 +133,7 @@ async fn retry(
     Ok(ticket::ticket(context, request, &document))
 }
 
-/// The list answer (api.md section 4).
+/// The list answer (docs/api.md section 4).
 #[derive(Serialize)]
 struct JobList {
     jobs: Vec<StatusDocument>,

@@ -1,4 +1,4 @@
-//! Completion callbacks (api.md section 7): the final status document POSTed to the job's
+//! Completion callbacks (docs/api.md section 7): the final status document POSTed to the job's
 //! `callback_url`, signed with HMAC-SHA256, retried with backoff. A callback that keeps failing
 //! is logged and given up; it never changes the job's outcome.
 
@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 use super::status::StatusDocument;
+use crate::retry::{retry, Backoff, Verdict};
 
 /// The header carrying `sha256=<hex HMAC-SHA256 of the body>`.
 pub const SIGNATURE_HEADER: &str = "X-Womble-Signature";
@@ -20,13 +21,15 @@ pub fn signature(key: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Five attempts, 0.5, 1, 2 and 4 s apart. Every failure is retried, whatever the answer
+/// (api.md section 7: "retried with backoff on failure").
+const DELIVERY: Backoff = Backoff::new(Duration::from_millis(500)).max_attempts(5);
+
 /// `Debug` shows no key: `SecretString` redacts itself.
 #[derive(Clone, Debug)]
 pub struct CallbackSender {
     http: reqwest::Client,
     signing_key: Option<SecretString>,
-    attempts: u32,
-    first_backoff: Duration,
 }
 
 impl CallbackSender {
@@ -43,8 +46,6 @@ impl CallbackSender {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             signing_key,
-            attempts: 5,
-            first_backoff: Duration::from_millis(500),
         })
     }
 
@@ -56,8 +57,7 @@ impl CallbackSender {
             .signing_key
             .as_ref()
             .map(|key| signature(key.expose_secret().as_bytes(), &body));
-        let mut wait = self.first_backoff;
-        for attempt in 1..=self.attempts {
+        let send = |attempt| {
             let mut request = self
                 .http
                 .post(url)
@@ -66,22 +66,26 @@ impl CallbackSender {
             if let Some(signed) = &signed {
                 request = request.header(SIGNATURE_HEADER, signed);
             }
-            let failure = match request.send().await {
-                Ok(answer) if answer.status().is_success() => {
-                    tracing::info!(job_id = %document.job_id, attempt, "completion callback delivered");
-                    return true;
-                }
-                Ok(answer) => format!("HTTP {}", answer.status().as_u16()),
-                Err(error) => crate::outbound::failure(&error).to_owned(),
-            };
-            tracing::warn!(job_id = %document.job_id, attempt, failure = %failure, "completion callback failed");
-            if attempt < self.attempts {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
+            async move {
+                let failure = match request.send().await {
+                    Ok(answer) if answer.status().is_success() => {
+                        tracing::info!(job_id = %document.job_id, attempt, "completion callback delivered");
+                        return Ok(());
+                    }
+                    Ok(answer) => format!("HTTP {}", answer.status().as_u16()),
+                    Err(error) => crate::outbound::failure(&error).to_owned(),
+                };
+                tracing::warn!(job_id = %document.job_id, attempt, failure = %failure, "completion callback failed");
+                Err(failure)
             }
+        };
+        let delivered = retry(&DELIVERY, None, send, |_| Verdict::Retry, |_, _| {})
+            .await
+            .is_ok();
+        if !delivered {
+            tracing::error!(job_id = %document.job_id, "completion callback given up");
         }
-        tracing::error!(job_id = %document.job_id, "completion callback given up");
-        false
+        delivered
     }
 }
 

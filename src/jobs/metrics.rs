@@ -1,4 +1,4 @@
-//! The metrics answer (api.md section 4): counts by status, success rate, mean and p95
+//! The metrics answer (docs/api.md section 4): counts by status, success rate, mean and p95
 //! duration, and failures by subreddit over the jobs of the last 24 hours.
 
 use std::collections::HashMap;

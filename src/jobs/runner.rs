@@ -7,27 +7,26 @@
 //! stopped (its process was killed) claims it with a conditional write and resumes it, skipping
 //! the subreddits already done.
 
+mod adoption;
+mod work;
+
 use std::collections::{BinaryHeap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use futures::{FutureExt, StreamExt};
-use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::callback::CallbackSender;
 use super::id::JobId;
-use super::progress::RunStamp;
-use super::repository::{RepositoryError, StaleClaim, StatusRepository};
-use super::request::{IdempotencyKey, JobRequest, Priority, Source};
-use super::status::{self, OutcomeStatus, StatusDocument, SubredditOutcome, TransitionError};
-use crate::reddit::{Subreddit, Topic, TopicSource};
+use super::repository::{RepositoryError, StatusRepository};
+use super::request::{IdempotencyKey, JobRequest, Priority};
+use super::status::{self, StatusDocument, TransitionError};
+use crate::reddit::TopicSource;
+use crate::retry::{retry, Backoff, Verdict};
 use crate::store::StoreError;
 
 /// How the runner behaves; from the settings, shortened in tests.
@@ -74,17 +73,6 @@ impl From<RepositoryError> for SubmitError {
             SubmitError::Storage(error)
         }
     }
-}
-
-/// The output blob body (api.md section 6).
-#[derive(Serialize)]
-struct OutputDocument<'a> {
-    job_id: JobId,
-    source: &'static str,
-    subject: &'a str,
-    fetched_at: &'a str,
-    count: usize,
-    topics: &'a [Topic],
 }
 
 /// A job waiting for a worker. Ordered so the heap pops high priority first, then the oldest.
@@ -288,7 +276,7 @@ impl JobRunner {
                 Ok(Some(versioned)) => versioned.document,
                 Ok(None) => return tracing::error!("adopted job vanished from storage"),
                 Err(error) => {
-                    return tracing::error!(error = %error, "could not load the adopted job")
+                    return tracing::error!(error = %crate::telemetry::Chain(&error), "could not load the adopted job")
                 }
             }
         } else {
@@ -315,7 +303,9 @@ impl JobRunner {
                     tracing::info!(reason = %reason, "job not started");
                     return;
                 }
-                Err(error) => return tracing::error!(error = %error, "could not start the job"),
+                Err(error) => {
+                    return tracing::error!(error = %crate::telemetry::Chain(&error), "could not start the job")
+                }
             }
         };
         let mine = document.attempts;
@@ -339,7 +329,7 @@ impl JobRunner {
                 tracing::warn!("another worker took the job over; stopping here");
             }
             Err(error) => {
-                tracing::error!(error = %error, "job could not record its progress; it will be resumed")
+                tracing::error!(error = %crate::telemetry::Chain(&error), "job could not record its progress; it will be resumed")
             }
         }
     }
@@ -358,151 +348,6 @@ impl JobRunner {
             }
             .instrument(span),
         );
-    }
-
-    /// Fetches and stores every pending subreddit, recording each outcome, then ends the job.
-    async fn collect(
-        &self,
-        document: StatusDocument,
-        mine: u32,
-    ) -> Result<StatusDocument, RepositoryError> {
-        let job = document.job_id;
-        let stamp = RunStamp::of(document.started_at.unwrap_or(document.created_at));
-        let source = document.request.source;
-        let limit = document.request.limit.get();
-        let cancelled = Arc::new(AtomicBool::new(document.cancel_requested_at.is_some()));
-        let pending = document.pending();
-        let mut in_flight: Vec<Subreddit> = Vec::new();
-
-        // Each subreddit is a task of its own: the loop below awaits a status write after every
-        // outcome, and futures polled only through the stream would stand still meanwhile
-        // (the 7 subreddits of a job would be stored one after another). The tasks are tracked
-        // and aborted when the stream is dropped (shutdown, or the job taken over).
-        let mut outcomes = futures::stream::iter(pending.clone())
-            .map(|subreddit| {
-                let cancelled = cancelled.clone();
-                let this = self.clone();
-                let stamp = stamp.clone();
-                let task = self.inner.tracker.spawn(
-                    async move {
-                        if cancelled.load(Ordering::SeqCst) {
-                            return None;
-                        }
-                        Some(
-                            this.fetch_and_store(job, source, &subreddit, limit, &stamp)
-                                .await,
-                        )
-                    }
-                    .in_current_span(),
-                );
-                AbortOnDropHandle::new(task).map(|joined| match joined {
-                    Ok(outcome) => outcome,
-                    // Only a panic: the handle is never aborted while it is being polled.
-                    Err(error) => std::panic::resume_unwind(error.into_panic()),
-                })
-            })
-            .buffer_unordered(self.inner.options.fetch_concurrency.max(1));
-        in_flight.extend(pending);
-
-        let mut heartbeat = tokio::time::interval(self.inner.options.heartbeat_every());
-        heartbeat.tick().await;
-        loop {
-            tokio::select! {
-                outcome = outcomes.next() => {
-                    let Some(outcome) = outcome else { break };
-                    let Some(outcome) = outcome else { continue };
-                    in_flight.retain(|name| name != &outcome.subreddit);
-                    let next = in_flight.first().cloned();
-                    let document = self
-                        .update(job, |doc| {
-                            owned(doc, mine)?;
-                            doc.record(outcome.clone(), status::now())?;
-                            if let Some(next) = &next {
-                                doc.processing(next, status::now())?;
-                            }
-                            Ok(())
-                        })
-                        .await?;
-                    if document.cancel_requested_at.is_some() {
-                        cancelled.store(true, Ordering::SeqCst);
-                    }
-                }
-                _ = heartbeat.tick() => {
-                    let document = self
-                        .update(job, |doc| {
-                            owned(doc, mine)?;
-                            doc.heartbeat(status::now())
-                        })
-                        .await?;
-                    if document.cancel_requested_at.is_some() {
-                        cancelled.store(true, Ordering::SeqCst);
-                    }
-                }
-            }
-        }
-        drop(outcomes);
-
-        self.update(job, |doc| {
-            owned(doc, mine)?;
-            if doc.cancel_requested_at.is_some() {
-                doc.cancel(status::now())
-            } else {
-                doc.finish(status::now())
-            }
-        })
-        .await
-    }
-
-    async fn fetch_and_store(
-        &self,
-        job: JobId,
-        source: Source,
-        subreddit: &Subreddit,
-        limit: u32,
-        stamp: &RunStamp,
-    ) -> SubredditOutcome {
-        let topics = match self
-            .inner
-            .topics
-            .hot_topics(subreddit, limit, stamp.as_str())
-            .await
-        {
-            Ok(topics) => topics,
-            Err(error) => {
-                tracing::warn!(subreddit = %subreddit, error = %error, "subreddit could not be fetched");
-                return SubredditOutcome::failed(
-                    subreddit.clone(),
-                    OutcomeStatus::FetchFailed,
-                    error.to_string(),
-                );
-            }
-        };
-        let output = OutputDocument {
-            job_id: job,
-            source: source.name(),
-            subject: subreddit.as_str(),
-            fetched_at: stamp.as_str(),
-            count: topics.len(),
-            topics: &topics,
-        };
-        let stem = format!("{stamp}_{source}_{subreddit}");
-        match self
-            .with_storage_retries(|| self.inner.repository.store_output(job, &stem, &output))
-            .await
-        {
-            Ok(blob_name) => {
-                tracing::info!(subreddit = %subreddit, topics = topics.len(), blob = %blob_name, "subreddit stored");
-                SubredditOutcome::success(subreddit.clone(), topics.len() as u32, blob_name)
-            }
-            Err(error) => {
-                tracing::error!(subreddit = %subreddit, error = %error, "topics could not be stored");
-                SubredditOutcome::failed(
-                    subreddit.clone(),
-                    OutcomeStatus::UploadFailed,
-                    format!("r/{subreddit}: the topics could not be stored"),
-                )
-            }
-        }
     }
 
     /// A status update that outlasts storage outages: retried with backoff until storage
@@ -525,77 +370,15 @@ impl JobRunner {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RepositoryError>>,
     {
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match call().await {
-                Err(error) if error.is_retryable() && !self.inner.shutdown.is_cancelled() => {
-                    tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "storage call failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.inner.shutdown.cancelled() => return Err(error),
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// At start and then regularly: adopts jobs whose worker died.
-    async fn scan_for_stale_jobs(&self) {
-        let mut every = tokio::time::interval(self.inner.options.scan_every());
-        loop {
-            tokio::select! {
-                _ = self.inner.shutdown.cancelled() => return,
-                _ = every.tick() => {}
-            }
-            if let Err(error) = self.adopt_stale_jobs().await {
-                tracing::warn!(error = %error, "scan for stale jobs failed");
-            }
-        }
-    }
-
-    /// One scan: claims each stale job not already ours and queues it. Returns how many.
-    ///
-    /// Candidates come from one listing (status blobs not written for `stale_after`). Finished
-    /// jobs are quiet too, and stay so until retention purges them: each is read once, then
-    /// remembered, since a terminal state never changes.
-    pub async fn adopt_stale_jobs(&self) -> Result<usize, RepositoryError> {
-        let repository = &self.inner.repository;
-        let now = status::now();
-        let stale_before: DateTime<Utc> = now
-            - chrono::Duration::from_std(self.inner.options.stale_after).expect("a sane duration");
-        let quiet = repository.quiet_since(stale_before).await?;
-        let candidates: Vec<JobId> = {
-            let queue = self.inner.queue.lock().expect("queue lock");
-            let mut finished = self.inner.finished.lock().expect("finished lock");
-            // Forget purged jobs.
-            let listed: HashSet<JobId> = quiet.iter().copied().collect();
-            finished.retain(|job| listed.contains(job));
-            quiet
-                .into_iter()
-                .filter(|job| !queue.ours.contains(job) && !finished.contains(job))
-                .collect()
-        };
-        let mut adopted = 0;
-        for job in candidates {
-            match repository.claim_stale(job, stale_before, now).await? {
-                StaleClaim::Adopted(document) => {
-                    let queue_depth = self.enqueue(&document, true);
-                    tracing::warn!(job_id = %job, status = %document.status, attempt = document.attempts, queue_depth, "adopting a job whose worker stopped");
-                    adopted += 1;
-                }
-                StaleClaim::Finished => {
-                    self.inner
-                        .finished
-                        .lock()
-                        .expect("finished lock")
-                        .insert(job);
-                }
-                StaleClaim::Declined => {}
-            }
-        }
-        Ok(adopted)
+        let backoff = Backoff::new(Duration::from_millis(100)).max_delay(Duration::from_secs(10));
+        retry(
+            &backoff,
+            Some(&self.inner.shutdown),
+            |_| call(),
+            |error| Verdict::retry_if(error.is_retryable()),
+            |error, retrying| tracing::warn!(error = %crate::telemetry::Chain(error), wait_ms = retrying.wait.as_millis() as u64, "storage call failed; retrying"),
+        )
+        .await
     }
 }
 

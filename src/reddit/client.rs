@@ -5,11 +5,11 @@
 //! its search page, which must be seen, not followed). The OAuth token and the rate-limit window
 //! are shared the same way.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::Rng;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::outbound::failure;
+use crate::retry::{retry, Backoff, Verdict, MAX_SERVER_WAIT};
 
 use super::rate_limit::{header_f64, RateLimiter};
 use super::topic::{Listing, Post};
@@ -52,25 +53,25 @@ pub trait CredentialSource: Send + Sync + 'static {
     async fn credentials(&self) -> Result<Option<Credentials>, String>;
 }
 
-/// How persistent to be with one subreddit.
+/// How persistent to be with one page of a subreddit's listing.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-    /// No retry starts after this much time on one subreddit.
-    pub max_total: Duration,
+    /// Between attempts after a retryable failure (connection trouble, timeouts, 429, 5xx).
+    pub backoff: Backoff,
     /// One request, connect to last byte.
     pub request_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
+    /// Five attempts; waits of 0.5 s doubling to 20 s, each drawn at random from the upper half
+    /// of its step; no retry that would start 90 s after the first attempt.
     fn default() -> Self {
         Self {
-            max_attempts: 5,
-            first_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(20),
-            max_total: Duration::from_secs(90),
+            backoff: Backoff::new(Duration::from_millis(500))
+                .max_delay(Duration::from_secs(20))
+                .jitter(0.5)
+                .max_attempts(5)
+                .max_elapsed(Duration::from_secs(90)),
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -115,15 +116,38 @@ fn default_expiry() -> u64 {
     3600
 }
 
-/// How one attempt ended.
-enum Attempt {
-    Done(Vec<Post>, Option<String>),
+/// One page of a listing, and where the next one starts.
+type Page = (Vec<Post>, Option<String>);
+
+/// Why one attempt at a page failed.
+enum Failure {
+    /// Asking again may help: after `after` when Reddit said how long (429).
     Retry {
         after: Option<Duration>,
         error: FetchError,
     },
+    /// Reddit refused the access token (401).
     TokenRejected,
     Final(FetchError),
+}
+
+impl Failure {
+    fn verdict(&self) -> Verdict {
+        match self {
+            Failure::Retry {
+                after: Some(wait), ..
+            } => Verdict::RetryAfter(*wait),
+            Failure::Retry { after: None, .. } => Verdict::Retry,
+            Failure::TokenRejected | Failure::Final(_) => Verdict::Final,
+        }
+    }
+
+    fn into_error(self) -> FetchError {
+        match self {
+            Failure::Retry { error, .. } | Failure::Final(error) => error,
+            Failure::TokenRejected => FetchError::BadCredentials(401),
+        }
+    }
 }
 
 /// The default User-Agent, in the form Reddit asks for.
@@ -227,13 +251,15 @@ impl RedditClient {
         Ok(Some(token))
     }
 
+    /// One request for a page. `number` is the attempt's, 1-based.
     async fn attempt(
         &self,
         subreddit: &Subreddit,
         limit: u32,
         after: Option<&str>,
         token: Option<&Token>,
-    ) -> Attempt {
+        number: u32,
+    ) -> Result<Page, Failure> {
         let name = subreddit.as_str();
         let mut url = match token {
             Some(_) => self.endpoints.api.join(&format!("r/{name}/hot")),
@@ -258,78 +284,80 @@ impl RedditClient {
         let answer = match request.send().await {
             Ok(answer) => answer,
             Err(error) => {
-                return Attempt::Retry {
+                return Err(Failure::Retry {
                     after: None,
                     error: FetchError::Unreachable {
                         subreddit: name.to_owned(),
                         reason: failure(&error).to_owned(),
                     },
-                }
+                })
             }
         };
         self.limiter.observe(answer.headers()).await;
         let status = answer.status();
         match status.as_u16() {
             200 => {}
-            401 if token.is_some() => return Attempt::TokenRejected,
-            403 => return Attempt::Final(forbidden(name, answer).await),
+            401 if token.is_some() => return Err(Failure::TokenRejected),
+            403 => return Err(Failure::Final(forbidden(name, answer).await)),
             404 => {
                 let reason = error_reason(answer).await;
-                return Attempt::Final(if reason.as_deref() == Some("banned") {
+                return Err(Failure::Final(if reason.as_deref() == Some("banned") {
                     FetchError::Banned(name.to_owned())
                 } else {
                     FetchError::DoesNotExist(name.to_owned())
-                });
+                }));
             }
             301 | 302 | 303 | 307 | 308 => {
-                return Attempt::Final(FetchError::DoesNotExist(name.to_owned()))
+                return Err(Failure::Final(FetchError::DoesNotExist(name.to_owned())))
             }
             429 => {
                 let headers = answer.headers();
                 let wait = header_f64(headers, "retry-after")
                     .or_else(|| header_f64(headers, "x-ratelimit-reset"))
-                    .map(|seconds| Duration::from_secs_f64(seconds.clamp(0.0, 600.0)));
+                    .map(|seconds| {
+                        Duration::from_secs_f64(seconds.clamp(0.0, MAX_SERVER_WAIT.as_secs_f64()))
+                    });
                 if let Some(wait) = wait {
                     self.limiter.exhaust_for(wait).await;
                 }
-                return Attempt::Retry {
+                return Err(Failure::Retry {
                     after: wait,
                     error: FetchError::RateLimited {
                         subreddit: name.to_owned(),
-                        attempts: 0,
+                        attempts: number,
                     },
-                };
+                });
             }
             code if status.is_server_error() => {
-                return Attempt::Retry {
+                return Err(Failure::Retry {
                     after: None,
                     error: FetchError::Status {
                         subreddit: name.to_owned(),
                         status: code,
                     },
-                }
+                })
             }
             code => {
-                return Attempt::Final(FetchError::Status {
+                return Err(Failure::Final(FetchError::Status {
                     subreddit: name.to_owned(),
                     status: code,
-                })
+                }))
             }
         }
         let body = match answer.bytes().await {
             Ok(body) => body,
             Err(error) => {
-                return Attempt::Retry {
+                return Err(Failure::Retry {
                     after: None,
                     error: FetchError::Unreachable {
                         subreddit: name.to_owned(),
                         reason: failure(&error).to_owned(),
                     },
-                }
+                })
             }
         };
         match serde_json::from_slice::<Listing>(&body) {
-            Ok(listing) if listing.kind == "Listing" => Attempt::Done(
+            Ok(listing) if listing.kind == "Listing" => Ok((
                 listing
                     .data
                     .children
@@ -338,15 +366,15 @@ impl RedditClient {
                     .map(|thing| thing.data)
                     .collect(),
                 listing.data.after,
-            ),
-            Ok(listing) => Attempt::Final(FetchError::Malformed {
+            )),
+            Ok(listing) => Err(Failure::Final(FetchError::Malformed {
                 subreddit: name.to_owned(),
                 reason: format!("expected a Listing, got {:?}", listing.kind),
-            }),
-            Err(error) => Attempt::Final(FetchError::Malformed {
+            })),
+            Err(error) => Err(Failure::Final(FetchError::Malformed {
                 subreddit: name.to_owned(),
                 reason: error.to_string(),
-            }),
+            })),
         }
     }
 
@@ -356,61 +384,47 @@ impl RedditClient {
         subreddit: &Subreddit,
         limit: u32,
         after: Option<&str>,
-    ) -> Result<(Vec<Post>, Option<String>), FetchError> {
-        let started = Instant::now();
-        let mut token = self.token(false).await?;
-        let mut renewed = false;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let (wait, error) = match self.attempt(subreddit, limit, after, token.as_ref()).await {
-                Attempt::Done(posts, after) => return Ok((posts, after)),
-                Attempt::Final(error) => return Err(error),
-                Attempt::TokenRejected if !renewed => {
-                    tracing::info!(subreddit = %subreddit, "Reddit refused the access token; renewing it once");
-                    renewed = true;
-                    token = self.token(true).await?;
-                    continue;
+    ) -> Result<Page, FetchError> {
+        let renewed = AtomicBool::new(false);
+        retry(
+            &self.retry.backoff,
+            None,
+            |number| self.attempt_with_token(subreddit, limit, after, number, &renewed),
+            Failure::verdict,
+            |failure, retrying| {
+                if let Failure::Retry { error, .. } = failure {
+                    tracing::warn!(subreddit = %subreddit, attempt = retrying.attempt, wait_ms = retrying.wait.as_millis() as u64, error = %crate::telemetry::Chain(error), "retrying Reddit listing");
                 }
-                Attempt::TokenRejected => return Err(FetchError::BadCredentials(401)),
-                Attempt::Retry { after, error } => (after, error),
-            };
-            let backoff = self.backoff(attempts);
-            let wait = wait.map_or(backoff, |wait| {
-                wait + jitter(wait / 10 + Duration::from_millis(50))
-            });
-            if attempts >= self.retry.max_attempts
-                || started.elapsed() + wait > self.retry.max_total
-            {
-                return Err(match error {
-                    FetchError::RateLimited { subreddit, .. } => FetchError::RateLimited {
-                        subreddit,
-                        attempts,
-                    },
-                    other => other,
-                });
+            },
+        )
+        .await
+        .map_err(Failure::into_error)
+    }
+
+    /// One attempt with the current token. A refused token is renewed, and the request sent
+    /// again, once per page (`renewed`): that is not a retry, so it costs no attempt and no wait.
+    async fn attempt_with_token(
+        &self,
+        subreddit: &Subreddit,
+        limit: u32,
+        after: Option<&str>,
+        number: u32,
+        renewed: &AtomicBool,
+    ) -> Result<Page, Failure> {
+        let token = self.token(false).await.map_err(Failure::Final)?;
+        match self
+            .attempt(subreddit, limit, after, token.as_ref(), number)
+            .await
+        {
+            Err(Failure::TokenRejected) if !renewed.swap(true, Ordering::Relaxed) => {
+                tracing::info!(subreddit = %subreddit, "Reddit refused the access token; renewing it once");
+                let token = self.token(true).await.map_err(Failure::Final)?;
+                self.attempt(subreddit, limit, after, token.as_ref(), number)
+                    .await
             }
-            tracing::warn!(subreddit = %subreddit, attempt = attempts, wait_ms = wait.as_millis() as u64, error = %error, "retrying Reddit listing");
-            tokio::time::sleep(wait).await;
+            outcome => outcome,
         }
     }
-
-    /// Exponential backoff with full jitter on the upper half.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .retry
-            .first_backoff
-            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-            .min(self.retry.max_backoff);
-        base / 2 + jitter(base / 2)
-    }
-}
-
-fn jitter(max: Duration) -> Duration {
-    if max.is_zero() {
-        return Duration::ZERO;
-    }
-    rand::thread_rng().gen_range(Duration::ZERO..=max)
 }
 
 async fn error_reason(answer: reqwest::Response) -> Option<String> {

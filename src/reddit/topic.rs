@@ -1,4 +1,4 @@
-//! Reddit's listing JSON and the topic documents we store from it (api.md section 6).
+//! Reddit's listing JSON and the topic documents we store from it (docs/api.md section 6).
 
 use serde::{Deserialize, Serialize};
 

@@ -8,7 +8,7 @@
 //!   name the setting at fault and never repeat a value.
 //! - The SDK's own retry policy is switched off: it retries for up to a minute, and it would
 //!   retry a conditional write whose first attempt may already have landed. [`AzureBlobStore`]
-//!   retries a little itself (`MAX_RETRIES` within `RETRY_BUDGET`) and, when a retried conditional
+//!   retries a little itself (the policy [`RETRIES`]) and, when a retried conditional
 //!   write reports a failed condition, checks whether the blob already holds exactly the bytes
 //!   being written (then the earlier attempt did land, and the write succeeded).
 //! - Each HTTP attempt has a connect timeout and an overall timeout, so a call against storage
@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::auth::Secret;
@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use super::{Blob, BlobItem, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
+use crate::retry::{retry, Backoff, Verdict};
 
 /// The account of Azurite and the storage emulator. Its key is published by Microsoft and is no
 /// secret.
@@ -49,11 +50,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an idle connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Retries after a retryable failure (connection trouble, timeouts, 5xx, 429).
-const MAX_RETRIES: u32 = 2;
-/// No retry starts once this much time has passed since the first attempt.
-const RETRY_BUDGET: Duration = Duration::from_secs(3);
-const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
+/// After a retryable failure (connection trouble, timeouts, 5xx, 429): two retries, 250 ms
+/// then 500 ms later, and none that would start 3 s after the first attempt.
+const RETRIES: Backoff = Backoff::new(Duration::from_millis(250))
+    .max_attempts(3)
+    .max_elapsed(Duration::from_secs(3));
 /// Azure's largest page of a blob listing.
 const MAX_LIST_RESULTS: u32 = 5000;
 
@@ -171,35 +172,27 @@ impl AzureBlobStore {
     async fn retrying<T, F, Fut>(
         &self,
         operation: &'static str,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<T, StoreError>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let started = Instant::now();
-        let mut delay = FIRST_RETRY_DELAY;
-        let mut number = 1;
-        loop {
-            match attempt(number).await {
-                Err(error)
-                    if error.is_retryable()
-                        && number <= MAX_RETRIES
-                        && started.elapsed() < RETRY_BUDGET =>
-                {
-                    tracing::debug!(
-                        operation,
-                        attempt = number,
-                        error = %ErrorChain(&error),
-                        "storage call failed; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    number += 1;
-                }
-                outcome => return outcome,
-            }
-        }
+        retry(
+            &RETRIES,
+            None,
+            attempt,
+            |error| Verdict::retry_if(error.is_retryable()),
+            |error, retrying| {
+                tracing::debug!(
+                    operation,
+                    attempt = retrying.attempt,
+                    error = %ErrorChain(error),
+                    "storage call failed; retrying"
+                );
+            },
+        )
+        .await
     }
 
     async fn get_once(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
@@ -326,7 +319,7 @@ impl AzureBlobStore {
                     })
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "skipping a blob whose name this store cannot use");
+                    tracing::warn!(error = %crate::telemetry::Chain(&error), "skipping a blob whose name this store cannot use");
                     None
                 }
             })
@@ -687,6 +680,8 @@ impl std::fmt::Display for ErrorChain<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     const KEY: &str = "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWs=";

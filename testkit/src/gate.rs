@@ -54,13 +54,11 @@ impl Gate {
                       headers: HeaderMap,
                       body: Bytes| {
                     let this = this.clone();
-                    // The query travels on with the path (a status check is `?job_id=`).
-                    let target = if query.is_empty() {
-                        path.as_str().to_owned()
-                    } else {
-                        format!("{}?{query}", path.as_str())
+                    let path = match query.as_str() {
+                        "" => path.as_str().to_owned(),
+                        query => format!("{}?{query}", path.as_str()),
                     };
-                    async move { this.answer(method, target, headers, body).await }
+                    async move { this.answer(method, path, headers, body).await }
                 },
             );
         tokio::spawn(warp::serve(routes).incoming(listener).run());

@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use summary_womble::reddit::client::{CredentialSource, Endpoints, FixedCredentials, RetryPolicy};
 use summary_womble::reddit::{Credentials, FetchError, RedditClient, Subreddit, TopicSource};
+use summary_womble::retry::Backoff;
 
 use testkit::fake_reddit::{Behaviour, FakeReddit, CLIENT_ID, CLIENT_SECRET};
 
 fn quick_retries() -> RetryPolicy {
     RetryPolicy {
-        max_attempts: 4,
-        first_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(100),
-        max_total: Duration::from_secs(20),
+        backoff: Backoff::new(Duration::from_millis(20))
+            .max_delay(Duration::from_millis(100))
+            .jitter(0.5)
+            .max_attempts(4)
+            .max_elapsed(Duration::from_secs(20)),
         request_timeout: Duration::from_secs(2),
     }
 }

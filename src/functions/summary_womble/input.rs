@@ -110,7 +110,7 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::BadRequest(message.into())
 }
 
-/// The start body (api.md section 2). A field that is present must hold a value: `null` is
+/// The start body (docs/api.md section 2). A field that is present must hold a value: `null` is
 /// not a way to ask for the default.
 #[derive(Debug, Deserialize)]
 struct StartBody {

@@ -1,4 +1,4 @@
-//! The 202 job ticket (api.md section 2) and the public URLs in it.
+//! The 202 job ticket (docs/api.md section 2) and the public URLs in it.
 
 use chrono::{DateTime, Utc};
 use http::{header, StatusCode};
