@@ -137,7 +137,7 @@ async fn a_thousand_tickets_from_fifty_clients_all_end_terminal() {
 async fn a_handler_killed_under_load_still_ends_every_issued_ticket() {
     let mut app = TestApp::start_with(vec![
         ("JOB_STALE_AFTER_SECONDS", "5"),
-        ("MAX_CONCURRENT_JOBS", "2"),
+        ("MAX_CONCURRENT_JOBS", "8"),
     ])
     .await;
     // Held listings keep jobs queued and in flight when the kill comes.
