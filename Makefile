@@ -8,8 +8,10 @@
 #   make loadtest N=5000 C=50   the big load tests (1,000 tickets from 50 clients, then N job
 #                         starts from C concurrent clients: throughput, latency)
 #   make handler          release build of the handler, copied to ./handler
-#   make package          Linux x86-64 handler (static musl when installed) zipped as Core Tools
-#                         publishes it: target/package/summary-womble.zip
+#   make package          Linux x86-64 handler that starts on glibc 2.17 or newer (static musl
+#                         when installed, else cargo-zigbuild), zipped as Core Tools publishes it:
+#                         target/package/summary-womble.zip
+#   make unpack           make package, unpacked into target/package/publish (what azd deploys)
 #   make bench            the service against the storage limit (table + target/bench/results.json)
 #   make deploy APP=name  make package, then publish exactly that with Core Tools
 
@@ -21,7 +23,7 @@ CARGO ?= cargo
 PORT ?= 7071
 AZURITE_RUN_PORT ?= 10000
 
-.PHONY: help run test fuzz-api loadtest handler package bench deploy clean
+.PHONY: help run test fuzz-api loadtest handler package unpack bench deploy clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -65,13 +67,17 @@ package:
 bench: node_modules/.bin/azurite-blob
 	$(CARGO) bench --locked --bench service
 
-# Core Tools zips the folder it runs in, so it runs in the unpacked package (unzip keeps the
-# handler's execute bit): what is published is exactly what `make package` checked.
-deploy: package
-	@test -n "$(APP)" || { echo "usage: make deploy APP=<function-app-name>"; exit 2; }
-	@command -v func >/dev/null 2>&1 || { echo "Azure Functions Core Tools (func) is required to deploy"; exit 2; }
+# The package unpacked: Core Tools and azd zip the folder they are given, so they are given this
+# one (unzip keeps the handler's execute bit), and what is published is exactly what
+# `make package` checked.
+unpack: package
 	rm -rf target/package/publish
 	unzip -q target/package/summary-womble.zip -d target/package/publish
+
+deploy:
+	@test -n "$(APP)" || { echo "usage: make deploy APP=<function-app-name>"; exit 2; }
+	@command -v func >/dev/null 2>&1 || { echo "Azure Functions Core Tools (func) is required to deploy"; exit 2; }
+	$(MAKE) unpack
 	cd target/package/publish && func azure functionapp publish $(APP) --custom
 
 clean:

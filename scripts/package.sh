@@ -4,9 +4,13 @@
 #
 #   scripts/package.sh            (what `make package` runs)
 #
-# 1. The handler is built for Linux x86-64: statically linked against musl when the rustup
-#    target x86_64-unknown-linux-musl is installed (it then runs on any Functions Linux image),
-#    else a glibc release build, with a warning.
+# 1. The handler is built for Linux x86-64 so that it starts on every Functions Linux image:
+#    statically linked against musl when the rustup target x86_64-unknown-linux-musl AND a musl
+#    C compiler (x86_64-linux-musl-gcc or musl-gcc) are installed, else with cargo-zigbuild
+#    against glibc 2.17 (Zig links against that version's symbols, whatever glibc this machine
+#    has). cargo-zigbuild and Zig (PyPI packages cargo-zigbuild and ziglang, pinned below) are
+#    installed into .tools/zigbuild on first use. Every handler packaged, built or handed in, is
+#    checked by scripts/check-glibc.sh: one that needs a newer glibc is refused.
 # 2. The files are chosen the way Core Tools chooses them: every file under the app root,
 #    except .git/ and .vscode/ folders, files named .funcignore, .gitignore, local.settings.json
 #    or project.lock.json, and whatever .funcignore (gitignore syntax, applied by git itself)
@@ -22,6 +26,9 @@
 #   PACKAGE_ZIPPER=zip|python3   how to write the zip (default: zip when installed, else python3)
 #   PACKAGE_ALLOW_STRAYS=1   package files beyond the app's own (see check_for_strays) instead
 #                            of refusing
+#   PACKAGE_ALLOW_NEWER_GLIBC=1   package a handler that needs a glibc newer than 2.17,
+#                            with a warning, instead of refusing it (the tests use it to package
+#                            a debug build)
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +36,15 @@ app_root="$(cd "${PACKAGE_ROOT:-$repo_root}" && pwd)"
 out="${PACKAGE_OUT:-$repo_root/target/package/summary-womble.zip}"
 cargo="${CARGO:-cargo}"
 musl_target=x86_64-unknown-linux-musl
+gnu_target=x86_64-unknown-linux-gnu
+# The newest glibc the handler may need. 2.17 is the oldest glibc Rust's standard library
+# supports, and older than that of any Functions Linux image (all Debian-based, 2.24 and later).
+# The README names this version; a test keeps the two equal.
+glibc_max=2.17
+# The pinned build tools of the glibc path, installed into .tools/zigbuild.
+ziglang_version=0.15.2
+cargo_zigbuild_version=0.24.1
+zigbuild_tools="$repo_root/.tools/zigbuild"
 
 die() {
     echo "package.sh: $*" >&2
@@ -39,22 +55,84 @@ warn() {
     echo "package.sh: warning: $*" >&2
 }
 
+# Prints the musl C compiler cc-rs can use for the musl target, or nothing. cc-rs looks for
+# x86_64-linux-musl-gcc; Debian's musl-tools installs musl-gcc, which is handed to it by name.
+musl_c_compiler() {
+    local compiler
+    for compiler in x86_64-linux-musl-gcc musl-gcc; do
+        if command -v "$compiler" >/dev/null; then
+            echo "$compiler"
+            return
+        fi
+    done
+}
+
+# Installs the pinned ziglang and cargo-zigbuild (both from PyPI: cargo-zigbuild's wheel is the
+# crate's binary, so nothing is compiled) into .tools/zigbuild, once.
+install_zigbuild() {
+    local stamp="$zigbuild_tools/.installed-$ziglang_version-$cargo_zigbuild_version"
+    [[ -f "$stamp" ]] && return
+    echo "package.sh: installing ziglang $ziglang_version and cargo-zigbuild $cargo_zigbuild_version into $zigbuild_tools" >&2
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        if command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]]; then
+            apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >&2
+        fi
+        python3 -m pip --version >/dev/null 2>&1 ||
+            die "python3 with pip is needed to install ziglang and cargo-zigbuild (Debian: apt-get install python3-pip)"
+    fi
+    rm -rf "$zigbuild_tools"
+    # --target keeps them out of every Python environment; PIP_BREAK_SYSTEM_PACKAGES lets a
+    # Debian pip write there at all (it changes nothing outside the folder).
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
+        --no-warn-script-location --target "$zigbuild_tools" \
+        "ziglang==$ziglang_version" "cargo-zigbuild==$cargo_zigbuild_version" >&2 ||
+        die "ziglang and cargo-zigbuild could not be installed"
+    [[ -x "$zigbuild_tools/ziglang/zig" && -x "$zigbuild_tools/bin/cargo-zigbuild" ]] ||
+        die "the ziglang and cargo-zigbuild packages did not install zig and cargo-zigbuild where expected"
+    touch "$stamp"
+}
+
 # Prints the path of a Linux x86-64 release build of the handler, building it first.
 build_handler() {
     [[ "$(uname -s)" == Linux ]] || die "the package needs a Linux x86-64 handler; build it on Linux"
-    if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$musl_target"; then
-        echo "package.sh: building the handler for $musl_target (static)" >&2
-        (cd "$repo_root" && "$cargo" build --locked --release --target "$musl_target" --bin handler >&2)
+    local installed_targets="" compiler
+    if command -v rustup >/dev/null; then
+        installed_targets="$(rustup target list --installed 2>/dev/null || true)"
+    fi
+    compiler="$(musl_c_compiler)"
+    if grep -qx "$musl_target" <<<"$installed_targets" && [[ -n "$compiler" ]]; then
+        echo "package.sh: building the handler for $musl_target (static, C compiler $compiler)" >&2
+        (cd "$repo_root" && env "CC_${musl_target//-/_}=$compiler" \
+            "$cargo" build --locked --release --target "$musl_target" --bin handler >&2)
         echo "$repo_root/target/$musl_target/release/handler"
         return
     fi
-    [[ "$(uname -m)" == x86_64 ]] ||
-        die "this machine is not x86-64 and the $musl_target target is not installed: rustup target add $musl_target"
-    warn "the rustup target $musl_target is not installed, so the handler is linked against this"
-    warn "machine's glibc and will only start on a Functions image with a glibc at least as new."
-    warn "For a static build: rustup target add $musl_target (and a musl C toolchain, e.g. musl-tools)."
-    (cd "$repo_root" && "$cargo" build --locked --release --bin handler >&2)
-    echo "$repo_root/target/release/handler"
+    if grep -qx "$musl_target" <<<"$installed_targets"; then
+        echo "package.sh: the $musl_target target is installed but no musl C compiler (x86_64-linux-musl-gcc, musl-gcc) is: building against glibc $glibc_max instead" >&2
+    fi
+    [[ "$(uname -m)" == x86_64 ]] || grep -qx "$gnu_target" <<<"$installed_targets" ||
+        die "this machine is not x86-64 and the $gnu_target target is not installed: rustup target add $gnu_target"
+    install_zigbuild
+    echo "package.sh: building the handler for $gnu_target against glibc $glibc_max (cargo-zigbuild)" >&2
+    # zig is found on the PATH (the ziglang package ships it as ziglang/zig).
+    (cd "$repo_root" && PATH="$zigbuild_tools/ziglang:$zigbuild_tools/bin:$PATH" \
+        "$cargo" zigbuild --locked --release --target "$gnu_target.$glibc_max" --bin handler >&2)
+    echo "$repo_root/target/$gnu_target/release/handler"
+}
+
+# Refuses (or, with PACKAGE_ALLOW_NEWER_GLIBC=1, warns about) a handler that needs a glibc
+# newer than $glibc_max.
+check_glibc() {
+    local verdict
+    if verdict="$("$repo_root/scripts/check-glibc.sh" "$1" "$glibc_max")"; then
+        echo "package.sh: $verdict" >&2
+        return
+    fi
+    if [[ "${PACKAGE_ALLOW_NEWER_GLIBC:-}" == 1 ]]; then
+        warn "the handler needs a glibc newer than $glibc_max and will not start on older Functions images (PACKAGE_ALLOW_NEWER_GLIBC=1)"
+        return
+    fi
+    die "the handler needs a glibc newer than $glibc_max (see above); build it with make package, or set PACKAGE_ALLOW_NEWER_GLIBC=1 to package it anyway"
 }
 
 # Succeeds when the file is an ELF executable for x86-64 (e_machine 0x3e).
@@ -169,6 +247,7 @@ main() {
     fi
     [[ -f "$handler" ]] || die "no handler at $handler"
     is_linux_x86_64 "$handler" || die "$handler is not a Linux x86-64 executable"
+    check_glibc "$handler"
     cp "$handler" "$stage/handler"
     chmod 755 "$stage/handler"
 

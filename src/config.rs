@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -17,6 +16,11 @@ use crate::jobs::{CallbackPolicy, Limit};
 use crate::reddit::Subreddit;
 use crate::schedule::Schedule;
 pub use crate::telemetry::LogFormat;
+
+mod references;
+mod storage;
+
+pub use storage::{IdentityConnection, StorageSettings};
 
 /// Everything the handler needs to run, decided once at start.
 #[derive(Debug, Clone)]
@@ -67,23 +71,6 @@ impl Mode {
     }
 }
 
-/// Where blobs live.
-#[derive(Debug, Clone)]
-pub enum StorageSettings {
-    ConnectionString {
-        connection_string: SecretString,
-        container: String,
-    },
-    ManagedIdentity {
-        account: String,
-        container: String,
-    },
-    LocalDir {
-        dir: PathBuf,
-        container: String,
-    },
-}
-
 #[derive(Debug, Clone)]
 pub struct RedditSettings {
     pub auth_url: Url,
@@ -94,6 +81,9 @@ pub struct RedditSettings {
     pub client_secret: Option<SecretString>,
     pub user_agent: Option<String>,
     pub key_vault_url: Option<Url>,
+    /// `AZURE_CLIENT_ID`: the user-assigned identity that reads `KEY_VAULT_URL`; without it,
+    /// the system-assigned identity (or, off Azure, the developer's Azure CLI login).
+    pub key_vault_client_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +128,7 @@ impl Settings {
     /// Reads settings from a map of variables; the environment is one such map.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Env(vars);
+        references::refuse_unresolved_references(&env)?;
         let mode = match env.get("FUNCTIONS_CUSTOMHANDLER_PORT") {
             Some(_) => Mode::Host {
                 port: env.parse("FUNCTIONS_CUSTOMHANDLER_PORT", 7071)?,
@@ -171,25 +162,7 @@ impl Settings {
             .unwrap_or(DEFAULT_CONTAINER)
             .to_owned();
         validate_container(&container)?;
-        let storage = if let Some(connection_string) = env
-            .get("OUTPUT_STORAGE_CONNECTION_STRING")
-            .or_else(|| env.get("AzureWebJobsStorage"))
-        {
-            StorageSettings::ConnectionString {
-                connection_string: SecretString::from(connection_string.to_owned()),
-                container,
-            }
-        } else if let Some(account) = env.get("OUTPUT_STORAGE_ACCOUNT") {
-            StorageSettings::ManagedIdentity {
-                account: account.to_owned(),
-                container,
-            }
-        } else {
-            StorageSettings::LocalDir {
-                dir: PathBuf::from(env.get("OUTPUT_STORAGE_DIR").unwrap_or("./.data")),
-                container,
-            }
-        };
+        let storage = storage::storage_settings(&env, &mode, container)?;
 
         let reddit = RedditSettings {
             auth_url: env.url("REDDIT_AUTH_URL", "https://www.reddit.com")?,
@@ -199,6 +172,7 @@ impl Settings {
             client_secret: env.secret("REDDIT_CLIENT_SECRET"),
             user_agent: env.get("REDDIT_USER_AGENT").map(str::to_owned),
             key_vault_url: env.optional_url("KEY_VAULT_URL")?,
+            key_vault_client_id: env.get("AZURE_CLIENT_ID").map(str::to_owned),
         };
 
         let jobs = JobSettings {
@@ -333,6 +307,18 @@ impl Env<'_> {
             .filter(|value| !value.is_empty())
     }
 
+    /// As [`Env::get`], with the name matched ignoring ASCII case: the host reads the settings
+    /// under a connection prefix (`AzureWebJobsStorage__accountName`) that way.
+    fn get_any_case(&self, name: &str) -> Option<&str> {
+        self.get(name).or_else(|| {
+            self.0
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.trim())
+                .filter(|value| !value.is_empty())
+        })
+    }
+
     fn secret(&self, name: &str) -> Option<SecretString> {
         self.get(name)
             .map(|value| SecretString::from(value.to_owned()))
@@ -403,6 +389,7 @@ impl Env<'_> {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+    use std::path::PathBuf;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::from_vars(

@@ -15,6 +15,7 @@ use tokio::sync::OnceCell;
 use crate::config::RedditSettings;
 use crate::reddit::client::{CredentialSource, FixedCredentials};
 use crate::reddit::Credentials;
+use crate::store::azure::Identity;
 
 /// The secret names in the vault (docs/api.md section 8).
 pub const CLIENT_ID_SECRET: &str = "reddit-client-id";
@@ -38,6 +39,7 @@ pub fn credential_source(settings: &RedditSettings) -> Arc<dyn CredentialSource>
             Arc::new(KeyVaultCredentials::new(
                 vault.as_str(),
                 settings.user_agent.is_none(),
+                settings.key_vault_client_id.clone(),
             ))
         }
         _ => {
@@ -55,20 +57,26 @@ pub struct KeyVaultCredentials {
     vault_url: String,
     /// Whether to read `reddit-user-agent` too (`REDDIT_USER_AGENT` was not set).
     with_user_agent: bool,
+    /// Who reads the vault: the managed identity (of this client id) where the platform offers
+    /// one, else the developer's credentials.
+    identity: Identity,
     loaded: OnceCell<Credentials>,
 }
 
 impl KeyVaultCredentials {
-    pub fn new(vault_url: &str, with_user_agent: bool) -> Self {
+    pub fn new(vault_url: &str, with_user_agent: bool, client_id: Option<String>) -> Self {
         Self {
             vault_url: vault_url.to_owned(),
             with_user_agent,
+            identity: Identity::Default { client_id },
             loaded: OnceCell::new(),
         }
     }
 
     async fn load(&self) -> Result<Credentials, String> {
-        let identity = azure_identity::create_credential()
+        let identity = self
+            .identity
+            .credential()
             .map_err(|error| format!("no Azure identity to read Key Vault with ({error})"))?;
         let client = SecretClient::new(&self.vault_url, identity)
             .map_err(|error| format!("Key Vault URL rejected ({error})"))?;

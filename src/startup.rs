@@ -93,9 +93,22 @@ fn open_store(settings: &StorageSettings) -> anyhow::Result<Arc<dyn BlobStore>> 
             AzureBlobStore::from_connection_string(connection_string.expose_secret(), container)
                 .context("the storage connection string cannot be used")?,
         ),
-        StorageSettings::ManagedIdentity { account, container } => Arc::new(
-            AzureBlobStore::with_managed_identity(account, container)
-                .context("the storage account cannot be used with managed identity")?,
+        StorageSettings::Identity {
+            connection,
+            container,
+        } => Arc::new(
+            AzureBlobStore::with_identity(
+                &connection.account,
+                &connection.blob_endpoint,
+                &connection.identity,
+                container,
+            )
+            .with_context(|| {
+                format!(
+                    "the storage connection {} cannot be used with the {}",
+                    connection.source, connection.identity
+                )
+            })?,
         ),
         StorageSettings::LocalDir { dir, container } => {
             Arc::new(LocalDirStore::new(dir.clone(), container))

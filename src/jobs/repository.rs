@@ -111,6 +111,18 @@ impl StatusRepository {
 
     /// Stores a new job's first document: the one write a ticket waits for. Fails rather
     /// than overwrite an existing job.
+    /// Writes `document` over the stored one only if that is still the version `etag` names.
+    async fn replace(&self, document: &StatusDocument, etag: ETag) -> Result<ETag, StoreError> {
+        self.store
+            .put(
+                &status_blob(document.job_id),
+                to_json(document),
+                JSON,
+                WriteCondition::IfMatch(etag),
+            )
+            .await
+    }
+
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
         self.store
             .put(
@@ -157,16 +169,7 @@ impl StatusRepository {
         if document.claim(at, seen).is_err() {
             return Ok(StaleClaim::Declined);
         }
-        match self
-            .store
-            .put(
-                &status_blob(id),
-                to_json(&document),
-                JSON,
-                WriteCondition::IfMatch(etag),
-            )
-            .await
-        {
+        match self.replace(&document, etag).await {
             Ok(_) => Ok(StaleClaim::Adopted(Box::new(document))),
             Err(StoreError::ConditionFailed) => Ok(StaleClaim::Declined),
             Err(error) => Err(error.into()),
@@ -233,16 +236,7 @@ impl StatusRepository {
             let Versioned { mut document, etag } =
                 self.load(id).await?.ok_or(RepositoryError::NotFound)?;
             let answer = change(&mut document)?;
-            match self
-                .store
-                .put(
-                    &status_blob(id),
-                    to_json(&document),
-                    JSON,
-                    WriteCondition::IfMatch(etag),
-                )
-                .await
-            {
+            match self.replace(&document, etag).await {
                 Ok(_) => return Ok((document, answer)),
                 Err(StoreError::ConditionFailed) => continue,
                 Err(error) => return Err(error.into()),

@@ -13,6 +13,8 @@
 //!   being written (then the earlier attempt did land, and the write succeeded).
 //! - Each HTTP attempt has a connect timeout and an overall timeout, so a call against storage
 //!   that is down fails within a few seconds as [`StoreError::Unavailable`].
+//! - Identity-based connections get their tokens from [`identity`]: the SDK's own managed
+//!   identity credential cannot name a user-assigned identity.
 //! - Reads use the SDK's ranged GET. Azure answers a ranged GET of an empty blob with
 //!   `416 InvalidRange`, so that case is answered from the blob's properties.
 
@@ -35,6 +37,10 @@ use futures::StreamExt;
 
 use super::{Blob, BlobItem, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
 use crate::retry::{retry, Backoff, Verdict};
+
+mod identity;
+
+pub use identity::{Identity, ManagedIdentityCredential, TokenEndpoint};
 
 /// The account of Azurite and the storage emulator. Its key is published by Microsoft and is no
 /// secret.
@@ -77,7 +83,7 @@ pub enum AzureConfigError {
          hyphens, starting and ending with a letter or digit"
     )]
     InvalidContainer(String),
-    #[error("no Azure credential is available for the managed identity")]
+    #[error("no Azure credential is available for the identity-based connection")]
     Credential(#[source] azure_core::Error),
     #[error("the HTTP client for Azure Storage could not be built")]
     HttpClient(#[source] reqwest::Error),
@@ -109,15 +115,21 @@ impl AzureBlobStore {
         Self::build(target, container)
     }
 
-    /// A store that authenticates with the app's managed identity, through `azure_identity`'s
-    /// credential chain (environment, managed identity, Azure CLI; `AZURE_CREDENTIAL_KIND` picks
-    /// one). The account is reached at `https://<account>.blob.core.windows.net`.
-    pub fn with_managed_identity(account: &str, container: &str) -> Result<Self, AzureConfigError> {
+    /// A store that authenticates with Entra ID tokens of `identity` (see [`Identity`]), at the
+    /// blob service `endpoint` of `account` (`https://<account>.blob.core.windows.net`, or the
+    /// `__blobServiceUri` a Function App names).
+    pub fn with_identity(
+        account: &str,
+        endpoint: &Url,
+        identity: &Identity,
+        container: &str,
+    ) -> Result<Self, AzureConfigError> {
         validate_account(account)?;
-        let credential =
-            azure_identity::create_credential().map_err(AzureConfigError::Credential)?;
-        let endpoint = Url::parse(&format!("https://{account}.blob.core.windows.net"))
-            .map_err(|_| AzureConfigError::InvalidAccount(account.to_owned()))?;
+        let endpoint = parse_endpoint(endpoint.as_str())
+            .ok_or(AzureConfigError::Invalid("blob service URI"))?;
+        let credential = identity
+            .credential()
+            .map_err(AzureConfigError::Credential)?;
         let target = StorageTarget {
             account: account.to_owned(),
             endpoint,
@@ -182,12 +194,15 @@ impl AzureBlobStore {
             &RETRIES,
             None,
             attempt,
-            |error| Verdict::retry_if(error.is_retryable()),
+            |error| match server_wait(error) {
+                Some(wait) if error.is_retryable() => Verdict::RetryAfter(wait),
+                _ => Verdict::retry_if(error.is_retryable()),
+            },
             |error, retrying| {
                 tracing::debug!(
                     operation,
                     attempt = retrying.attempt,
-                    error = %ErrorChain(error),
+                    error = %crate::telemetry::Chain(error),
                     "storage call failed; retrying"
                 );
             },
@@ -570,7 +585,7 @@ fn parse_endpoint(endpoint: &str) -> Option<Url> {
 /// The account a blob endpoint names: the first path segment of a path-style URL
 /// (`http://127.0.0.1:10000/devstoreaccount1`), else the first label of the host
 /// (`https://account.blob.core.windows.net`).
-fn account_from_endpoint(endpoint: &Url) -> Option<String> {
+pub fn account_from_endpoint(endpoint: &Url) -> Option<String> {
     let from_path = endpoint
         .path_segments()
         .and_then(|mut segments| segments.next())
@@ -651,32 +666,58 @@ fn classify(error: azure_core::Error) -> StoreError {
         }
         _ => false,
     };
+    // The SDK's error names the request URL, which carries the signature of a SAS
+    // connection: only a redacted text of the whole chain is kept.
+    let text = crate::telemetry::Chain(&error).to_string();
+    let cause = Box::new(SdkFailure {
+        retry_after: retry_after_header(&text),
+        text: crate::outbound::without_secrets(&text),
+    });
     if retryable {
-        StoreError::Unavailable(Box::new(error))
+        StoreError::Unavailable(cause)
     } else {
-        StoreError::Failed(Box::new(error))
+        StoreError::Failed(cause)
     }
+}
+
+/// What an SDK call failure says, without credentials, and the wait a throttling or busy
+/// service asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+struct SdkFailure {
+    text: String,
+    retry_after: Option<Duration>,
+}
+
+/// The longest `Retry-After` of storage that is waited out inside one call; a longer one ends
+/// the call as unavailable (the caller has its own, longer retries).
+const MAX_STORAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// The `Retry-After` (whole seconds) of a failed storage answer. azure_core 0.21 keeps a
+/// response's headers private but prints them with the error (`retry-after:<n>`).
+fn retry_after_header(text: &str) -> Option<Duration> {
+    let at = text.to_ascii_lowercase().find("retry-after:")?;
+    let digits: String = text[at + "retry-after:".len()..]
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let seconds: u64 = digits.parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_STORAGE_WAIT))
+}
+
+/// The wait the service asked for, when `error` carries one.
+fn server_wait(error: &StoreError) -> Option<Duration> {
+    let StoreError::Unavailable(cause) = error else {
+        return None;
+    };
+    cause.downcast_ref::<SdkFailure>()?.retry_after
 }
 
 /// A multi-chunk read saw the blob change between chunks; reading again will see one version.
 #[derive(Debug, thiserror::Error)]
 #[error("the blob changed while it was being read")]
 struct ChangedDuringRead;
-
-/// Displays an error with its sources, for one log field.
-struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
-        }
-        Ok(())
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -883,11 +924,121 @@ mod tests {
     }
 
     #[test]
-    fn a_managed_identity_store_needs_a_valid_account_name() {
+    fn an_identity_based_store_needs_a_valid_account_name() {
+        let endpoint = Url::parse("https://account.blob.core.windows.net").unwrap();
+        let identity = Identity::ManagedIdentity { client_id: None };
         assert!(matches!(
-            AzureBlobStore::with_managed_identity("evil.example.com/x", "hot-topics"),
+            AzureBlobStore::with_identity("evil.example.com/x", &endpoint, &identity, "hot-topics"),
             Err(AzureConfigError::InvalidAccount(_))
         ));
+    }
+
+    #[test]
+    fn an_identity_based_store_uses_the_blob_service_uri_it_is_given() {
+        let identity = Identity::ManagedIdentity {
+            client_id: Some("client".to_owned()),
+        };
+        for (endpoint, expected) in [
+            (
+                "https://acct.blob.core.windows.net/",
+                "https://acct.blob.core.windows.net/hot-topics",
+            ),
+            (
+                "https://acct.privatelink.blob.core.usgovcloudapi.net",
+                "https://acct.privatelink.blob.core.usgovcloudapi.net/hot-topics",
+            ),
+            (
+                "http://127.0.0.1:10000/devstoreaccount1",
+                "http://127.0.0.1:10000/devstoreaccount1/hot-topics",
+            ),
+        ] {
+            let store = AzureBlobStore::with_identity(
+                "acct",
+                &Url::parse(endpoint).unwrap(),
+                &identity,
+                "hot-topics",
+            )
+            .unwrap();
+            assert_eq!(store.container.url().unwrap().as_str(), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_service_is_asked_again_no_sooner_than_its_retry_after() {
+        use std::sync::Mutex;
+        use warp::Filter as _;
+        let seen: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let routes = {
+            let seen = seen.clone();
+            warp::any().map(move || {
+                seen.lock().unwrap().push(Instant::now());
+                warp::http::Response::builder()
+                    .status(503)
+                    .header("retry-after", "1")
+                    .header("x-ms-error-code", "ServerBusy")
+                    .body(String::new())
+                    .unwrap()
+            })
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(warp::serve(routes).incoming(listener).run());
+        let store = AzureBlobStore::from_connection_string(
+            &format!(
+                "AccountName=devstoreaccount1;AccountKey={EMULATOR_ACCOUNT_KEY};\
+                 BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1"
+            ),
+            "hot-topics",
+        )
+        .unwrap();
+        let error = store.ensure_container().await.unwrap_err();
+        assert!(error.is_retryable(), "{error:?}");
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen.len() >= 2, "asked {} times", seen.len());
+        for pair in seen.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= Duration::from_millis(950),
+                "asked again after {:?}",
+                pair[1] - pair[0]
+            );
+        }
+    }
+
+    #[test]
+    fn a_retry_after_is_read_from_the_printed_headers_and_capped() {
+        let text =
+            "HttpError { Status: 503, Headers: [ retry-after:7 x-ms-error-code:ServerBusy ] }";
+        assert_eq!(retry_after_header(text), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after_header("Retry-After: 99999"),
+            Some(MAX_STORAGE_WAIT)
+        );
+        assert_eq!(retry_after_header("no such header"), None);
+        assert_eq!(retry_after_header("retry-after:soon"), None);
+    }
+
+    #[tokio::test]
+    async fn a_shared_access_signature_never_reaches_an_error_text() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let store = AzureBlobStore::from_connection_string(
+            &format!(
+                "BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;\
+                 SharedAccessSignature=sv=2022-11-02&ss=b&srt=sco&sp=rwdlac&se=2030-01-01T00:00:00Z&sig=THE-SECRET-SIGNATURE"
+            ),
+            "hot-topics",
+        )
+        .unwrap();
+        let error = store
+            .get(&BlobName::parse("jobs/x/status.json").unwrap())
+            .await
+            .unwrap_err();
+        let text = format!("{} {error:?}", crate::telemetry::Chain(&error));
+        assert!(text.contains("127.0.0.1"), "{text}");
+        assert!(!text.contains("THE-SECRET-SIGNATURE"), "{text}");
+        assert!(!text.contains("sig="), "{text}");
     }
 
     #[tokio::test]

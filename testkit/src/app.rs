@@ -1,8 +1,6 @@
 //! A whole app under test: the handler started by the host simulator, against a fresh Azurite
 //! container and a fake Reddit of its own.
 
-use std::io::BufRead as _;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -11,6 +9,7 @@ use serde_json::{json, Value};
 use crate::azurite::Container;
 use crate::fake_reddit::FakeReddit;
 use crate::host::{HostOptions, HostRequest, HostResponse, HostSimulator};
+use crate::process::{HandlerProcess, Listen};
 
 pub struct TestApp {
     pub host: HostSimulator,
@@ -163,137 +162,41 @@ pub fn job(topics: &[&str], limit: u32) -> Value {
     json!({"topics": topics, "limit": limit})
 }
 
-/// The handler in standalone mode (no Functions host): started directly, listening on `PORT`.
+/// The handler in standalone mode (no Functions host): started directly, listening on `PORT`,
+/// against a fresh container and a fake Reddit of its own.
 pub struct StandaloneApp {
     /// Kept for the life of the app: the handler fetches from it.
     _reddit: FakeReddit,
     pub container: Container,
-    pub port: u16,
-    child: std::process::Child,
-    logs: Arc<Mutex<String>>,
-}
-
-/// A standalone handler that did not answer; `logs` is everything it printed.
-struct StandaloneFailure {
-    reason: String,
-    logs: String,
+    process: HandlerProcess,
 }
 
 impl StandaloneApp {
+    /// Starts with extra settings (they win over the defaults).
     pub async fn start(extra: Vec<(&str, &str)>) -> Self {
         let reddit = FakeReddit::start().await;
         let container = Container::fresh().await;
         let mut env = container.env();
         env.extend(reddit.env());
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let started = crate::port::start_on_a_free_port(
-            |port| Self::spawn(port, &env),
-            |failure: &StandaloneFailure| crate::port::is_bind_conflict(&failure.logs),
-        )
-        .await;
-        match started {
-            Ok((port, child, logs)) => Self {
-                _reddit: reddit,
-                container,
-                port,
-                child,
-                logs,
-            },
-            Err(failure) => panic!(
-                "standalone handler not ready: {}\n{}",
-                failure.reason, failure.logs
-            ),
+        let process = HandlerProcess::start(&crate::app_root(), Listen::Standalone, &env).await;
+        Self {
+            _reddit: reddit,
+            container,
+            process,
         }
-    }
-
-    /// Starts the handler on `port` and waits until it answers `GET /`.
-    async fn spawn(
-        port: u16,
-        env: &[(String, String)],
-    ) -> Result<(u16, std::process::Child, Arc<Mutex<String>>), StandaloneFailure> {
-        let mut command = std::process::Command::new(crate::handler_executable());
-        command
-            .current_dir(crate::app_root())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("PORT", port.to_string())
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = command.spawn().expect("the handler starts");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let mut readers = Vec::new();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let logs = logs.clone();
-            readers.push(std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stream)
-                    .lines()
-                    .map_while(Result::ok)
-                {
-                    let mut logs = logs.lock().unwrap();
-                    logs.push_str(&line);
-                    logs.push('\n');
-                }
-            }));
-        }
-        let url = format!("http://127.0.0.1:{port}/");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let failure = loop {
-            let answered = reqwest::get(&url).await.is_ok();
-            // An answer counts only while the handler runs: a handler that exited lost its
-            // port to whoever answered.
-            match child.try_wait() {
-                Ok(None) if answered => return Ok((port, child, logs)),
-                Ok(None) if Instant::now() < deadline => {}
-                Ok(None) => break format!("no answer on port {port} within 30 s"),
-                Ok(Some(status)) => break format!("the handler exited ({status})"),
-                Err(error) => break format!("the handler's state cannot be read: {error}"),
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
-        let _ = child.kill();
-        let _ = child.wait();
-        // The pipes close with the process: the log is complete once the readers end.
-        for reader in readers {
-            let _ = reader.join();
-        }
-        let logs = logs.lock().unwrap().clone();
-        Err(StandaloneFailure {
-            reason: failure,
-            logs,
-        })
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        self.process.url(path)
     }
 
     pub fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
+        self.process.logs()
     }
 
-    /// Waits until the log contains `needle`; panics with the log after `limit`. The pipes are
-    /// read on other threads, so a line printed just before an answer may arrive after it.
+    /// Waits until the log contains `needle`; panics with the log after `limit`.
     pub async fn wait_for_log(&self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.logs().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in the log within {limit:?}:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for StandaloneApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.wait_for_log(needle, limit).await;
     }
 }

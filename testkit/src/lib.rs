@@ -7,6 +7,7 @@
 //! - [`app`]: a whole app under test ([`app::TestApp`]: the handler under the host simulator,
 //!   a fresh Azurite container and a fake Reddit; [`app::StandaloneApp`]: the handler without
 //!   a host).
+//! - [`process`]: the handler as a plain process with the settings a test chooses.
 //! - [`in_process`]: the app inside the test's own process, on a local-directory store and a
 //!   scripted source of topics, for tests that need no process of their own.
 //! - [`fake_reddit`]: a local Reddit that answers as the real one does, and can hold a listing
@@ -27,6 +28,7 @@ pub mod host;
 pub mod in_process;
 pub mod key_vault;
 pub mod port;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 

@@ -594,6 +594,8 @@ struct Packaging<'a> {
     /// `zip`, `python3`, or empty for the script's own choice.
     zipper: &'a str,
     allow_strays: bool,
+    /// Package a handler that needs a newer glibc than the package promises (a debug build).
+    allow_newer_glibc: bool,
 }
 
 impl Packaging<'_> {
@@ -606,6 +608,10 @@ impl Packaging<'_> {
             .env(
                 "PACKAGE_ALLOW_STRAYS",
                 if self.allow_strays { "1" } else { "" },
+            )
+            .env(
+                "PACKAGE_ALLOW_NEWER_GLIBC",
+                if self.allow_newer_glibc { "1" } else { "" },
             )
             .output()
             .expect("package.sh runs")
@@ -666,13 +672,33 @@ fn app_root_with_decoys() -> tempfile::TempDir {
     root
 }
 
-/// A small Linux x86-64 executable to stand in for the handler (the real one is large).
+/// A small Linux x86-64 executable to stand in for the handler (the real one is large): a
+/// statically linked C program, which needs no glibc at all, so it passes the package's glibc
+/// check as the release handler does.
 fn small_executable() -> PathBuf {
-    ["/bin/true", "/usr/bin/true"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|path| path.exists())
-        .expect("a `true` executable")
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("womble-static-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let source = dir.join("true.c");
+            std::fs::write(&source, "int main(void) { return 0; }\n").unwrap();
+            let executable = dir.join("true");
+            let output = std::process::Command::new("cc")
+                .arg("-static")
+                .arg("-o")
+                .arg(&executable)
+                .arg(&source)
+                .output()
+                .expect("a C compiler (cc) runs");
+            assert!(
+                output.status.success(),
+                "cc -static failed (static libc needed, e.g. Debian's libc6-dev): {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            executable
+        })
+        .clone()
 }
 
 #[test]
@@ -697,6 +723,7 @@ fn the_package_holds_host_json_the_function_folders_and_an_executable_handler_an
             out: &zip,
             zipper,
             allow_strays: false,
+            allow_newer_glibc: false,
         }
         .package();
         assert!(!report.contains("warning"), "{zipper}: {report}");
@@ -739,6 +766,7 @@ fn a_file_that_funcignore_lets_through_stops_the_package_unless_strays_are_allow
         out: &zip,
         zipper: "python3",
         allow_strays: false,
+        allow_newer_glibc: false,
     };
     let refused = packaging.run();
     let report = String::from_utf8_lossy(&refused.stderr);
@@ -808,6 +836,8 @@ fn the_package_of_this_repository_holds_exactly_the_app_and_the_real_handler() {
         out: &zip,
         zipper: "",
         allow_strays: false,
+        // A debug build needs this machine's glibc; the glibc check has tests of its own.
+        allow_newer_glibc: true,
     }
     .package();
     let entries = zip_entries(&zip);
@@ -823,4 +853,99 @@ fn the_package_of_this_repository_holds_exactly_the_app_and_the_real_handler() {
         .unwrap();
     assert_eq!(handler.mode, 0o100755);
     assert_eq!(handler.size, std::fs::metadata(&stripped).unwrap().len());
+}
+
+/// The glibc version the package promises, as package.sh checks it (`glibc_max=`).
+fn promised_glibc() -> String {
+    let script = std::fs::read_to_string(repository().join("scripts/package.sh")).unwrap();
+    script
+        .lines()
+        .find_map(|line| line.strip_prefix("glibc_max="))
+        .expect("package.sh sets glibc_max")
+        .trim()
+        .to_owned()
+}
+
+fn check_glibc(executable: &Path, max: &str) -> std::process::Output {
+    std::process::Command::new(repository().join("scripts/check-glibc.sh"))
+        .arg(executable)
+        .arg(max)
+        .output()
+        .expect("check-glibc.sh runs")
+}
+
+#[test]
+fn the_glibc_check_refuses_a_debug_handler_naming_the_version_and_accepts_a_static_executable() {
+    let max = promised_glibc();
+    let refused = check_glibc(Path::new(HANDLER), &max);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    // A debug build links against this machine's glibc (2.34 or newer since `__libc_start_main`
+    // moved there).
+    assert!(stderr.contains("needs GLIBC_2."), "{stderr}");
+    assert!(
+        stderr.contains(&format!("newer than GLIBC_{max}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("__libc_start_main"), "{stderr}");
+
+    let accepted = check_glibc(&small_executable(), &max);
+    let stdout = String::from_utf8_lossy(&accepted.stdout);
+    assert!(
+        accepted.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    assert!(stdout.contains("statically linked"), "{stdout}");
+
+    // The same debug handler passes against a maximum as new as the one it needs.
+    let found = stderr
+        .split("needs GLIBC_")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap()
+        .to_owned();
+    let accepted = check_glibc(Path::new(HANDLER), &found);
+    let stdout = String::from_utf8_lossy(&accepted.stdout);
+    assert!(accepted.status.success(), "{stdout}");
+    assert!(stdout.contains(&format!("GLIBC_{found}")), "{stdout}");
+}
+
+#[test]
+fn a_handler_needing_a_newer_glibc_than_promised_is_not_packaged_unless_allowed() {
+    let root = app_root_with_decoys();
+    let out = tempfile::tempdir().unwrap();
+    let zip = out.path().join("summary-womble.zip");
+    let mut packaging = Packaging {
+        root: root.path(),
+        handler: Path::new(HANDLER),
+        out: &zip,
+        zipper: "python3",
+        allow_strays: false,
+        allow_newer_glibc: false,
+    };
+    let refused = packaging.run();
+    let report = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("newer than {}", promised_glibc())),
+        "{report}"
+    );
+    assert!(report.contains("PACKAGE_ALLOW_NEWER_GLIBC"), "{report}");
+    assert!(!zip.exists());
+
+    packaging.allow_newer_glibc = true;
+    let report = packaging.package();
+    assert!(report.contains("warning"), "{report}");
+    assert!(zip.exists());
+}
+
+#[test]
+fn the_readme_promises_the_glibc_version_the_package_is_checked_against() {
+    let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
+    let promise = format!("glibc {}", promised_glibc());
+    assert!(
+        readme.contains(&promise),
+        "README.md does not name {promise:?}, the version scripts/package.sh checks"
+    );
 }

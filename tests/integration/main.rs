@@ -12,4 +12,5 @@ mod openapi;
 mod reddit;
 mod secrets;
 mod standalone;
+mod storage_settings;
 mod timer;
