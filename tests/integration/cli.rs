@@ -675,6 +675,24 @@ fn app_root_with_decoys() -> tempfile::TempDir {
 /// A small Linux x86-64 executable to stand in for the handler (the real one is large): a
 /// statically linked C program, which needs no glibc at all, so it passes the package's glibc
 /// check as the release handler does.
+/// The built handler stripped into `dir`, as the release profile strips it: compressing the
+/// debug information of a debug build would take most of a package test's time.
+fn stripped_handler(dir: &Path) -> PathBuf {
+    let stripped = dir.join("handler");
+    let strip = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(HANDLER)
+        .output()
+        .expect("strip runs");
+    assert!(
+        strip.status.success(),
+        "{}",
+        String::from_utf8_lossy(&strip.stderr)
+    );
+    stripped
+}
+
 fn small_executable() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
@@ -815,20 +833,7 @@ fn the_package_of_this_repository_holds_exactly_the_app_and_the_real_handler() {
     app.extend(["handler".to_owned(), "host.json".to_owned()]);
 
     let out = tempfile::tempdir().unwrap();
-    // The built handler stripped, as the release profile strips it: compressing the debug
-    // information of a debug build would take most of this test's time.
-    let stripped = out.path().join("handler");
-    let strip = std::process::Command::new("strip")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(HANDLER)
-        .output()
-        .expect("strip runs");
-    assert!(
-        strip.status.success(),
-        "{}",
-        String::from_utf8_lossy(&strip.stderr)
-    );
+    let stripped = stripped_handler(out.path());
     let zip = out.path().join("summary-womble.zip");
     let report = Packaging {
         root: root.path(),
@@ -915,10 +920,11 @@ fn the_glibc_check_refuses_a_debug_handler_naming_the_version_and_accepts_a_stat
 fn a_handler_needing_a_newer_glibc_than_promised_is_not_packaged_unless_allowed() {
     let root = app_root_with_decoys();
     let out = tempfile::tempdir().unwrap();
+    let stripped = stripped_handler(out.path());
     let zip = out.path().join("summary-womble.zip");
     let mut packaging = Packaging {
         root: root.path(),
-        handler: Path::new(HANDLER),
+        handler: &stripped,
         out: &zip,
         zipper: "python3",
         allow_strays: false,
