@@ -18,6 +18,7 @@
 //! - [`port`]: loopback ports without races: bound listeners handed over, starts retried on a
 //!   bind conflict.
 //! - [`hold`]: a gate a fake keeps a request at until the test opens it.
+//! - [`poll`]: waiting for a condition with a deadline.
 
 pub mod app;
 pub mod azurite;
@@ -27,6 +28,7 @@ pub mod hold;
 pub mod host;
 pub mod in_process;
 pub mod key_vault;
+pub mod poll;
 pub mod port;
 pub mod process;
 

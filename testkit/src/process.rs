@@ -134,15 +134,8 @@ impl HandlerProcess {
     /// Waits until the log contains `needle`; panics with the log after `limit`. The pipes are
     /// read on other threads, so a line printed just before an answer may arrive after it.
     pub async fn wait_for_log(&self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.logs().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in the log within {limit:?}:\n{}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{needle:?} in the handler's log");
+        crate::poll::until(&what, limit, async || self.logs().contains(needle)).await;
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -12,19 +12,12 @@ use testkit::app::{job, post, JobApi, TestApp};
 use testkit::azurite::OwnAzurite;
 use testkit::fake_reddit::Behaviour;
 use testkit::host::HostRequest;
+use testkit::poll;
 
 const WAIT: Duration = Duration::from_secs(45);
 
 /// Stale after 5 s: adoption within seconds, not minutes.
 const QUICK_ADOPTION: (&str, &str) = ("JOB_STALE_AFTER_SECONDS", "5");
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn completed_count(app: &TestApp, id: &str) -> u64 {
     app.stored_status(id)
@@ -49,7 +42,7 @@ async fn kill_mid_job(app: &mut TestApp, topics: &[&str]) -> String {
     let hold = app.reddit.hold(&["slowsub"]);
     let id = app.submit(job(topics, 2)).await;
     let others = topics.len() as u64 - 1;
-    wait_for("the other subreddits to be recorded", WAIT, async || {
+    poll::until("the other subreddits to be recorded", WAIT, async || {
         completed_count(app, &id).await == others
     })
     .await;
@@ -185,7 +178,7 @@ async fn the_completion_callback_is_signed_and_retried() {
         .await;
     let id = ticket["job_id"].as_str().unwrap().to_owned();
     let done = app.wait_terminal(&id, WAIT).await;
-    wait_for("the callback to be delivered", WAIT, async || {
+    poll::until("the callback to be delivered", WAIT, async || {
         received.lock().unwrap().len() >= 2
     })
     .await;
@@ -241,7 +234,7 @@ async fn storage_lost_during_a_job_and_back_leaves_the_job_terminal_and_consiste
     let app = TestApp::start_on(azurite.container().await, vec![]).await;
     let hold = app.reddit.hold(&["slowsub"]);
     let id = app.submit(job(&["fastone", "slowsub"], 2)).await;
-    wait_for("the job to run", WAIT, async || {
+    poll::until("the job to run", WAIT, async || {
         completed_count(&app, &id).await >= 1
     })
     .await;
@@ -251,7 +244,7 @@ async fn storage_lost_during_a_job_and_back_leaves_the_job_terminal_and_consiste
     let storage_failure = "storage call failed; retrying";
     let failures_before = app.host.logs().matches(storage_failure).count();
     hold.release();
-    wait_for("a storage call to fail", WAIT, async || {
+    poll::until("a storage call to fail", WAIT, async || {
         app.host.logs().matches(storage_failure).count() > failures_before
     })
     .await;

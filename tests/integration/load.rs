@@ -7,6 +7,8 @@
 //! percentiles. No test here asserts a time.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -15,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use testkit::app::{JobApi, TestApp};
 use testkit::host::HostRequest;
+use testkit::poll;
 
 /// Starts `total` jobs from `clients` concurrent clients; returns the job ids of the 202s and
 /// every answer's latency.
@@ -147,12 +150,15 @@ async fn a_handler_killed_under_load_still_ends_every_issued_ticket() {
     // The storm goes straight to the handler's port (what the host forwards, unchanged), so
     // calls cut off by the kill are seen as the caller sees them: no ticket.
     let url = format!("{}/api/SummaryWomble", app.host.base_url());
+    let tickets = Arc::new(AtomicUsize::new(0));
+    let counted = tickets.clone();
     let storm = tokio::spawn(async move {
         let client = reqwest::Client::new();
         futures::stream::iter(0..300)
             .map(|i| {
                 let client = client.clone();
                 let url = url.clone();
+                let counted = counted.clone();
                 async move {
                     let answer = client
                         .post(url)
@@ -164,7 +170,9 @@ async fn a_handler_killed_under_load_still_ends_every_issued_ticket() {
                         return None;
                     }
                     let ticket: serde_json::Value = answer.json().await.ok()?;
-                    Some(ticket["job_id"].as_str()?.to_owned())
+                    let id = ticket["job_id"].as_str()?.to_owned();
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    Some(id)
                 }
             })
             .buffer_unordered(20)
@@ -172,19 +180,12 @@ async fn a_handler_killed_under_load_still_ends_every_issued_ticket() {
             .collect::<Vec<String>>()
             .await
     });
-    loop {
-        let stored = app
-            .container
-            .names()
-            .await
-            .iter()
-            .filter(|n| n.ends_with("/status.json"))
-            .count();
-        if stored >= 100 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The kill comes once a hundred tickets have reached their callers (counting stored jobs
+    // instead would count jobs whose answers the kill may still cut off).
+    poll::until("a hundred tickets", Duration::from_secs(120), async || {
+        tickets.load(Ordering::SeqCst) >= 100
+    })
+    .await;
     app.host.kill();
     let issued = storm.await.unwrap();
     assert!(
