@@ -17,12 +17,18 @@ fuzz=$!
 # Most tests wait (on a handler process, Azurite, a held fake) far more than they compute, so
 # more of them run at once than the machine has cores.
 status=0
-cargo test --locked --no-fail-fast -- --color never --test-threads "${TEST_THREADS:-8}" 2>&1 | tee "$log" || status=1
+cargo_status=0
+cargo test --locked --no-fail-fast -- --color never --test-threads "${TEST_THREADS:-8}" 2>&1 | tee "$log" || cargo_status=1
 # "test result: ok. 84 passed; 0 failed; 1 ignored; ..." lines, added up.
 count() { awk -v field="$1" '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i + 1) ~ "^" field) n += $i } END { print n + 0 }' "$log"; }
 passed=$(count passed)
 failed=$(count failed)
 ignored=$(count ignored)
+# A suite that did not build ran no test, and counts as a failure.
+if [[ "$cargo_status" -ne 0 ]]; then
+    status=1
+    [[ "$failed" -gt 0 ]] || failed=1
+fi
 
 if wait "$fuzz"; then
     fuzz_status=0

@@ -5,6 +5,7 @@
 //! - `/api/SummaryWomble`: the forwarded HTTP function (GET, POST, DELETE).
 //! - `POST /SummaryWomble`: the same function inside the host's envelope.
 //! - `POST /GetHotTopics`: the timer, always an envelope.
+//! - `GET /api/dashboard`: the Dashboard function, the job dashboard page.
 //!
 //! Everything else, and every rejection, becomes a JSON error in [`recover`], through the one
 //! mapping of [`ApiError`].
@@ -21,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use warp::{Filter, Rejection, Reply};
 
 use crate::functions::{
-    envelope, get_hot_topics, summary_womble, ApiError, ApiRequest, ApiResponse, FunctionContext,
-    MAX_BODY_BYTES,
+    dashboard, envelope, get_hot_topics, summary_womble, ApiError, ApiRequest, ApiResponse,
+    FunctionContext, MAX_BODY_BYTES,
 };
 use filters::{authorized, limited_body, methods, parse_query, raw_query, route, Refused};
 
@@ -105,6 +106,14 @@ pub fn routes(
             into_reply(envelope::summary_womble(&context, &body).await)
         });
 
+    let dashboard = route("/api/dashboard")
+        .and(authorized.clone())
+        .and(methods(&[Method::GET]))
+        .map(|_| {
+            let (parts, body) = dashboard::page().into_parts();
+            warp::reply::Response::from_parts(parts, body.into())
+        });
+
     let timer = route("/GetHotTopics")
         .and(methods(&[Method::POST]))
         .and(authorized)
@@ -121,6 +130,8 @@ pub fn routes(
         .or(envelope_http)
         .unify()
         .or(timer)
+        .unify()
+        .or(dashboard)
         .unify()
         .or(warp::any()
             .and_then(|| async { Err::<warp::reply::Response, _>(warp::reject::not_found()) }))

@@ -703,3 +703,42 @@ mod azure_blob_store_extras {
         assert!(!description.contains("AccountKey") && !description.contains("Eby8vdM0"));
     }
 }
+
+/// A write that comes before the container exists (a submit racing the handler's start)
+/// creates the container and lands, in both stores.
+async fn a_first_write_creates_the_missing_container<B: BlobStore>(store: B) {
+    let blob = name("jobs/first/status.json");
+    store
+        .put(
+            &blob,
+            body("first"),
+            "application/json",
+            WriteCondition::IfNotExists,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{}: {error:?}", store.describe()));
+    let read = store
+        .get(&blob)
+        .await
+        .unwrap()
+        .expect("the blob was written");
+    assert_eq!(read.body, body("first"));
+}
+
+#[tokio::test]
+async fn the_local_store_creates_its_container_on_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    a_first_write_creates_the_missing_container(LocalDirStore::new(
+        dir.path(),
+        &unique_container(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn the_azure_store_creates_its_container_on_the_first_write() {
+    let store =
+        AzureBlobStore::from_connection_string(&azurite_connection_string(), &unique_container())
+            .expect("AZURITE_CONNECTION_STRING should configure a store");
+    a_first_write_creates_the_missing_container(store).await;
+}

@@ -175,3 +175,54 @@ async fn a_body_over_64_kib_is_refused_before_it_is_read_whole() {
         .unwrap()
         .contains("64 KiB"));
 }
+
+#[tokio::test]
+async fn a_forwarded_host_is_trusted_only_under_the_host() {
+    async fn start(app: &App) -> http::Response<bytes::Bytes> {
+        warp::test::request()
+            .method("POST")
+            .path("/api/SummaryWomble")
+            .header("host", "127.0.0.1:7071")
+            .header("x-forwarded-host", "evil.example")
+            .header("x-forwarded-proto", "https")
+            .body("{}")
+            .reply(&routes(app.context.clone()))
+            .await
+    }
+    let standalone = app(&[]);
+    let answer = start(&standalone).await;
+    assert_eq!(answer.status(), 202);
+    let location = answer.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("http://127.0.0.1:7071/api/SummaryWomble?job_id="),
+        "{location}"
+    );
+
+    let hosted = app(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "7072")]);
+    let answer = start(&hosted).await;
+    let location = answer.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("https://evil.example/api/SummaryWomble?job_id="),
+        "{location}"
+    );
+}
+
+#[tokio::test]
+async fn keys_of_any_length_are_told_apart_only_by_their_content() {
+    // One configured key and wrong keys of every length around it: all refused alike.
+    let app = app(&[("FUNCTION_KEYS", "a-key-of-some-length")]);
+    for wrong in [
+        "",
+        "a",
+        "a-key-of-some-lengt",
+        "a-key-of-some-length!",
+        &"x".repeat(500),
+    ] {
+        let answer = warp::test::request()
+            .path("/api/SummaryWomble")
+            .header("x-functions-key", wrong)
+            .reply(&routes(app.context.clone()))
+            .await;
+        assert_eq!(answer.status(), 401, "{wrong:?}");
+    }
+}

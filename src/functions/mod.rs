@@ -11,7 +11,9 @@
 //! - [`error`]: [`ApiError`], every failure mapped to its HTTP answer once.
 //! - [`summary_womble`]: the job-ticket API.
 //! - [`get_hot_topics`]: the timer that submits the scheduled job and purges old ones.
+//! - [`dashboard`]: the job dashboard, one HTML page that calls SummaryWomble from the browser.
 
+pub mod dashboard;
 pub mod envelope;
 pub mod error;
 pub mod get_hot_topics;

@@ -142,13 +142,21 @@ struct JobList {
 
 async fn list(context: &FunctionContext, filter: &ListFilter) -> Result<ApiResponse, ApiError> {
     let page = context.jobs.repository().list(filter).await?;
-    Ok(ApiResponse::json(
+    // A page showing an unfinished job will change: say when to look again, as a status
+    // answer does, so a client refreshing the list (the dashboard) need not guess.
+    let unfinished = page.jobs.iter().any(|doc| !doc.status.is_terminal());
+    let response = ApiResponse::json(
         StatusCode::OK,
         &JobList {
             jobs: page.jobs,
             continuation: page.next.map(|next| next.token()),
         },
-    ))
+    );
+    Ok(if unfinished {
+        response.with_header(header::RETRY_AFTER, POLL_AFTER_SECONDS)
+    } else {
+        response
+    })
 }
 
 async fn metrics(context: &FunctionContext) -> Result<ApiResponse, ApiError> {

@@ -285,6 +285,12 @@ impl AzureBlobStore {
             Err(error) if is_condition_failure(&error, condition) => {
                 Err(StoreError::ConditionFailed)
             }
+            Err(error) if is_missing_container(&error) => {
+                // The first write before the container exists (a submit that beat the
+                // background creation at start): create it, and let the retry write again.
+                self.ensure_container_once().await?;
+                Err(StoreError::Unavailable(Box::new(ContainerWasMissing)))
+            }
             Err(error) => Err(classify(error)),
         }
     }
@@ -678,6 +684,18 @@ fn classify(error: azure_core::Error) -> StoreError {
     } else {
         StoreError::Failed(cause)
     }
+}
+
+/// A write found no container; it has been created, and the write is worth another attempt.
+#[derive(Debug, thiserror::Error)]
+#[error("the container did not exist yet; it has been created")]
+struct ContainerWasMissing;
+
+fn is_missing_container(error: &azure_core::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "ContainerNotFound"
+    )
 }
 
 /// What an SDK call failure says, without credentials, and the wait a throttling or busy

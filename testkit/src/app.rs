@@ -17,6 +17,8 @@ pub struct TestApp {
     pub container: Container,
     /// The settings the handler was started with, for starting more instances.
     pub env: Vec<(String, String)>,
+    /// How the host was set up (keys), for starting more instances.
+    options: HostOptions,
 }
 
 impl TestApp {
@@ -31,30 +33,52 @@ impl TestApp {
 
     /// Starts against a given container.
     pub async fn start_on(container: Container, extra: Vec<(&str, &str)>) -> Self {
+        Self::start_hosted(container, extra, HostOptions::default()).await
+    }
+
+    /// Starts under a host set up by `options` (keys enforced, say); the app's settings are
+    /// added to the options' own.
+    pub async fn start_hosted(
+        container: Container,
+        extra: Vec<(&str, &str)>,
+        options: HostOptions,
+    ) -> Self {
         let reddit = FakeReddit::start().await;
         let mut env = container.env();
         env.extend(reddit.env());
         env.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
-        let host = Self::instance(&env).await;
+        let host = Self::instance(&options, &env).await;
         Self {
             host,
             reddit,
             container,
             env,
+            options,
         }
     }
 
-    async fn instance(env: &[(String, String)]) -> HostSimulator {
-        HostSimulator::start(HostOptions {
-            env: env.to_vec(),
-            ..HostOptions::default()
-        })
-        .await
+    async fn instance(options: &HostOptions, env: &[(String, String)]) -> HostSimulator {
+        let mut options = options.clone();
+        options.env.extend(env.iter().cloned());
+        HostSimulator::start(options).await
     }
 
     /// Another handler instance sharing this app's storage and Reddit (a scaled-out app).
     pub async fn another_instance(&self) -> HostSimulator {
-        Self::instance(&self.env).await
+        Self::instance(&self.options, &self.env).await
+    }
+
+    /// `request` as this app's callers send it: with a host key when the host wants one.
+    pub fn with_key(&self, request: HostRequest) -> HostRequest {
+        match self
+            .options
+            .enforce_keys
+            .as_ref()
+            .and_then(|keys| keys.first())
+        {
+            Some(key) => request.header("x-functions-key", key),
+            None => request,
+        }
     }
 
     /// Polls the stored status blob (not the API) until the job is terminal: for when this
@@ -87,9 +111,10 @@ impl TestApp {
 
 #[async_trait]
 impl JobApi for TestApp {
-    /// Through the host, forwarded as `host.json` has it.
+    /// Through the host, forwarded as `host.json` has it, with a host key when the host
+    /// wants one.
     async fn call(&self, request: HostRequest) -> HostResponse {
-        self.host.forward(request).await
+        self.host.forward(self.with_key(request)).await
     }
 
     fn logs(&self) -> String {

@@ -54,6 +54,9 @@ pub enum Behaviour {
     Slow(Duration),
     /// A normal subreddit whose listings wait until the hold is released.
     Held(Hold),
+    /// 200 with well-formed JSON whose `kind` is this text instead of `Listing`: the handler
+    /// quotes it in the subreddit's error, so a test chooses the error text a job records.
+    NotAListing(String),
 }
 
 /// One request as the fake saw it.
@@ -395,6 +398,11 @@ async fn answer(
             );
             response
         }
+        Behaviour::NotAListing(kind) => json_answer(
+            &state,
+            StatusCode::OK,
+            json!({"kind": kind, "data": {"after": null, "children": []}}),
+        ),
         Behaviour::Malformed => {
             let mut response = json_answer(&state, StatusCode::OK, json!({}));
             *response.body_mut() = "<html>we're doing some maintenance".into();

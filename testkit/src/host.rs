@@ -1,5 +1,5 @@
 //! The Azure Functions host, simulated, so black-box tests drive the built `handler` exactly
-//! the way the host does (../shared/spec/functions-host.md).
+//! the way the host does (as read from the host's source, Core Tools and Microsoft Learn).
 //!
 //! What it does, as the host does it:
 //! - Reads `host.json` and every `*/function.json` under the app root to learn the executable,
@@ -12,7 +12,7 @@
 //! - Routes an HTTP call to its function (case-insensitively, as ASP.NET routing does),
 //!   refuses unknown routes and methods the function does not list with an empty 404, and,
 //!   when keys are enforced, a missing or wrong key with an empty 401, without calling the
-//!   handler.
+//!   handler. Host keys open every function; a function key opens only its own function.
 //! - Sends the call either forwarded (`/api/<Function>`, the request as the caller sent it) or
 //!   as the envelope (`POST /<Function>`, chunked), and applies the host's acceptance rule to an
 //!   envelope answer: 2xx, `application/json`, a JSON object. A broken answer becomes an empty
@@ -633,9 +633,12 @@ pub struct HostOptions {
     /// App settings (`local.settings.json` `Values`). `RUST_LOG` here replaces the default
     /// `info`. The host's own variables (ports, app root) always win.
     pub env: Vec<(String, String)>,
-    /// `Some(keys)`: enforce function keys as Azure does (any of these is accepted).
-    /// `None`: no check, as under `func start`.
+    /// `Some(keys)`: enforce function keys as Azure does (any of these host keys is accepted
+    /// by every function). `None`: no check, as under `func start`.
     pub enforce_keys: Option<Vec<String>>,
+    /// Keys of one function each, `(function, key)`, accepted by that function only (Azure's
+    /// function keys), when keys are enforced.
+    pub function_keys: Vec<(String, String)>,
     /// The `Host` a caller sends when the request names none, and the authority of the
     /// envelope's `Url`.
     pub public_host: String,
@@ -651,6 +654,7 @@ impl Default for HostOptions {
             app_root: crate::app_root(),
             env: Vec::new(),
             enforce_keys: None,
+            function_keys: Vec::new(),
             public_host: DEFAULT_PUBLIC_HOST.into(),
             call_timeout: CALL_TIMEOUT,
             readiness_timeout: READINESS_LIMIT,
@@ -672,6 +676,13 @@ impl HostOptions {
         K: Into<String>,
     {
         self.enforce_keys = Some(keys.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a key that only `function` accepts (keys must be enforced for it to matter).
+    pub fn function_key(mut self, function: &str, key: &str) -> Self {
+        self.function_keys
+            .push((function.to_owned(), key.to_owned()));
         self
     }
 }
@@ -851,6 +862,7 @@ impl Worker {
 pub struct HostSimulator {
     app: FunctionApp,
     enforce_keys: Option<Vec<String>>,
+    function_keys: Vec<(String, String)>,
     public_host: String,
     launcher: Launcher,
     worker: tokio::sync::Mutex<Worker>,
@@ -913,6 +925,7 @@ impl HostSimulator {
         Ok(Self {
             app,
             enforce_keys: options.enforce_keys,
+            function_keys: options.function_keys,
             public_host: options.public_host,
             port: AtomicU16::new(booted.port),
             pid: AtomicU32::new(booted.child.id()),
@@ -1239,7 +1252,14 @@ impl HostSimulator {
                             .find(|(name, _)| name == "code")
                             .map(|(_, value)| value)
                     });
-                if !presented.is_some_and(|key| keys.contains(&key)) {
+                let opens = |key: &String| {
+                    keys.contains(key)
+                        || self
+                            .function_keys
+                            .iter()
+                            .any(|(name, own)| *name == function.name && own == key)
+                };
+                if !presented.is_some_and(|key| opens(&key)) {
                     return Err(401);
                 }
             }

@@ -15,6 +15,8 @@
 //! - [`azurite`]: the Azurite container a test runs against, or an Azurite of its own.
 //! - [`gate`]: the public front door of a Function App (the function-key check).
 //! - [`key_vault`]: a Key Vault secrets endpoint and managed-identity token endpoint.
+//! - [`public`]: the app's public address in front of the host simulator (the dashboard's).
+//! - [`browser`]: a headless Chromium driven over WebDriver, for the dashboard.
 //! - [`port`]: loopback ports without races: bound listeners handed over, starts retried on a
 //!   bind conflict.
 //! - [`hold`]: a gate a fake keeps a request at until the test opens it.
@@ -22,6 +24,7 @@
 
 pub mod app;
 pub mod azurite;
+pub mod browser;
 pub mod fake_reddit;
 pub mod gate;
 pub mod hold;
@@ -31,6 +34,7 @@ pub mod key_vault;
 pub mod poll;
 pub mod port;
 pub mod process;
+pub mod public;
 
 use std::path::{Path, PathBuf};
 

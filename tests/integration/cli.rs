@@ -640,6 +640,7 @@ fn app_root_with_decoys() -> tempfile::TempDir {
         ".funcignore",
         "SummaryWomble/function.json",
         "GetHotTopics/function.json",
+        "Dashboard/function.json",
     ] {
         let text = std::fs::read_to_string(repository().join(name)).unwrap();
         write(root.path(), name, &text);
@@ -662,6 +663,7 @@ fn app_root_with_decoys() -> tempfile::TempDir {
         "Makefile",
         "README.md",
         "docs/notes.md",
+        "docs/dashboard.png",
         "openapi.yaml",
         "package.json",
         // A stale copy at the root: the handler handed in replaces it.
@@ -750,6 +752,7 @@ fn the_package_holds_host_json_the_function_folders_and_an_executable_handler_an
         assert_eq!(
             names,
             [
+                "Dashboard/function.json",
                 "GetHotTopics/function.json",
                 "SummaryWomble/function.json",
                 "handler",
@@ -766,7 +769,7 @@ fn the_package_holds_host_json_the_function_folders_and_an_executable_handler_an
             assert_eq!(entry.mode, expected, "{zipper}: {entry:?}");
         }
         assert_eq!(
-            entries[2].size, stand_in_size,
+            entries[3].size, stand_in_size,
             "{zipper}: the handler handed in"
         );
     }
@@ -830,6 +833,7 @@ fn the_package_of_this_repository_holds_exactly_the_app_and_the_real_handler() {
         .collect();
     assert!(app.contains(&"SummaryWomble/function.json".to_owned()));
     assert!(app.contains(&"GetHotTopics/function.json".to_owned()));
+    assert!(app.contains(&"Dashboard/function.json".to_owned()));
     app.extend(["handler".to_owned(), "host.json".to_owned()]);
 
     let out = tempfile::tempdir().unwrap();

@@ -88,6 +88,53 @@ async fn with_keys_enforced_a_call_without_a_valid_key_gets_an_empty_401_and_a_v
 }
 
 #[tokio::test]
+async fn a_function_key_opens_only_its_own_function_at_its_declared_route() {
+    let (host, _dir) = local_host(
+        HostOptions::default()
+            .enforce_keys(["host-key"])
+            .function_key("Dashboard", "dashboard-key"),
+    )
+    .await;
+    let dashboard = host
+        .app()
+        .http_function_at("/api/dashboard")
+        .expect("Dashboard's route");
+    assert_eq!(dashboard.name, "Dashboard");
+    assert_eq!(
+        dashboard.public_path(&host.app().route_prefix).as_deref(),
+        Some("/api/dashboard")
+    );
+
+    let page = host
+        .forward(HostRequest::get("/api/dashboard?code=dashboard-key"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains("<html"));
+    let by_host_key = host
+        .forward(HostRequest::get("/api/DASHBOARD").header("x-functions-key", "host-key"))
+        .await;
+    assert_eq!(by_host_key.status, 200);
+
+    let api = "/api/SummaryWomble?job_id=not-a-uuid";
+    let refused = host
+        .forward(HostRequest::get(api).header("x-functions-key", "dashboard-key"))
+        .await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.body.is_empty());
+    let accepted = host
+        .forward(HostRequest::get(api).header("x-functions-key", "host-key"))
+        .await;
+    assert_eq!(accepted.status, 400);
+    // Dashboard lists GET only.
+    assert_eq!(
+        host.forward(HostRequest::post("/api/dashboard?code=host-key", "{}"))
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
 async fn unknown_routes_and_unlisted_methods_get_the_hosts_empty_404() {
     let (host, _dir) = local_host(HostOptions::default()).await;
     for request in [

@@ -4,6 +4,7 @@
 
 mod api;
 mod cli;
+mod dashboard;
 mod durability;
 mod host_simulator;
 mod in_process;

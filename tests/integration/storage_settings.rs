@@ -224,5 +224,5 @@ async fn a_local_run_without_storage_settings_still_uses_the_local_store() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(handler.logs().contains("local"), "{}", handler.logs());
+    handler.wait_for_log("local", Duration::from_secs(10)).await;
 }

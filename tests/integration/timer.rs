@@ -298,7 +298,8 @@ async fn standalone_mode_runs_the_timer_on_its_own_schedule() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(app.logs().contains("GetHotTopics scheduled"));
+    app.wait_for_log("GetHotTopics scheduled", Duration::from_secs(10))
+        .await;
 }
 
 fn key(text: &str) -> IdempotencyKey {

@@ -54,15 +54,18 @@ pub fn ticket(
         .with_header(header::RETRY_AFTER, POLL_AFTER_SECONDS)
 }
 
-/// The app's public base: `X-Forwarded-Host`/`-Proto` when present, else `WEBSITE_HOSTNAME`
-/// over https, else the `Host` header over http.
+/// The app's public base: under the host, `X-Forwarded-Host`/`-Proto` when present (the
+/// platform sets them; in standalone mode any caller could, so they are not read there), else
+/// `WEBSITE_HOSTNAME` over https, else the `Host` header over http.
 fn public_base(context: &FunctionContext, request: &ApiRequest) -> String {
     let first = |value: &str| value.split(',').next().unwrap_or("").trim().to_owned();
-    if let Some(host) = request
-        .header("x-forwarded-host")
-        .map(first)
-        .filter(|h| !h.is_empty())
-    {
+    let forwarded = context
+        .settings
+        .mode
+        .is_host()
+        .then(|| request.header("x-forwarded-host"))
+        .flatten();
+    if let Some(host) = forwarded.map(first).filter(|h| !h.is_empty()) {
         let proto = request
             .header("x-forwarded-proto")
             .map(first)
