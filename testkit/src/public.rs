@@ -41,6 +41,18 @@ impl PublicRequest {
     }
 }
 
+/// Any request, whole: method, path, raw query (empty when there is none), headers and body.
+/// For the kit's stand-ins that pass calls on.
+pub fn whole_request(
+) -> impl Filter<Extract = (Method, String, String, HeaderMap, Bytes), Error = warp::Rejection> + Clone
+{
+    warp::method()
+        .and(warp::path::full().map(|path: warp::path::FullPath| path.as_str().to_owned()))
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+}
+
 pub struct PublicAddress {
     port: u16,
     seen: Arc<Mutex<Vec<PublicRequest>>>,
@@ -53,60 +65,50 @@ impl PublicAddress {
         let listener = crate::port::listener().await;
         let port = listener.local_addr().unwrap().port();
         let record = seen.clone();
-        let routes = warp::method()
-            .and(warp::path::full())
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .and(warp::header::headers_cloned())
-            .and(warp::body::bytes())
-            .then(
-                move |method: Method,
-                      path: warp::path::FullPath,
-                      query: String,
-                      headers: HeaderMap,
-                      body: Bytes| {
-                    let app = app.clone();
-                    let record = record.clone();
-                    async move {
-                        let at = Instant::now();
-                        let path = path.as_str().to_owned();
-                        let target = if query.is_empty() {
-                            path.clone()
-                        } else {
-                            format!("{path}?{query}")
-                        };
-                        let mut request = HostRequest::new(method.as_str(), &target);
-                        for (name, value) in &headers {
-                            if let Ok(value) = value.to_str() {
-                                request = request.header(name.as_str(), value);
-                            }
+        let routes = whole_request().then(
+            move |method: Method, path: String, query: String, headers: HeaderMap, body: Bytes| {
+                let app = app.clone();
+                let record = record.clone();
+                async move {
+                    let at = Instant::now();
+                    let target = if query.is_empty() {
+                        path.clone()
+                    } else {
+                        format!("{path}?{query}")
+                    };
+                    let mut request = HostRequest::new(method.as_str(), &target);
+                    for (name, value) in &headers {
+                        if let Ok(value) = value.to_str() {
+                            request = request.header(name.as_str(), value);
                         }
-                        request.body = body.to_vec();
-                        let answer = app.host.call(request).await;
-                        record.lock().unwrap().push(PublicRequest {
-                            method: method.to_string(),
-                            path,
-                            query,
-                            key_header: headers
-                                .get("x-functions-key")
-                                .and_then(|value| value.to_str().ok())
-                                .map(str::to_owned),
-                            status: answer.status,
-                            at,
-                        });
-                        let mut response = Response::builder().status(answer.status);
-                        for (name, value) in &answer.headers {
-                            // The connection's own headers are this server's business.
-                            if !matches!(
-                                name.as_str(),
-                                "content-length" | "transfer-encoding" | "connection"
-                            ) {
-                                response = response.header(name, value);
-                            }
-                        }
-                        response.body(answer.body).unwrap()
                     }
-                },
-            );
+                    request.body = body.to_vec();
+                    let answer = app.host.call(request).await;
+                    record.lock().unwrap().push(PublicRequest {
+                        method: method.to_string(),
+                        path,
+                        query,
+                        key_header: headers
+                            .get("x-functions-key")
+                            .and_then(|value| value.to_str().ok())
+                            .map(str::to_owned),
+                        status: answer.status,
+                        at,
+                    });
+                    let mut response = Response::builder().status(answer.status);
+                    for (name, value) in &answer.headers {
+                        // The connection's own headers are this server's business.
+                        if !matches!(
+                            name.as_str(),
+                            "content-length" | "transfer-encoding" | "connection"
+                        ) {
+                            response = response.header(name, value);
+                        }
+                    }
+                    response.body(answer.body).unwrap()
+                }
+            },
+        );
         tokio::spawn(warp::serve(routes).incoming(listener).run());
         Self { port, seen }
     }
