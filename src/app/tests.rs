@@ -226,3 +226,19 @@ async fn keys_of_any_length_are_told_apart_only_by_their_content() {
         assert_eq!(answer.status(), 401, "{wrong:?}");
     }
 }
+
+#[tokio::test]
+async fn a_content_type_that_is_not_ascii_is_refused_as_not_json() {
+    let app = app(&[]);
+    let answer = warp::test::request()
+        .method("POST")
+        .path("/api/SummaryWomble")
+        .header(
+            "content-type",
+            http::HeaderValue::from_bytes(b"text/plain; charset=\xe9").unwrap(),
+        )
+        .body("{}")
+        .reply(&routes(app.context.clone()))
+        .await;
+    assert_eq!(answer.status(), 415);
+}

@@ -18,9 +18,9 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-const TEMPLATE: &str = include_str!("dashboard/index.html");
-const STYLE: &str = include_str!("dashboard/dashboard.css");
-const SCRIPT: &str = include_str!("dashboard/dashboard.js");
+const TEMPLATE: &str = include_str!("../../web/dashboard/index.html");
+const STYLE: &str = include_str!("../../web/dashboard/dashboard.css");
+const SCRIPT: &str = include_str!("../../web/dashboard/dashboard.js");
 
 /// Where the template takes the stylesheet and the script, each exactly once.
 const STYLE_SLOT: &str = "{{dashboard.css}}";

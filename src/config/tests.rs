@@ -1,0 +1,113 @@
+use super::*;
+use secrecy::ExposeSecret;
+use std::path::PathBuf;
+
+fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::from_vars(
+        &pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+#[test]
+fn nothing_configured_means_standalone_on_7071_with_the_local_store() {
+    let settings = settings(&[]).unwrap();
+    assert!(matches!(
+        settings.mode,
+        Mode::Standalone {
+            port: 7071,
+            function_keys: None
+        }
+    ));
+    match settings.storage {
+        StorageSettings::LocalDir { dir, container } => {
+            assert_eq!(dir, PathBuf::from("./.data"));
+            assert_eq!(container, "hot-topics");
+        }
+        other => panic!("expected the local store, got {other:?}"),
+    }
+    assert_eq!(settings.timer.subreddits.len(), 7);
+    assert_eq!(settings.timer.limit, Limit::DEFAULT);
+    assert_eq!(settings.jobs.max_concurrent_jobs, 4);
+}
+
+#[test]
+fn the_host_port_selects_host_mode_on_loopback() {
+    let settings = settings(&[("FUNCTIONS_CUSTOMHANDLER_PORT", "4567"), ("PORT", "1")]).unwrap();
+    assert!(settings.mode.is_host());
+    assert_eq!(settings.mode.listen_addr().to_string(), "127.0.0.1:4567");
+}
+
+#[test]
+fn the_output_connection_string_wins_over_azure_web_jobs_storage() {
+    let settings = settings(&[
+        ("AzureWebJobsStorage", "UseDevelopmentStorage=true"),
+        ("OUTPUT_STORAGE_CONNECTION_STRING", "AccountName=b"),
+    ])
+    .unwrap();
+    match settings.storage {
+        StorageSettings::ConnectionString {
+            connection_string, ..
+        } => assert_eq!(connection_string.expose_secret(), "AccountName=b"),
+        other => panic!("expected a connection string, got {other:?}"),
+    }
+}
+
+#[test]
+fn function_keys_are_split_on_commas() {
+    let settings = settings(&[("FUNCTION_KEYS", "one, two,,")]).unwrap();
+    match settings.mode {
+        Mode::Standalone {
+            function_keys: Some(keys),
+            ..
+        } => {
+            let keys: Vec<_> = keys.iter().map(|k| k.expose_secret().to_owned()).collect();
+            assert_eq!(keys, ["one", "two"]);
+        }
+        other => panic!("expected standalone keys, got {other:?}"),
+    }
+}
+
+#[test]
+fn secrets_do_not_show_in_debug_output() {
+    let settings = settings(&[
+        ("REDDIT_CLIENT_SECRET", "hunter2-secret"),
+        (
+            "OUTPUT_STORAGE_CONNECTION_STRING",
+            "AccountKey=topsecretkey",
+        ),
+    ])
+    .unwrap();
+    let debug = format!("{settings:?}");
+    assert!(!debug.contains("hunter2-secret"), "{debug}");
+    assert!(!debug.contains("topsecretkey"), "{debug}");
+}
+
+#[test]
+fn bad_settings_are_refused_naming_the_variable() {
+    let cases: &[(&str, &str)] = &[
+        ("FUNCTIONS_CUSTOMHANDLER_PORT", "not-a-port"),
+        ("PORT", "70000"),
+        ("FUNCTION_KEYS", " , "),
+        ("OUTPUT_CONTAINER", "Bad_Name"),
+        ("REDDIT_API_URL", "not a url"),
+        ("REDDIT_AUTH_URL", "ftp://example.com"),
+        ("MAX_CONCURRENT_JOBS", "0"),
+        ("JOB_STALE_AFTER_SECONDS", "soon"),
+        ("JOB_RETENTION_DAYS", "0"),
+        ("HOT_TOPICS_SUBREDDITS", "ok,not a name"),
+        ("HOT_TOPICS_LIMIT", "101"),
+        ("STATUS_CHECK_DELAY_SECONDS", "-1"),
+        ("ALLOW_INSECURE_CALLBACKS", "maybe"),
+        ("LOG_FORMAT", "xml"),
+        ("SUMMARY_WOMBLE_URL", "womble"),
+        ("TIMER_SCHEDULE", "0 */6 * * *"),
+    ];
+    for (variable, value) in cases {
+        let error = settings(&[(variable, value)]).expect_err(variable);
+        assert_eq!(error.variable, *variable);
+        assert!(error.to_string().contains(variable), "{error}");
+    }
+}
