@@ -232,26 +232,10 @@ mod tests {
     use std::collections::HashMap;
     use std::time::Instant;
 
-    use async_trait::async_trait;
-
     use super::*;
     use crate::jobs::request::{default_subreddits, JobRequest, Limit, Priority, Source};
     use crate::jobs::{JobId, JobStatus, StatusDocument};
-    use crate::reddit::{FetchError, Subreddit, Topic};
-
-    struct NoTopics;
-
-    #[async_trait]
-    impl TopicSource for NoTopics {
-        async fn hot_topics(
-            &self,
-            _: &Subreddit,
-            _: u32,
-            _: &str,
-        ) -> Result<Vec<Topic>, FetchError> {
-            Ok(Vec::new())
-        }
-    }
+    use crate::reddit::NoTopics;
 
     fn request() -> JobRequest {
         JobRequest {

@@ -3,30 +3,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::Value;
 
 use super::routes;
 use crate::config::Settings;
 use crate::functions::FunctionContext;
-use crate::reddit::{FetchError, Subreddit, Topic, TopicSource};
+use crate::reddit::NoTopics;
 use crate::startup::{self, Services};
 use crate::store::local::LocalDirStore;
-
-/// A topic source with nothing to say: these tests are about the HTTP surface.
-struct NoTopics;
-
-#[async_trait]
-impl TopicSource for NoTopics {
-    async fn hot_topics(
-        &self,
-        _subreddit: &Subreddit,
-        _limit: u32,
-        _fetched_at: &str,
-    ) -> Result<Vec<Topic>, FetchError> {
-        Ok(Vec::new())
-    }
-}
 
 struct App {
     context: FunctionContext,

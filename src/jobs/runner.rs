@@ -10,11 +10,14 @@
 mod adoption;
 mod work;
 
+use std::any::Any;
 use std::collections::{BinaryHeap, HashSet};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -254,9 +257,14 @@ impl JobRunner {
             };
             let job = waiting.job;
             let span = tracing::info_span!("job", job_id = %job);
+            // A panic while running a job ends that job (`run` fails it), never the worker:
+            // a dead worker is not replaced, and its instance would accept jobs it never runs.
+            let run = AssertUnwindSafe(self.run(waiting).instrument(span.clone())).catch_unwind();
             tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
-                _ = self.run(waiting).instrument(span) => {}
+                ran = run => if let Err(panic) = ran {
+                    span.in_scope(|| tracing::error!(panic = panic_message(&*panic), "a job's worker panicked outside its run; the worker carries on"));
+                }
             }
             self.inner
                 .queue
@@ -319,7 +327,23 @@ impl JobRunner {
             tracing::info!("job started");
         }
 
-        let ended = self.collect(document, mine).await;
+        let ended = match AssertUnwindSafe(self.collect(document, mine))
+            .catch_unwind()
+            .await
+        {
+            Ok(ended) => ended,
+            Err(panic) => {
+                tracing::error!(
+                    panic = panic_message(&*panic),
+                    "the job panicked; ending it failed"
+                );
+                self.update(job, |doc| {
+                    owned(doc, mine)?;
+                    doc.fail(INTERNAL_ERROR.to_owned(), status::now())
+                })
+                .await
+            }
+        };
         match ended {
             Ok(document) => {
                 tracing::info!(status = %document.status, error = document.error.as_deref(), "job finished");
@@ -382,6 +406,18 @@ impl JobRunner {
     }
 }
 
+/// The error of a job that panicked: it says nothing internal (the panic is in the log).
+const INTERNAL_ERROR: &str = "An internal error occurred while running the job.";
+
+/// What a caught panic said, for the log line.
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
 /// Refuses writes from a worker whose claim was superseded by another's.
 fn owned(document: &StatusDocument, mine: u32) -> Result<(), TransitionError> {
     if document.attempts == mine {
@@ -390,3 +426,6 @@ fn owned(document: &StatusDocument, mine: u32) -> Result<(), TransitionError> {
         Err(TransitionError::Superseded)
     }
 }
+
+#[cfg(test)]
+mod tests;

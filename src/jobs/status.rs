@@ -317,11 +317,11 @@ impl StatusDocument {
     }
 
     /// Records a cancel request. A queued job ends `cancelled` at once; a running one when its
-    /// worker next looks (before its next subreddit).
+    /// worker next looks (it reads the document every second). `updated_at` is the worker's
+    /// heartbeat, so a request leaves it alone: a job whose worker died stays due for takeover.
     pub fn request_cancel(&mut self, at: DateTime<Utc>) -> Result<(), TransitionError> {
         self.not_terminal()?;
         self.cancel_requested_at.get_or_insert(at);
-        self.updated_at = at;
         if self.status == JobStatus::Queued {
             self.end(JobStatus::Cancelled, None, at);
         }

@@ -13,17 +13,18 @@ use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::outbound::failure;
-use crate::retry::{retry, Backoff, Verdict, MAX_SERVER_WAIT};
+use crate::retry::{retry, Backoff, Verdict};
 
 mod auth;
 
 use auth::Token;
 pub use auth::{CredentialSource, Credentials, FixedCredentials};
 
-use super::rate_limit::{header_f64, RateLimiter};
+use super::rate_limit::{header_wait, RateLimiter};
 use super::topic::{Listing, Post};
 use super::{FetchError, Subreddit, Topic, TopicSource};
 
@@ -89,6 +90,8 @@ enum Failure {
     /// Reddit refused the access token (401).
     TokenRejected,
     Final(FetchError),
+    /// The job was cancelled while the attempt waited for its turn: nothing was sent.
+    Cancelled,
 }
 
 impl Failure {
@@ -109,14 +112,20 @@ impl Failure {
                 after: Some(wait), ..
             } => Verdict::RetryAfter(*wait),
             Failure::Retry { after: None, .. } => Verdict::Retry,
-            Failure::TokenRejected | Failure::Final(_) => Verdict::Final,
+            Failure::TokenRejected | Failure::Final(_) | Failure::Cancelled => Verdict::Final,
         }
     }
 
-    fn into_error(self) -> FetchError {
+    /// The page's error. Once `cancel` is cancelled, a failure that would have been retried
+    /// ends as [`FetchError::Cancelled`]: the wait was given up, not the subreddit.
+    fn into_error(self, cancel: &CancellationToken) -> FetchError {
         match self {
+            Failure::Retry { .. } | Failure::Cancelled if cancel.is_cancelled() => {
+                FetchError::Cancelled
+            }
             Failure::Retry { error, .. } | Failure::Final(error) => error,
             Failure::TokenRejected => FetchError::BadCredentials(401),
+            Failure::Cancelled => FetchError::Cancelled,
         }
     }
 }
@@ -160,6 +169,7 @@ impl RedditClient {
         after: Option<&str>,
         token: Option<&Token>,
         number: u32,
+        cancel: &CancellationToken,
     ) -> Result<Page, Failure> {
         let name = subreddit.as_str();
         let mut url = match token {
@@ -181,12 +191,17 @@ impl RedditClient {
             }
         }
 
-        self.limiter.acquire().await;
+        // The wait for the rate limit ends with a cancel; a request once sent is left to finish.
+        let permit = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(Failure::Cancelled),
+            permit = self.limiter.acquire() => permit,
+        };
         let answer = match request.send().await {
             Ok(answer) => answer,
             Err(error) => return Err(Failure::unreachable(name, &error)),
         };
-        self.limiter.observe(answer.headers()).await;
+        permit.observe(answer.headers());
         let status = answer.status();
         match status.as_u16() {
             200 => {}
@@ -205,13 +220,10 @@ impl RedditClient {
             }
             429 => {
                 let headers = answer.headers();
-                let wait = header_f64(headers, "retry-after")
-                    .or_else(|| header_f64(headers, "x-ratelimit-reset"))
-                    .map(|seconds| {
-                        Duration::from_secs_f64(seconds.clamp(0.0, MAX_SERVER_WAIT.as_secs_f64()))
-                    });
+                let wait = header_wait(headers, "retry-after")
+                    .or_else(|| header_wait(headers, "x-ratelimit-reset"));
                 if let Some(wait) = wait {
-                    self.limiter.exhaust_for(wait).await;
+                    self.limiter.exhaust_for(wait);
                 }
                 return Err(Failure::Retry {
                     after: wait,
@@ -263,18 +275,19 @@ impl RedditClient {
         }
     }
 
-    /// One page of the listing, retried as the policy allows.
+    /// One page of the listing, retried as the policy allows; a cancel ends every wait.
     async fn page(
         &self,
         subreddit: &Subreddit,
         limit: u32,
         after: Option<&str>,
+        cancel: &CancellationToken,
     ) -> Result<Page, FetchError> {
         let renewed = AtomicBool::new(false);
         retry(
             &self.retry.backoff,
-            None,
-            |number| self.attempt_with_token(subreddit, limit, after, number, &renewed),
+            Some(cancel),
+            |number| self.attempt_with_token(subreddit, limit, after, number, &renewed, cancel),
             Failure::verdict,
             |failure, retrying| {
                 if let Failure::Retry { error, .. } = failure {
@@ -283,7 +296,7 @@ impl RedditClient {
             },
         )
         .await
-        .map_err(Failure::into_error)
+        .map_err(|failure| failure.into_error(cancel))
     }
 
     /// One attempt with the current token. A refused token is renewed, and the request sent
@@ -295,16 +308,17 @@ impl RedditClient {
         after: Option<&str>,
         number: u32,
         renewed: &AtomicBool,
+        cancel: &CancellationToken,
     ) -> Result<Page, Failure> {
         let token = self.token(false).await.map_err(Failure::Final)?;
         match self
-            .attempt(subreddit, limit, after, token.as_ref(), number)
+            .attempt(subreddit, limit, after, token.as_ref(), number, cancel)
             .await
         {
             Err(Failure::TokenRejected) if !renewed.swap(true, Ordering::Relaxed) => {
                 tracing::info!(subreddit = %subreddit, "Reddit refused the access token; renewing it once");
                 let token = self.token(true).await.map_err(Failure::Final)?;
-                self.attempt(subreddit, limit, after, token.as_ref(), number)
+                self.attempt(subreddit, limit, after, token.as_ref(), number, cancel)
                     .await
             }
             outcome => outcome,
@@ -338,6 +352,20 @@ impl TopicSource for RedditClient {
         limit: u32,
         fetched_at: &str,
     ) -> Result<Vec<Topic>, FetchError> {
+        self.hot_topics_unless_cancelled(subreddit, limit, fetched_at, &CancellationToken::new())
+            .await
+    }
+
+    /// A cancel ends the waits (the rate-limit window, a 429's `Retry-After`, the backoff
+    /// between attempts) at once, and no request is sent after it; a request already on its way
+    /// is left to finish (bounded by the request timeout).
+    async fn hot_topics_unless_cancelled(
+        &self,
+        subreddit: &Subreddit,
+        limit: u32,
+        fetched_at: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Topic>, FetchError> {
         let wanted = limit as usize;
         let mut topics = Vec::with_capacity(wanted);
         let mut after: Option<String> = None;
@@ -346,7 +374,12 @@ impl TopicSource for RedditClient {
         // real posts in one round trip; another page is fetched only if that fell short.
         let page_size = (limit + STICKY_SLOTS).min(MAX_PAGE);
         for _ in 0..4 {
-            let (posts, next) = self.page(subreddit, page_size, after.as_deref()).await?;
+            if cancel.is_cancelled() {
+                return Err(FetchError::Cancelled);
+            }
+            let (posts, next) = self
+                .page(subreddit, page_size, after.as_deref(), cancel)
+                .await?;
             let exhausted = posts.is_empty() || next.is_none();
             topics.extend(
                 posts

@@ -12,6 +12,7 @@ pub mod subreddit;
 pub mod topic;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
 pub use client::{Credentials, RedditClient};
 pub use subreddit::{InvalidSubreddit, Subreddit};
@@ -31,6 +32,23 @@ pub trait TopicSource: Send + Sync + 'static {
         limit: u32,
         fetched_at: &str,
     ) -> Result<Vec<Topic>, FetchError>;
+
+    /// As [`hot_topics`](TopicSource::hot_topics), but a cancelled `cancel` ends it at once
+    /// with [`FetchError::Cancelled`] and nothing more is sent. This default drops the fetch
+    /// wherever it is; a source that can tell waiting from asking should override it.
+    async fn hot_topics_unless_cancelled(
+        &self,
+        subreddit: &Subreddit,
+        limit: u32,
+        fetched_at: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Topic>, FetchError> {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(FetchError::Cancelled),
+            fetched = self.hot_topics(subreddit, limit, fetched_at) => fetched,
+        }
+    }
 }
 
 /// Why a subreddit could not be fetched. The messages are for people reading a status
@@ -61,4 +79,25 @@ pub enum FetchError {
     RateLimited { subreddit: String, attempts: u32 },
     #[error("r/{subreddit}: Reddit could not be reached ({reason})")]
     Unreachable { subreddit: String, reason: String },
+    /// The fetch was given up because its job was cancelled: the subreddit is skipped, not
+    /// failed.
+    #[error("the fetch was cancelled")]
+    Cancelled,
+}
+
+/// A topic source with nothing to say, for unit tests about everything around the topics.
+#[cfg(test)]
+pub(crate) struct NoTopics;
+
+#[cfg(test)]
+#[async_trait]
+impl TopicSource for NoTopics {
+    async fn hot_topics(
+        &self,
+        _subreddit: &Subreddit,
+        _limit: u32,
+        _fetched_at: &str,
+    ) -> Result<Vec<Topic>, FetchError> {
+        Ok(Vec::new())
+    }
 }

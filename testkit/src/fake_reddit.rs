@@ -88,6 +88,54 @@ struct State {
     max_in_flight: usize,
     /// When set, every listing request waits here first.
     listings_hold: Option<Hold>,
+    /// Headers put on every answer in place of the usual ones (hostile values).
+    answer_headers: Vec<(String, String)>,
+    /// `expires_in` of the token answer, when not the usual 3600.
+    token_expires_in: Option<Value>,
+    /// A real fixed window, enforced with 429s, when set.
+    fixed_window: Option<FixedWindow>,
+    /// 429s answered because the fixed window was exceeded.
+    window_refusals: usize,
+    /// Subreddits whose answers are held this long after they were made, so that they arrive
+    /// after newer ones (their rate-limit headers stale by then).
+    late: HashMap<String, Duration>,
+}
+
+/// A window of `limit` listing requests per `period`, starting with the first request after the
+/// last one ended, as Reddit counts them; requests beyond `limit` are answered 429.
+#[derive(Debug)]
+struct FixedWindow {
+    limit: usize,
+    period: Duration,
+    started: Option<Instant>,
+    used: usize,
+}
+
+impl FixedWindow {
+    /// Counts a request arriving now; `false` when it is over the limit.
+    fn admit(&mut self, now: Instant) -> bool {
+        if self
+            .started
+            .is_none_or(|started| now >= started + self.period)
+        {
+            self.started = Some(now);
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= self.limit
+    }
+
+    /// `(used, remaining, seconds to reset)` as the headers report them.
+    fn report(&self, now: Instant) -> (usize, f64, f64) {
+        let reset = self.started.map_or(self.period, |started| {
+            (started + self.period).saturating_duration_since(now)
+        });
+        (
+            self.used,
+            self.limit.saturating_sub(self.used) as f64,
+            reset.as_secs_f64(),
+        )
+    }
 }
 
 #[derive(Clone)]
@@ -112,6 +160,11 @@ impl FakeReddit {
             in_flight: 0,
             max_in_flight: 0,
             listings_hold: None,
+            answer_headers: Vec::new(),
+            token_expires_in: None,
+            fixed_window: None,
+            window_refusals: 0,
+            late: HashMap::new(),
         }));
         let listener = crate::port::listener().await;
         let addr = listener.local_addr().unwrap();
@@ -183,6 +236,45 @@ impl FakeReddit {
         self.state.lock().unwrap().window_remaining = 1e12;
     }
 
+    /// Puts `name: value` on every answer from now on, in place of the usual value.
+    pub fn set_answer_header(&self, name: &str, value: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .answer_headers
+            .push((name.to_owned(), value.to_owned()));
+    }
+
+    /// The `expires_in` of every token answer from now on.
+    pub fn set_token_expires_in(&self, expires_in: Value) {
+        self.state.lock().unwrap().token_expires_in = Some(expires_in);
+    }
+
+    /// Enforces a real window of `limit` listing requests per `period`: a request beyond it is
+    /// answered 429 with `Retry-After` (the seconds left), and every answer reports the window.
+    pub fn set_fixed_window(&self, limit: usize, period: Duration) {
+        self.state.lock().unwrap().fixed_window = Some(FixedWindow {
+            limit,
+            period,
+            started: None,
+            used: 0,
+        });
+    }
+
+    /// Holds every answer for `subreddit` for `delay` after it was made (headers included).
+    pub fn set_late(&self, subreddit: &str, delay: Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .late
+            .insert(subreddit.to_ascii_lowercase(), delay);
+    }
+
+    /// How many requests the fixed window refused with a 429.
+    pub fn window_refusals(&self) -> usize {
+        self.state.lock().unwrap().window_refusals
+    }
+
     pub fn tokens_issued(&self) -> usize {
         self.state.lock().unwrap().tokens_issued
     }
@@ -226,7 +318,20 @@ fn routes(
              query: String,
              headers: HeaderMap,
              state: Arc<Mutex<State>>| async move {
-                answer(method, path.as_str().to_owned(), query, headers, state).await
+                let late = path
+                    .as_str()
+                    .strip_prefix("/r/")
+                    .and_then(|rest| rest.split('/').next())
+                    .and_then(|name| {
+                        let state = state.lock().unwrap();
+                        state.late.get(&name.to_ascii_lowercase()).copied()
+                    });
+                let response =
+                    answer(method, path.as_str().to_owned(), query, headers, state).await;
+                if let Some(delay) = late {
+                    tokio::time::sleep(delay).await;
+                }
+                response
             },
         )
 }
@@ -318,6 +423,33 @@ async fn answer(
         .unwrap_or(25)
         .min(100);
     let after = params.get("after").cloned();
+
+    let refused_after = {
+        let mut state = state.lock().unwrap();
+        let now = Instant::now();
+        let admitted = state.fixed_window.as_mut().map(|window| {
+            let admitted = window.admit(now);
+            (admitted, window.report(now).2)
+        });
+        match admitted {
+            Some((false, reset)) => {
+                state.window_refusals += 1;
+                Some(reset)
+            }
+            _ => None,
+        }
+    };
+    if let Some(reset) = refused_after {
+        let mut response = json_answer(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"message": "Too Many Requests", "error": 429}),
+        );
+        response
+            .headers_mut()
+            .insert("retry-after", format!("{}", reset.ceil()).parse().unwrap());
+        return response;
+    }
 
     let (behaviour, asked) = {
         let mut state = state.lock().unwrap();
@@ -434,42 +566,58 @@ fn token(headers: &HeaderMap, state: &Arc<Mutex<State>>) -> Response<String> {
             json!({"message": "Unauthorized", "error": 401}),
         );
     }
-    let token = {
+    let (token, expires_in) = {
         let mut state = state.lock().unwrap();
         state.tokens_issued += 1;
         let token = format!("token-{}", state.tokens_issued);
         state.valid_tokens.push(token.clone());
-        token
+        (token, state.token_expires_in.clone().unwrap_or(json!(3600)))
     };
     json_answer(
         state,
         StatusCode::OK,
-        json!({"access_token": token, "token_type": "bearer", "expires_in": 3600, "scope": "*"}),
+        json!({"access_token": token, "token_type": "bearer", "expires_in": expires_in, "scope": "*"}),
     )
 }
 
 /// The rate-limit headers Reddit puts on every answer.
 fn json_answer(state: &Arc<Mutex<State>>, status: StatusCode, body: Value) -> Response<String> {
-    let (used, remaining, reset) = {
+    let (used, remaining, reset, overrides) = {
         let mut state = state.lock().unwrap();
-        let used = state.requests.len();
-        let remaining = match state.window_budget.as_mut() {
-            Some(budget) => {
-                *budget = budget.saturating_sub(1);
-                *budget as f64
-            }
-            None => (state.window_remaining - used as f64).max(0.0),
-        };
-        (used, remaining, state.window_reset)
+        let overrides = state.answer_headers.clone();
+        if let Some(window) = &state.fixed_window {
+            let (used, remaining, reset) = window.report(Instant::now());
+            // Fractional, so that a client is never told the window resets before it does.
+            let reset = format!("{reset:.3}");
+            (used, remaining, reset, overrides)
+        } else {
+            let used = state.requests.len();
+            let remaining = match state.window_budget.as_mut() {
+                Some(budget) => {
+                    *budget = budget.saturating_sub(1);
+                    *budget as f64
+                }
+                None => (state.window_remaining - used as f64).max(0.0),
+            };
+            let reset = format!("{}", state.window_reset.round() as u64);
+            (used, remaining, reset, overrides)
+        }
     };
-    Response::builder()
+    let mut response = Response::builder()
         .status(status)
         .header("content-type", "application/json; charset=UTF-8")
         .header("x-ratelimit-used", used.to_string())
         .header("x-ratelimit-remaining", format!("{remaining:.1}"))
-        .header("x-ratelimit-reset", format!("{}", reset.round() as u64))
+        .header("x-ratelimit-reset", reset)
         .body(body.to_string())
-        .unwrap()
+        .unwrap();
+    for (name, value) in overrides {
+        response.headers_mut().insert(
+            warp::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    response
 }
 
 /// A hot listing: `posts` posts named `<name>_<i>`, the first `stickied` stickied, paged by

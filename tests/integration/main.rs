@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod durability;
 mod host_simulator;
+mod hostile_reddit;
 mod in_process;
 mod load;
 mod openapi;

@@ -1,11 +1,11 @@
 //! One job's work: fetch every pending subreddit as a task of its own, store its topics,
 //! record each outcome with a conditional update, heartbeat meanwhile, then end the job.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
@@ -15,7 +15,12 @@ use crate::jobs::progress::RunStamp;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::request::Source;
 use crate::jobs::status::{self, OutcomeStatus, StatusDocument, SubredditOutcome};
-use crate::reddit::{Subreddit, Topic};
+use crate::reddit::{FetchError, Subreddit, Topic};
+
+/// How often a running job reads its status document for a cancel request (a read, not a
+/// write): a cancel is usually written by another request, maybe on another instance, and must
+/// end the job's waits in seconds, not at the next heartbeat.
+const CANCEL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The output blob body (docs/api.md section 6).
 #[derive(Serialize)]
@@ -39,7 +44,12 @@ impl JobRunner {
         let stamp = RunStamp::of(document.started_at.unwrap_or(document.created_at));
         let source = document.request.source;
         let limit = document.request.limit.get();
-        let cancelled = Arc::new(AtomicBool::new(document.cancel_requested_at.is_some()));
+        // Cancelled when the status document shows a cancel request: subreddits not started are
+        // skipped, and fetches waiting (rate limit, Retry-After, backoff) give up at once.
+        let cancel = CancellationToken::new();
+        if document.cancel_requested_at.is_some() {
+            cancel.cancel();
+        }
         let pending = document.pending();
         let mut in_flight: Vec<Subreddit> = Vec::new();
 
@@ -49,18 +59,16 @@ impl JobRunner {
         // and aborted when the stream is dropped (shutdown, or the job taken over).
         let mut outcomes = futures::stream::iter(pending.clone())
             .map(|subreddit| {
-                let cancelled = cancelled.clone();
+                let cancel = cancel.clone();
                 let this = self.clone();
                 let stamp = stamp.clone();
                 let task = self.inner.tracker.spawn(
                     async move {
-                        if cancelled.load(Ordering::SeqCst) {
+                        if cancel.is_cancelled() {
                             return None;
                         }
-                        Some(
-                            this.fetch_and_store(job, source, &subreddit, limit, &stamp)
-                                .await,
-                        )
+                        this.fetch_and_store(job, source, &subreddit, limit, &stamp, &cancel)
+                            .await
                     }
                     .in_current_span(),
                 );
@@ -75,6 +83,10 @@ impl JobRunner {
 
         let mut heartbeat = tokio::time::interval(self.inner.options.heartbeat_every());
         heartbeat.tick().await;
+        let mut cancel_check =
+            tokio::time::interval(CANCEL_CHECK_EVERY.min(self.inner.options.heartbeat_every()));
+        cancel_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        cancel_check.tick().await;
         loop {
             tokio::select! {
                 outcome = outcomes.next() => {
@@ -93,7 +105,16 @@ impl JobRunner {
                         })
                         .await?;
                     if document.cancel_requested_at.is_some() {
-                        cancelled.store(true, Ordering::SeqCst);
+                        cancel.cancel();
+                    }
+                }
+                _ = cancel_check.tick(), if !cancel.is_cancelled() => {
+                    // A failed read is no news: the next check or heartbeat looks again.
+                    if let Ok(Some(stored)) = self.inner.repository.load(job).await {
+                        if stored.document.cancel_requested_at.is_some() {
+                            tracing::info!("cancel requested; giving up the waiting fetches");
+                            cancel.cancel();
+                        }
                     }
                 }
                 _ = heartbeat.tick() => {
@@ -104,7 +125,7 @@ impl JobRunner {
                         })
                         .await?;
                     if document.cancel_requested_at.is_some() {
-                        cancelled.store(true, Ordering::SeqCst);
+                        cancel.cancel();
                     }
                 }
             }
@@ -129,21 +150,27 @@ impl JobRunner {
         subreddit: &Subreddit,
         limit: u32,
         stamp: &RunStamp,
-    ) -> SubredditOutcome {
+        cancel: &CancellationToken,
+    ) -> Option<SubredditOutcome> {
         let topics = match self
             .inner
             .topics
-            .hot_topics(subreddit, limit, stamp.as_str())
+            .hot_topics_unless_cancelled(subreddit, limit, stamp.as_str(), cancel)
             .await
         {
             Ok(topics) => topics,
+            // No outcome: the job's end records the subreddit `skipped`.
+            Err(FetchError::Cancelled) => {
+                tracing::info!(subreddit = %subreddit, "fetch given up: the job was cancelled");
+                return None;
+            }
             Err(error) => {
                 tracing::warn!(subreddit = %subreddit, error = %crate::telemetry::Chain(&error), "subreddit could not be fetched");
-                return SubredditOutcome::failed(
+                return Some(SubredditOutcome::failed(
                     subreddit.clone(),
                     OutcomeStatus::FetchFailed,
                     error.to_string(),
-                );
+                ));
             }
         };
         let output = OutputDocument {
@@ -155,10 +182,10 @@ impl JobRunner {
             topics: &topics,
         };
         let stem = format!("{stamp}_{source}_{subreddit}");
-        match self
+        let stored = self
             .with_storage_retries(|| self.inner.repository.store_output(job, &stem, &output))
-            .await
-        {
+            .await;
+        Some(match stored {
             Ok(blob_name) => {
                 tracing::info!(subreddit = %subreddit, topics = topics.len(), blob = %blob_name, "subreddit stored");
                 SubredditOutcome::success(subreddit.clone(), topics.len() as u32, blob_name)
@@ -171,6 +198,6 @@ impl JobRunner {
                     format!("r/{subreddit}: the topics could not be stored"),
                 )
             }
-        }
+        })
     }
 }

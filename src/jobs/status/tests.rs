@@ -119,6 +119,17 @@ fn cancelling_keeps_finished_work_and_skips_the_rest() {
 }
 
 #[test]
+fn a_cancel_request_leaves_the_heartbeat_of_a_running_job_alone() {
+    let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
+    doc.claim(now(), 0).unwrap();
+    let last_heartbeat = doc.updated_at;
+    let later = last_heartbeat + chrono::TimeDelta::minutes(5);
+    doc.request_cancel(later).unwrap();
+    assert_eq!(doc.cancel_requested_at, Some(later));
+    assert_eq!(doc.updated_at, last_heartbeat);
+}
+
+#[test]
 fn a_resumed_job_keeps_its_start_time_and_finished_subreddits() {
     let mut doc = StatusDocument::queued(JobId::new(), request(&["aa", "bb"]), None, now());
     doc.claim(now(), 0).unwrap();

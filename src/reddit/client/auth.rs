@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::RedditClient;
 use crate::outbound::failure;
+use crate::reddit::rate_limit::bounded_seconds;
 use crate::reddit::FetchError;
 
 /// A Reddit "script" or "web" app's credentials.
@@ -49,12 +50,26 @@ pub(super) struct Token {
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: String,
-    #[serde(default = "default_expiry")]
-    expires_in: u64,
+    /// Seconds; any JSON number is taken, then bounded by [`token_lifetime`].
+    expires_in: Option<f64>,
 }
 
-fn default_expiry() -> u64 {
-    3600
+/// Reddit's usual token lifetime, taken when the answer gives none (or a nonsensical one).
+const USUAL_LIFETIME: Duration = Duration::from_secs(3600);
+/// A token is kept at most this long, whatever Reddit says: a lifetime that overflows the clock
+/// would panic, and a token kept for years is never renewed.
+const LONGEST_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// A token is kept at least this long, so that a tiny `expires_in` does not cost a token
+/// request per listing request.
+const SHORTEST_LIFETIME: Duration = Duration::from_secs(5);
+
+/// How long to keep a token Reddit said expires in `expires_in` seconds: a negative,
+/// non-finite or missing value counts as absent (an hour), others are bounded.
+fn token_lifetime(expires_in: Option<f64>) -> Duration {
+    expires_in
+        .and_then(|seconds| bounded_seconds(seconds, LONGEST_LIFETIME))
+        .unwrap_or(USUAL_LIFETIME)
+        .max(SHORTEST_LIFETIME)
 }
 
 impl RedditClient {
@@ -113,7 +128,7 @@ impl RedditClient {
         let answer: TokenAnswer = answer.json().await.map_err(|_| {
             FetchError::CredentialsUnavailable("token endpoint answered malformed JSON".into())
         })?;
-        let lifetime = Duration::from_secs(answer.expires_in);
+        let lifetime = token_lifetime(answer.expires_in);
         let margin = (lifetime / 10).min(Duration::from_secs(300));
         let token = Token {
             value: SecretString::from(answer.access_token),
@@ -122,6 +137,7 @@ impl RedditClient {
         };
         tracing::info!(
             expires_in_s = answer.expires_in,
+            kept_s = lifetime.as_secs(),
             "obtained a Reddit access token"
         );
         *cached = Some(token.clone());
@@ -136,5 +152,49 @@ pub struct FixedCredentials(pub Option<Credentials>);
 impl CredentialSource for FixedCredentials {
     async fn credentials(&self) -> Result<Option<Credentials>, String> {
         Ok(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_lifetime_from_outside_is_bounded() {
+        let cases = [
+            (Some(3600.0), USUAL_LIFETIME),
+            (None, USUAL_LIFETIME),
+            (Some(-5.0), USUAL_LIFETIME),
+            (Some(f64::NAN), USUAL_LIFETIME),
+            (Some(f64::INFINITY), USUAL_LIFETIME),
+            (Some(1e30), LONGEST_LIFETIME),
+            (Some(u64::MAX as f64), LONGEST_LIFETIME),
+            (Some(0.0), SHORTEST_LIFETIME),
+            (Some(1.0), SHORTEST_LIFETIME),
+            (Some(90.5), Duration::from_millis(90_500)),
+        ];
+        for (expires_in, kept) in cases {
+            assert_eq!(
+                token_lifetime(expires_in),
+                kept,
+                "expires_in {expires_in:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_json_number_is_read_as_a_lifetime() {
+        for (body, expires_in) in [
+            (
+                r#"{"access_token": "t", "expires_in": 18446744073709551615}"#,
+                Some(u64::MAX as f64),
+            ),
+            (r#"{"access_token": "t", "expires_in": 1e30}"#, Some(1e30)),
+            (r#"{"access_token": "t", "expires_in": -5}"#, Some(-5.0)),
+            (r#"{"access_token": "t"}"#, None),
+        ] {
+            let answer: TokenAnswer = serde_json::from_str(body).unwrap();
+            assert_eq!(answer.expires_in, expires_in, "{body}");
+        }
     }
 }

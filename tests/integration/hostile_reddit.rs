@@ -1,0 +1,120 @@
+//! The handler against a Reddit that misbehaves on purpose: absurd header values, long
+//! `Retry-After`s while a job is cancelled, and a tight rate-limit window. Each test shows a
+//! promise of the README's "Reliability" table.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use testkit::app::{job, JobApi, TestApp};
+use testkit::fake_reddit::Behaviour;
+use testkit::host::HostRequest;
+
+const WAIT: Duration = Duration::from_secs(45);
+
+/// One worker: a job that runs after another shows the worker lived on.
+const ONE_WORKER: (&str, &str) = ("MAX_CONCURRENT_JOBS", "1");
+
+async fn run_to_end(app: &TestApp, topics: &[&str]) -> Value {
+    let id = app.submit(job(topics, 3)).await;
+    app.wait_terminal(&id, WAIT).await
+}
+
+#[tokio::test]
+async fn an_absurd_rate_limit_reset_is_bounded_and_the_next_job_still_runs() {
+    let app = TestApp::start_with(vec![ONE_WORKER]).await;
+    app.reddit.set_answer_header("x-ratelimit-reset", "1e20");
+    let first = run_to_end(&app, &["technology", "programming"]).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let second = run_to_end(&app, &["gadgets"]).await;
+    assert_eq!(second["status"], "completed", "{second}");
+}
+
+#[tokio::test]
+async fn absurd_token_lifetimes_are_bounded_and_the_next_job_still_runs() {
+    let app = TestApp::start_with(vec![ONE_WORKER]).await;
+    // Each job gets a token of its own: the one before is forgotten, so Reddit answers 401 and
+    // the client asks for a new one, with the next lifetime.
+    for expires_in in [json!(u64::MAX), json!(1e30), json!(-5), json!(0)] {
+        app.reddit.set_token_expires_in(expires_in.clone());
+        app.reddit.expire_tokens();
+        let done = run_to_end(&app, &["technology", "programming"]).await;
+        assert_eq!(
+            done["status"], "completed",
+            "expires_in {expires_in}: {done}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_tight_rate_limit_window_draws_no_429() {
+    let app = TestApp::start().await;
+    app.reddit.set_fixed_window(10, Duration::from_secs(3));
+    // Four of the first answers arrive a second late, after newer ones: their budget is stale.
+    for late in ["window0", "window1", "window2", "window3"] {
+        app.reddit.set_late(late, Duration::from_secs(1));
+    }
+    let names: Vec<String> = (0..15).map(|i| format!("window{i}")).collect();
+    let topics: Vec<&str> = names.iter().map(String::as_str).collect();
+    let done = run_to_end(&app, &topics).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let results = done["results"]["results"].as_array().unwrap();
+    assert!(results.iter().all(|r| r["status"] == "success"), "{done}");
+    assert_eq!(
+        app.reddit.window_refusals(),
+        0,
+        "Reddit refused requests beyond its window"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_ends_the_waits_of_a_rate_limited_job_at_once_and_sends_nothing_more() {
+    let app = TestApp::start().await;
+    let names: Vec<String> = (0..5).map(|i| format!("limited{i}")).collect();
+    for name in &names {
+        app.reddit.set(
+            name,
+            Behaviour::RateLimitedTimes {
+                times: 100,
+                retry_after: 20.0,
+            },
+        );
+    }
+    let topics: Vec<&str> = names.iter().map(String::as_str).collect();
+    let id = app.submit(job(&topics, 3)).await;
+    // Reddit has answered 429: the job's fetches wait 20 s for their next attempt.
+    let deadline = Instant::now() + WAIT;
+    while !names
+        .iter()
+        .any(|name| app.reddit.listing_requests(name) > 0)
+    {
+        assert!(Instant::now() < deadline, "no listing was ever requested");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let cancel = app
+        .host
+        .forward(HostRequest::delete(&format!(
+            "/api/SummaryWomble?job_id={id}"
+        )))
+        .await;
+    assert_eq!(cancel.status, 202, "{}", cancel.text());
+    let answered = Instant::now();
+
+    let done = app.wait_terminal(&id, Duration::from_secs(5)).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    for result in done["results"]["results"].as_array().unwrap() {
+        assert_eq!(result["status"], "skipped", "{done}");
+    }
+    let late: Vec<_> = app
+        .reddit
+        .requests()
+        .into_iter()
+        .filter(|seen| seen.path.starts_with("/r/") && seen.at > answered)
+        .map(|seen| seen.path)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "listings requested after the cancel: {late:?}"
+    );
+}
