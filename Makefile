@@ -6,7 +6,8 @@
 #                         dashboard's in headless Chromium, installed when missing), and a short
 #                         schema-driven fuzzing run (schemathesis, from openapi.yaml)
 #   make fuzz-api N=300   a longer fuzzing run
-#   make loadtest N=5000 C=50   N job starts from C concurrent clients: throughput, latency
+#   make loadtest N=5000 C=50   the big load tests (1,000 tickets from 50 clients, then N job
+#                         starts from C concurrent clients: throughput, latency)
 #   make handler          release build of the handler, copied to ./handler
 #   make package          Linux x86-64 handler that starts on glibc 2.17 or newer (static musl
 #                         when installed, else cargo-zigbuild), zipped as Core Tools publishes it:
@@ -53,7 +54,7 @@ run: node_modules/.bin/azurite-blob
 
 loadtest: node_modules/.bin/azurite-blob
 	LOADTEST_N=$(or $(N),5000) LOADTEST_C=$(or $(C),50) scripts/with-azurite.sh .loadtest-state \
-	  $(CARGO) test --locked --release --test integration load::a_bigger_load -- --ignored --nocapture
+	  $(CARGO) test --locked --release --test integration load:: -- --ignored --nocapture
 
 handler:
 	$(CARGO) build --locked --release --bin handler

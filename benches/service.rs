@@ -36,10 +36,6 @@
 //! probes every 25 ms). Output: a table on stdout and `target/bench/results.json`. A MISS does
 //! not fail the run; only a benchmark that cannot run exits non-zero.
 
-#[allow(dead_code)]
-#[path = "../tests/integration/support/fake_reddit.rs"]
-mod fake_reddit;
-
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -52,10 +48,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use summary_womble::store::azure::AzureBlobStore;
 use summary_womble::store::{BlobName, BlobStore, WriteCondition};
+use testkit::fake_reddit::{self, FakeReddit};
+use testkit::port::{is_bind_conflict, start_on_a_free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warp::Filter as _;
-
-use fake_reddit::FakeReddit;
 
 /// The release handler `cargo bench` built alongside this benchmark.
 const BUILT_HANDLER: &str = env!("CARGO_BIN_EXE_handler");
@@ -388,7 +384,16 @@ struct Azurite {
 }
 
 impl Azurite {
+    /// Starts on a free port (another, when a process takes the first meanwhile).
     async fn start(out_dir: &Path, phase: &str) -> anyhow::Result<Self> {
+        start_on_a_free_port(
+            |port| Self::start_on(port, out_dir, phase),
+            |error: &anyhow::Error| is_bind_conflict(&format!("{error:#}")),
+        )
+        .await
+    }
+
+    async fn start_on(port: u16, out_dir: &Path, phase: &str) -> anyhow::Result<Self> {
         let program = Path::new(APP_ROOT).join("node_modules/.bin/azurite-blob");
         ensure!(
             program.exists(),
@@ -396,8 +401,8 @@ impl Azurite {
         );
         let dir = out_dir.join(format!("azurite-{phase}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {dir:?}"))?;
-        let log = File::create(dir.join("azurite.log"))?;
-        let port = free_port()?;
+        let log_path = dir.join("azurite.log");
+        let log = File::create(&log_path)?;
         let child = Command::new(&program)
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             // In memory it keeps nothing on disk but its config file, in its cwd.
@@ -429,7 +434,10 @@ impl Azurite {
             .is_err()
         {
             if let Some(status) = azurite.child.try_wait()? {
-                bail!("Azurite exited during start ({status}); see {dir:?}");
+                bail!(
+                    "Azurite exited during start ({status}): {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
             }
             ensure!(
                 started.elapsed() < READY_LIMIT,
@@ -459,9 +467,21 @@ struct Handler {
 }
 
 impl Handler {
+    /// Starts on a free port (another, when a process takes the first meanwhile).
     async fn start(env: &[(String, String)], log: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let log = File::create(log).with_context(|| format!("cannot create {log:?}"))?;
+        start_on_a_free_port(
+            |port| Self::start_on(port, env, log),
+            |error: &anyhow::Error| is_bind_conflict(&format!("{error:#}")),
+        )
+        .await
+    }
+
+    async fn start_on(
+        port: u16,
+        env: &[(String, String)],
+        log_path: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = File::create(log_path).with_context(|| format!("cannot create {log_path:?}"))?;
         let program = handler_program();
         let mut command = Command::new(&program);
         command
@@ -486,12 +506,18 @@ impl Handler {
             spawn_to_ready: Duration::ZERO,
         };
         loop {
-            if probe(port).await {
+            let answered = probe(port).await;
+            // An answer counts only while the handler runs: one that exited lost its port to
+            // whoever answered.
+            if let Some(status) = handler.child.try_wait()? {
+                bail!(
+                    "the handler exited during start ({status}): {}",
+                    std::fs::read_to_string(log_path).unwrap_or_default()
+                );
+            }
+            if answered {
                 handler.spawn_to_ready = spawned.elapsed();
                 return Ok(handler);
-            }
-            if let Some(status) = handler.child.try_wait()? {
-                bail!("the handler exited during start ({status}); see its log");
             }
             ensure!(
                 spawned.elapsed() < READY_LIMIT,
@@ -532,11 +558,6 @@ impl Drop for Handler {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// One readiness probe: any HTTP answer to `GET /` counts, as for the host.

@@ -85,15 +85,34 @@ start() {
 
     install_azurite
 
-    local port log pid
-    port="${AZURITE_BLOB_PORT:-}"
-    if [[ -z "$port" ]]; then
-        port="$(free_port)"
-    elif ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
-        die "AZURITE_BLOB_PORT=$port is not a TCP port"
-    elif port_answers "$port"; then
-        die "port $port (AZURITE_BLOB_PORT) is already in use on 127.0.0.1; stop what listens there or unset AZURITE_BLOB_PORT"
+    local port="${AZURITE_BLOB_PORT:-}"
+    if [[ -n "$port" ]]; then
+        if ! [[ "$port" =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+            die "AZURITE_BLOB_PORT=$port is not a TCP port"
+        elif port_answers "$port"; then
+            die "port $port (AZURITE_BLOB_PORT) is already in use on 127.0.0.1; stop what listens there or unset AZURITE_BLOB_PORT"
+        fi
+        launch "$state_dir" "$port"
+        return
     fi
+    # A port the OS just handed out can be taken by another process before Azurite binds it;
+    # Azurite then exits with EADDRINUSE, and starts again on a new port.
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        port="$(free_port)"
+        launch "$state_dir" "$port" && return
+        if ((attempt == 5)) || ! grep -q EADDRINUSE "$state_dir/azurite.log"; then
+            exit 1
+        fi
+        echo "azurite.sh: port $port was taken meanwhile; trying another" >&2
+    done
+}
+
+# Starts Azurite on <port> and waits until it answers there. Returns 1 when Azurite exits during
+# start (its log is shown); exits when it never answers.
+launch() {
+    local state_dir="$1" port="$2"
+    local log pid
     log="$state_dir/azurite.log"
     rm -f "$state_dir/env"
 
@@ -112,12 +131,14 @@ start() {
     echo "$pid" >"$state_dir/azurite.pid"
 
     local deadline=$((SECONDS + start_timeout_seconds))
-    until port_answers "$port"; do
+    # An answer counts only while Azurite runs: one that exited lost its port to whoever
+    # answered.
+    until port_answers "$port" && kill -0 "$pid" 2>/dev/null; do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "azurite.sh: Azurite exited during start; its log ($log):" >&2
             cat "$log" >&2 || true
             rm -f "$state_dir/azurite.pid"
-            exit 1
+            return 1
         fi
         if ((SECONDS >= deadline)); then
             echo "azurite.sh: Azurite did not answer on 127.0.0.1:$port within ${start_timeout_seconds}s; its log ($log):" >&2

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::app::{job, TestApp};
-use crate::support::host::HostRequest;
+use testkit::app::{job, JobApi, TestApp};
+use testkit::host::HostRequest;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -164,8 +164,8 @@ async fn the_status_answer_is_exactly_the_stored_status_blob() {
 #[tokio::test]
 async fn the_job_is_stored_as_queued_before_the_ticket_is_answered() {
     let app = TestApp::start().await;
-    // A slow Reddit keeps the job from moving on before we look.
-    app.reddit.set_latency(Duration::from_millis(1500));
+    // A held Reddit keeps the job from moving on before we look.
+    let listings = app.reddit.hold_listings();
     let ticket = app.start_job(job(&["technology"], 1)).await;
     let id = ticket["job_id"].as_str().unwrap();
     let stored = app
@@ -179,6 +179,7 @@ async fn the_job_is_stored_as_queued_before_the_ticket_is_answered() {
     assert_eq!(stored["results"], Value::Null);
     let response = app.status(id).await;
     assert_eq!(response.header("retry-after").as_deref(), Some("5"));
+    listings.release();
     app.wait_terminal(id, WAIT).await;
 }
 
@@ -621,7 +622,7 @@ async fn bad_input_in_the_envelope_form_is_refused_the_same_way() {
 
 #[tokio::test]
 async fn subreddits_that_fail_are_reported_without_failing_the_job() {
-    use crate::support::fake_reddit::Behaviour;
+    use testkit::fake_reddit::Behaviour;
     let app = TestApp::start().await;
     app.reddit.set("privatesub", Behaviour::Private);
     app.reddit.set("nosuchsub", Behaviour::Missing);
@@ -644,7 +645,7 @@ async fn subreddits_that_fail_are_reported_without_failing_the_job() {
 
 #[tokio::test]
 async fn a_job_where_every_subreddit_fails_ends_failed_with_the_reasons() {
-    use crate::support::fake_reddit::Behaviour;
+    use testkit::fake_reddit::Behaviour;
     let app = TestApp::start().await;
     app.reddit.set("bannedsub", Behaviour::Banned);
     let id = app.submit(job(&["bannedsub"], 2)).await;
@@ -673,8 +674,11 @@ async fn the_readiness_probe_and_unknown_routes_answer_json() {
 #[tokio::test]
 async fn a_seven_subreddit_job_fetches_its_subreddits_concurrently() {
     let app = TestApp::start().await;
-    app.reddit.set_latency(Duration::from_millis(400));
+    let listings = app.reddit.hold_listings();
     let ticket = app.start_job(json!({"limit": 3})).await;
+    // All seven listings reach Reddit before any is answered.
+    listings.until_arrived(7, WAIT).await;
+    listings.release();
     let done = app
         .wait_terminal(ticket["job_id"].as_str().unwrap(), WAIT)
         .await;

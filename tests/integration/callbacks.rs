@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::durability::wait_for;
-use crate::support::app::{job, TestApp};
-use crate::support::fake_reddit::Behaviour;
-use crate::support::host::HostRequest;
+use testkit::app::{job, JobApi as _, TestApp};
+use testkit::fake_reddit::Behaviour;
+use testkit::host::HostRequest;
+use testkit::poll;
 
 const WAIT: Duration = Duration::from_secs(45);
 const QUICK_ADOPTION: (&str, &str) = ("JOB_STALE_AFTER_SECONDS", "5");
@@ -210,7 +210,7 @@ async fn answers_show_only_the_origin_of_a_callback_url_and_storage_keeps_all_of
         );
         assert!(!document.to_string().contains("s3cr3t"), "{document}");
     }
-    wait_for("both callbacks", WAIT, async || {
+    poll::until("both callbacks", WAIT, async || {
         receiver.successes().len() == 2
     })
     .await;
@@ -248,7 +248,7 @@ async fn a_callback_owed_by_a_killed_instance_is_delivered_by_another() {
         )
         .await;
     // The first instance has written the final status and is sending: kill it mid-request.
-    wait_for("the first delivery to arrive", WAIT, async || {
+    poll::until("the first delivery to arrive", WAIT, async || {
         !receiver.deliveries().is_empty()
     })
     .await;
@@ -258,7 +258,7 @@ async fn a_callback_owed_by_a_killed_instance_is_delivered_by_another() {
     receiver.hold(false);
 
     let second = app.another_instance().await;
-    wait_for("the second instance to deliver", WAIT, async || {
+    poll::until("the second instance to deliver", WAIT, async || {
         !receiver.successes().is_empty()
     })
     .await;
@@ -271,7 +271,7 @@ async fn a_callback_owed_by_a_killed_instance_is_delivered_by_another() {
     assert_eq!(document["job_id"], id.as_str());
     assert_eq!(document["status"], "completed");
     // The receiver answers before the sender records the delivery.
-    wait_for("the delivery to be recorded", WAIT, async || {
+    poll::until("the delivery to be recorded", WAIT, async || {
         app.stored_status(&id).await.unwrap()["callback"]["state"] == "delivered"
     })
     .await;
@@ -326,7 +326,7 @@ async fn every_job_gets_exactly_one_successful_callback_across_instances() {
             .await,
         "the first instance reaches the job the second one finished"
     );
-    wait_for("every callback to be delivered", WAIT, async || {
+    poll::until("every callback to be delivered", WAIT, async || {
         receiver.successes().len() == ids.len()
     })
     .await;

@@ -11,10 +11,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::app::StandaloneApp;
-use crate::support::azurite::Container;
-use crate::support::fake_reddit::{Behaviour, FakeReddit};
-use crate::support::host::free_port;
+use testkit::app::StandaloneApp;
+use testkit::azurite::Container;
+use testkit::fake_reddit::{Behaviour, FakeReddit};
+use testkit::hold::Hold;
+use testkit::port::ClosedPort;
 
 const HANDLER: &str = env!("CARGO_BIN_EXE_handler");
 /// Longer than any job here takes; a hang fails the test instead of stalling the suite.
@@ -63,6 +64,43 @@ async fn finish(command: &mut tokio::process::Command) -> Run {
 
 async fn handler(args: &[&str]) -> Run {
     finish(&mut command(args)).await
+}
+
+/// Runs `handler <args>` and releases `hold` once a line of its stdout contains `cue`.
+async fn run_releasing_at(args: &[&str], cue: &str, hold: &Hold) -> Run {
+    use tokio::io::AsyncReadExt as _;
+    let mut child = command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("handler starts");
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).await.map(|_| text)
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    while let Some(line) = tokio::time::timeout(RUN_LIMIT, lines.next_line())
+        .await
+        .expect("output in time")
+        .unwrap()
+    {
+        if line.contains(cue) {
+            hold.release();
+        }
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let status = tokio::time::timeout(RUN_LIMIT, child.wait())
+        .await
+        .expect("handler finished in time")
+        .unwrap();
+    Run {
+        code: status.code().expect("handler exited, not killed"),
+        stdout,
+        stderr: stderr.await.unwrap().expect("utf-8 stderr"),
+    }
 }
 
 /// A standalone handler whose Reddit is `reddit` (its settings win over the app's own fake).
@@ -197,8 +235,8 @@ async fn submit_with_wait_exits_1_when_every_subreddit_fails() {
 #[tokio::test]
 async fn submit_with_wait_exits_2_when_another_process_cancels_the_job() {
     let reddit = FakeReddit::start().await;
-    reddit.set("slowone", Behaviour::Slow(Duration::from_secs(3)));
-    reddit.set("slowtwo", Behaviour::Slow(Duration::from_secs(3)));
+    // Held until the cancel has been asked for.
+    let hold = reddit.hold(&["slowone", "slowtwo"]);
     let app = app_with(&reddit).await;
     let base = app.url("");
 
@@ -231,6 +269,7 @@ async fn submit_with_wait_exits_2_when_another_process_cancels_the_job() {
             || cancel.stdout.starts_with(&format!("job {id} cancelled")),
         "{cancel}"
     );
+    hold.release();
 
     let mut rest = String::new();
     while let Some(line) = tokio::time::timeout(RUN_LIMIT, lines.next_line())
@@ -255,7 +294,7 @@ async fn submit_with_wait_exits_2_when_another_process_cancels_the_job() {
 #[tokio::test]
 async fn watch_prints_one_plain_line_per_change_when_stdout_is_not_a_terminal() {
     let reddit = FakeReddit::start().await;
-    reddit.set("slowone", Behaviour::Slow(Duration::from_secs(2)));
+    let hold = reddit.hold(&["slowone"]);
     let app = app_with(&reddit).await;
     let ticket: Value = reqwest::Client::new()
         .post(app.url("/api/SummaryWomble"))
@@ -268,7 +307,13 @@ async fn watch_prints_one_plain_line_per_change_when_stdout_is_not_a_terminal() 
         .unwrap();
     let id = ticket["job_id"].as_str().unwrap();
 
-    let run = handler(&["--url", &app.url(""), "watch", id]).await;
+    // r/slowone is held until the watch has shown the job waiting for it.
+    let run = run_releasing_at(
+        &["--url", &app.url(""), "watch", id],
+        "running 1/2 processing r/slowone",
+        &hold,
+    )
+    .await;
     assert_eq!(run.code, 0, "{run}");
     assert_no_terminal_control(&run);
     let progress = progress_lines(&run.stdout);
@@ -412,7 +457,9 @@ fn bad_flags_print_usage_and_exit_3_without_calling_anything() {
 
 #[tokio::test]
 async fn nothing_listening_at_the_url_exits_3_with_the_reason() {
-    let base = format!("http://127.0.0.1:{}", free_port());
+    // Bound by this test but not listening: refused, and no one else can take it meanwhile.
+    let closed = ClosedPort::new();
+    let base = format!("http://127.0.0.1:{}", closed.port());
     for args in [
         &["status", "6ce324a8-0502-4b0c-b729-12e10f0f22f6"][..],
         &["submit", "--wait"],
@@ -630,6 +677,24 @@ fn app_root_with_decoys() -> tempfile::TempDir {
 /// A small Linux x86-64 executable to stand in for the handler (the real one is large): a
 /// statically linked C program, which needs no glibc at all, so it passes the package's glibc
 /// check as the release handler does.
+/// The built handler stripped into `dir`, as the release profile strips it: compressing the
+/// debug information of a debug build would take most of a package test's time.
+fn stripped_handler(dir: &Path) -> PathBuf {
+    let stripped = dir.join("handler");
+    let strip = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(HANDLER)
+        .output()
+        .expect("strip runs");
+    assert!(
+        strip.status.success(),
+        "{}",
+        String::from_utf8_lossy(&strip.stderr)
+    );
+    stripped
+}
+
 fn small_executable() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
@@ -772,10 +837,11 @@ fn the_package_of_this_repository_holds_exactly_the_app_and_the_real_handler() {
     app.extend(["handler".to_owned(), "host.json".to_owned()]);
 
     let out = tempfile::tempdir().unwrap();
+    let stripped = stripped_handler(out.path());
     let zip = out.path().join("summary-womble.zip");
     let report = Packaging {
         root: root.path(),
-        handler: Path::new(HANDLER),
+        handler: &stripped,
         out: &zip,
         zipper: "",
         allow_strays: false,
@@ -795,7 +861,7 @@ fn the_package_of_this_repository_holds_exactly_the_app_and_the_real_handler() {
         .find(|entry| entry.name == "handler")
         .unwrap();
     assert_eq!(handler.mode, 0o100755);
-    assert_eq!(handler.size, std::fs::metadata(HANDLER).unwrap().len());
+    assert_eq!(handler.size, std::fs::metadata(&stripped).unwrap().len());
 }
 
 /// The glibc version the package promises, as package.sh checks it (`glibc_max=`).
@@ -858,10 +924,11 @@ fn the_glibc_check_refuses_a_debug_handler_naming_the_version_and_accepts_a_stat
 fn a_handler_needing_a_newer_glibc_than_promised_is_not_packaged_unless_allowed() {
     let root = app_root_with_decoys();
     let out = tempfile::tempdir().unwrap();
+    let stripped = stripped_handler(out.path());
     let zip = out.path().join("summary-womble.zip");
     let mut packaging = Packaging {
         root: root.path(),
-        handler: Path::new(HANDLER),
+        handler: &stripped,
         out: &zip,
         zipper: "python3",
         allow_strays: false,

@@ -10,12 +10,12 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::support::app::{job, StandaloneApp, TestApp};
-use crate::support::azurite::Container;
-use crate::support::browser::{Browser, ENTER, TAB};
-use crate::support::fake_reddit::Behaviour;
-use crate::support::host::{HostOptions, HostRequest};
-use crate::support::public::{PublicAddress, PublicRequest};
+use testkit::app::{job, JobApi, StandaloneApp, TestApp};
+use testkit::azurite::Container;
+use testkit::browser::{Browser, ENTER, TAB};
+use testkit::fake_reddit::Behaviour;
+use testkit::host::{HostOptions, HostRequest};
+use testkit::public::{PublicAddress, PublicRequest};
 
 /// A host key: every function accepts it.
 const HOST_KEY: &str = "host-key-for-the-dashboard-tests";
@@ -149,9 +149,8 @@ impl Dashboard {
 #[tokio::test]
 async fn jobs_appear_and_their_progress_moves_to_completed() {
     let page = Dashboard::start().await;
-    page.app
-        .reddit
-        .set("slowtopic", Behaviour::Slow(Duration::from_secs(5)));
+    // Held until the page has shown the job still running.
+    let hold = page.app.reddit.hold(&["slowtopic"]);
     let quick = page.app.submit(job(&["technology"], 3)).await;
     let slow = page.app.submit(job(&["gadgets", "slowtopic"], 3)).await;
     // While a listed job runs, a list answer says when to look again, as a status answer does.
@@ -168,6 +167,7 @@ async fn jobs_appear_and_their_progress_moves_to_completed() {
         .await;
     assert_ne!(rows[0]["status"], "completed", "{rows:?}");
     assert_ne!(rows[0]["progress"], "2/2", "{rows:?}");
+    hold.release();
     // The page's own polling brings the slow job to its end.
     let done = page
         .wait_for_row(
@@ -321,14 +321,11 @@ async fn older_and_newer_page_through_the_jobs_with_the_apis_continuation() {
 #[tokio::test]
 async fn cancel_on_a_slow_job_ends_it_cancelled() {
     let page = Dashboard::start().await;
-    // Ten slow subreddits: eight are fetched at once, the last two wait their turn.
+    // Ten held subreddits: eight are fetched at once, the last two wait their turn; all are
+    // held until the cancel has been asked for.
     let names: Vec<String> = (0..10).map(|i| format!("slow{i}")).collect();
-    for name in &names {
-        page.app
-            .reddit
-            .set(name, Behaviour::Slow(Duration::from_secs(4)));
-    }
     let topics: Vec<&str> = names.iter().map(String::as_str).collect();
+    let hold = page.app.reddit.hold(&topics);
     let id = page.app.submit(job(&topics, 1)).await;
     page.open().await;
     page.open_job(&id).await;
@@ -351,6 +348,7 @@ async fn cancel_on_a_slow_job_ends_it_cancelled() {
         notice.as_str().unwrap().contains("Cancel requested"),
         "{notice}"
     );
+    hold.release();
     page.browser
         .wait_until(
             "the job cancelled",
@@ -609,9 +607,8 @@ async fn the_page_has_a_strict_content_security_policy_that_allows_only_its_own_
 async fn the_page_fits_a_phone_and_a_wide_screen_and_works_from_the_keyboard() {
     let page = Dashboard::start().await;
     page.app.reddit.set("privatestuff", Behaviour::Private);
-    page.app
-        .reddit
-        .set("slowtopic", Behaviour::Slow(Duration::from_secs(120)));
+    // Held for the whole test: the job stays running.
+    let _running_hold = page.app.reddit.hold(&["slowtopic"]);
     let running = page
         .app
         .submit(json!({"topics": ["slowtopic", "datascience", "Futurology"], "limit": 5, "priority": "high"}))
@@ -785,9 +782,8 @@ impl RequestCount {
 /// finished, and counts the page's requests over `window` in each.
 async fn count_requests(window: Duration) -> (RequestCount, RequestCount) {
     let busy = Dashboard::start().await;
-    busy.app
-        .reddit
-        .set("slowtopic", Behaviour::Slow(window * 3));
+    // Held until the busy window has been counted: the jobs stay running.
+    let hold = busy.app.reddit.hold(&["slowtopic"]);
     for _ in 0..3 {
         busy.app.submit(job(&["slowtopic"], 1)).await;
     }
@@ -802,6 +798,7 @@ async fn count_requests(window: Duration) -> (RequestCount, RequestCount) {
     let from = Instant::now();
     tokio::time::sleep(window).await;
     let running = RequestCount::of(&busy.public.requests_since(from));
+    hold.release();
 
     let idle = TestApp::start_hosted(Container::fresh().await, Vec::new(), keys()).await;
     for _ in 0..3 {

@@ -12,11 +12,12 @@ use summary_womble::jobs::{
 use summary_womble::reddit::Subreddit;
 use summary_womble::store::{BlobName, WriteCondition};
 
-use crate::support::app::{job, TestApp};
-use crate::support::azurite::Container;
-use crate::support::fake_reddit::{Behaviour, FakeReddit};
-use crate::support::gate::Gate;
-use crate::support::host::{timer_payload, HostRequest};
+use testkit::app::{job, JobApi as _, TestApp};
+use testkit::azurite::Container;
+use testkit::fake_reddit::{Behaviour, FakeReddit};
+use testkit::gate::Gate;
+use testkit::host::{timer_payload, HostRequest};
+use testkit::poll;
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -25,14 +26,6 @@ const QUICK_ADOPTION: (&str, &str) = ("JOB_STALE_AFTER_SECONDS", "5");
 
 /// Sorts before any job id a UUID v4 can produce, so a listing of `jobs/` meets it first.
 const FIRST_ID: &str = "00000000-0000-4000-8000-000000000000";
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// When the fake Reddit was asked for each page of `subreddit`'s listing.
 fn listing_requests_at(reddit: &FakeReddit, subreddit: &str) -> Vec<Instant> {
@@ -142,7 +135,7 @@ async fn a_busy_instance_claims_no_stale_job_so_no_subreddit_is_fetched_by_two_l
     app.reddit
         .set("heldtwo", Behaviour::Slow(Duration::from_secs(12)));
     let busy = app.submit(job(&["heldone"], 1)).await;
-    wait_for("A to start its job", WAIT, async || {
+    poll::until("A to start its job", WAIT, async || {
         app.reddit.listing_requests("heldone") == 1
     })
     .await;
@@ -164,7 +157,7 @@ async fn a_busy_instance_claims_no_stale_job_so_no_subreddit_is_fetched_by_two_l
 
     // Instance B is idle: it adopts the orphan and starts fetching `heldtwo`.
     let mut second = app.another_instance().await;
-    wait_for("B to fetch the orphan's subreddit", WAIT, async || {
+    poll::until("B to fetch the orphan's subreddit", WAIT, async || {
         app.reddit.listing_requests("heldtwo") >= 1
     })
     .await;

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::app::{job, TestApp};
-use crate::support::fake_reddit::Behaviour;
-use crate::support::host::HostRequest;
+use testkit::app::{job, JobApi, TestApp};
+use testkit::fake_reddit::Behaviour;
+use testkit::host::HostRequest;
 
 const WAIT: Duration = Duration::from_secs(45);
 

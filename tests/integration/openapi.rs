@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::app::{job, TestApp};
-use crate::support::fake_reddit::Behaviour;
-use crate::support::host::{HostRequest, HostResponse};
+use testkit::app::{job, post, JobApi, TestApp};
+use testkit::fake_reddit::Behaviour;
+use testkit::host::{HostRequest, HostResponse};
 
 const PATH: &str = "/api/SummaryWomble";
 
@@ -86,22 +86,18 @@ impl Spec {
     }
 }
 
-fn post(body: Value) -> HostRequest {
-    HostRequest::post(PATH, Vec::new()).json(&body)
-}
-
 #[tokio::test]
 async fn every_answer_of_a_tour_of_the_api_matches_openapi_yaml() {
     let spec = Spec::load();
     let app = TestApp::start().await;
-    app.reddit
-        .set("slowsub", Behaviour::Slow(Duration::from_secs(2)));
+    // Held until it has been seen running and cancelled.
+    let hold = app.reddit.hold(&["slowsub"]);
     app.reddit.set("privatesub", Behaviour::Private);
     let call = |request: HostRequest| async { app.host.forward(request).await };
 
     // Start: the ticket, with Location and Retry-After.
     let started = call(post(
-        json!({"topics": ["technology", "privatesub"], "limit": 2}),
+        &json!({"topics": ["technology", "privatesub"], "limit": 2}),
     ))
     .await;
     spec.check(PATH, "post", &started);
@@ -115,7 +111,7 @@ async fn every_answer_of_a_tour_of_the_api_matches_openapi_yaml() {
     spec.check(
         PATH,
         "post",
-        &call(post(json!({"action": "status", "job_id": slow}))).await,
+        &call(post(&json!({"action": "status", "job_id": slow}))).await,
     );
     app.wait_terminal(&id, Duration::from_secs(30)).await;
     let finished = call(HostRequest::get(&format!("{PATH}?job_id={id}"))).await;
@@ -128,14 +124,15 @@ async fn every_answer_of_a_tour_of_the_api_matches_openapi_yaml() {
         "delete",
         &call(HostRequest::delete(&format!("{PATH}?job_id={slow}"))).await,
     );
-    let conflict = call(post(json!({"action": "cancel", "job_id": id}))).await;
+    hold.release();
+    let conflict = call(post(&json!({"action": "cancel", "job_id": id}))).await;
     assert_eq!(conflict.status, 409);
     spec.check(PATH, "post", &conflict);
     let conflict = call(HostRequest::delete(&format!("{PATH}?job_id={id}"))).await;
     spec.check(PATH, "delete", &conflict);
 
     // Retry, list (both ways), metrics.
-    let retried = call(post(json!({"action": "retry", "job_id": id}))).await;
+    let retried = call(post(&json!({"action": "retry", "job_id": id}))).await;
     assert_eq!(retried.status, 202);
     spec.check(PATH, "post", &retried);
     app.wait_terminal(
@@ -153,11 +150,11 @@ async fn every_answer_of_a_tour_of_the_api_matches_openapi_yaml() {
         PATH,
         "post",
         &call(post(
-            json!({"action": "list", "status": "completed", "top": 5}),
+            &json!({"action": "list", "status": "completed", "top": 5}),
         ))
         .await,
     );
-    let metrics = call(post(json!({"action": "metrics"}))).await;
+    let metrics = call(post(&json!({"action": "metrics"}))).await;
     assert_eq!(metrics.status, 200);
     spec.check(PATH, "post", &metrics);
 
@@ -170,10 +167,10 @@ async fn every_answer_of_a_tour_of_the_api_matches_openapi_yaml() {
             404,
         ),
         ("get", HostRequest::get(&format!("{PATH}?job_id=nope")), 400),
-        ("post", post(json!({"limit": 0})), 400),
+        ("post", post(&json!({"limit": 0})), 400),
         (
             "post",
-            post(json!({"action": "retry", "job_id": unknown})),
+            post(&json!({"action": "retry", "job_id": unknown})),
             404,
         ),
         (

@@ -8,7 +8,7 @@ use summary_womble::reddit::client::{CredentialSource, Endpoints, FixedCredentia
 use summary_womble::reddit::{Credentials, FetchError, RedditClient, Subreddit, TopicSource};
 use summary_womble::retry::Backoff;
 
-use crate::support::fake_reddit::{Behaviour, FakeReddit, CLIENT_ID, CLIENT_SECRET};
+use testkit::fake_reddit::{Behaviour, FakeReddit, CLIENT_ID, CLIENT_SECRET};
 
 fn quick_retries() -> RetryPolicy {
     RetryPolicy {

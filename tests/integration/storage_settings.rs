@@ -10,75 +10,20 @@ use std::time::{Duration, Instant};
 use warp::http::{HeaderMap, Response, StatusCode};
 use warp::Filter;
 
-use crate::support::host::free_port;
+use testkit::port::ClosedPort;
+use testkit::process::{HandlerProcess, Listen};
 
 const CLIENT_ID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 const TOKEN: &str = "token-for-the-user-assigned-identity";
 const IDENTITY_HEADER: &str = "platform-identity-header";
 
-/// The handler under the host's settings, its output collected; killed when dropped.
-struct Handler {
-    child: std::process::Child,
-    port: u16,
-    logs: Arc<Mutex<String>>,
-}
-
-impl Handler {
-    fn spawn(dir: &std::path::Path, settings: &[(&str, String)]) -> Self {
-        use std::io::BufRead;
-        let port = free_port();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
-            .current_dir(dir)
-            .env_clear()
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-            .env("RUST_LOG", "info")
-            .envs(settings.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("the handler starts");
-        let logs = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stream)
-                    .lines()
-                    .map_while(Result::ok)
-                {
-                    let mut logs = logs.lock().unwrap();
-                    logs.push_str(&line);
-                    logs.push('\n');
-                }
-            });
-        }
-        Self { child, port, logs }
-    }
-
-    /// Waits for the readiness probe to be answered, as the host does.
-    async fn ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::get(format!("http://127.0.0.1:{}/", self.port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "not ready:\n{}", self.logs());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Handler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The handler under the host's settings in `dir`, ready; killed when dropped.
+async fn handler(dir: &std::path::Path, settings: &[(&str, String)]) -> HandlerProcess {
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.clone()))
+        .collect();
+    HandlerProcess::start(dir, Listen::Host, &settings).await
 }
 
 /// One request as a stand-in saw it.
@@ -155,7 +100,7 @@ async fn identity_and_blob_service() -> (String, Arc<Mutex<Vec<Seen>>>) {
                     .unwrap()
             },
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = testkit::port::listener().await;
     let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     tokio::spawn(warp::serve(route).incoming(listener).run());
     (url, seen)
@@ -165,7 +110,7 @@ async fn identity_and_blob_service() -> (String, Arc<Mutex<Vec<Seen>>>) {
 async fn an_identity_based_connection_uses_the_named_account_endpoint_and_user_assigned_identity() {
     let (service, seen) = identity_and_blob_service().await;
     let dir = tempfile::tempdir().unwrap();
-    let handler = Handler::spawn(
+    let handler = handler(
         dir.path(),
         &[
             ("WEBSITE_INSTANCE_ID", "instance-1".into()),
@@ -178,8 +123,8 @@ async fn an_identity_based_connection_uses_the_named_account_endpoint_and_user_a
             ("IDENTITY_ENDPOINT", format!("{service}/msi/token")),
             ("IDENTITY_HEADER", IDENTITY_HEADER.into()),
         ],
-    );
-    handler.ready().await;
+    )
+    .await;
 
     // The container is created in the background once the handler listens.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -231,19 +176,24 @@ async fn an_identity_based_connection_uses_the_named_account_endpoint_and_user_a
         "{seen:?}"
     );
     assert!(!dir.path().join(".data").exists());
+    // The log is read from the handler's pipes by other threads: it may lag.
+    handler
+        .wait_for_log("wombledata/hot-topics", Duration::from_secs(10))
+        .await;
     let logs = handler.logs();
-    assert!(logs.contains("wombledata/hot-topics"), "{logs}");
     assert!(!logs.contains(TOKEN), "{logs}");
 }
 
 #[test]
 fn under_the_host_in_azure_without_storage_settings_the_handler_refuses_to_start_naming_them() {
     let dir = tempfile::tempdir().unwrap();
+    // The handler refuses to start before it binds; the port stays held by the test.
+    let port = ClosedPort::new();
     for marker in ["WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME"] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
             .current_dir(dir.path())
             .env_clear()
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", free_port().to_string())
+            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.port().to_string())
             .env(marker, "summary-womble")
             .output()
             .unwrap();
@@ -266,8 +216,7 @@ fn under_the_host_in_azure_without_storage_settings_the_handler_refuses_to_start
 #[tokio::test]
 async fn a_local_run_without_storage_settings_still_uses_the_local_store() {
     let dir = tempfile::tempdir().unwrap();
-    let handler = Handler::spawn(dir.path(), &[]);
-    handler.ready().await;
+    let handler = handler(dir.path(), &[]).await;
     let container = dir.path().join(".data").join("hot-topics");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !container.is_dir() {
@@ -278,5 +227,5 @@ async fn a_local_run_without_storage_settings_still_uses_the_local_store() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(handler.logs().contains("local"), "{}", handler.logs());
+    handler.wait_for_log("local", Duration::from_secs(10)).await;
 }

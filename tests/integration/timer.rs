@@ -12,10 +12,10 @@ use summary_womble::jobs::{
 };
 use summary_womble::reddit::Subreddit;
 
-use crate::support::app::TestApp;
-use crate::support::azurite::Container;
-use crate::support::gate::Gate;
-use crate::support::host::timer_payload;
+use testkit::app::TestApp;
+use testkit::azurite::Container;
+use testkit::gate::Gate;
+use testkit::host::timer_payload;
 
 const KEY: &str = "summary-womble-function-key";
 
@@ -280,7 +280,7 @@ async fn retention_purges_old_finished_jobs_and_keeps_recent_and_running_ones() 
 async fn standalone_mode_runs_the_timer_on_its_own_schedule() {
     // Every two seconds, in standalone mode (no FUNCTIONS_CUSTOMHANDLER_PORT): the handler's
     // own scheduler submits to its own SummaryWomble.
-    let app = crate::support::app::StandaloneApp::start(vec![
+    let app = testkit::app::StandaloneApp::start(vec![
         ("TIMER_SCHEDULE", "*/2 * * * * *"),
         ("HOT_TOPICS_SUBREDDITS", "technology"),
         ("STATUS_CHECK_DELAY_SECONDS", "0"),
@@ -298,7 +298,8 @@ async fn standalone_mode_runs_the_timer_on_its_own_schedule() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(app.logs().contains("GetHotTopics scheduled"));
+    app.wait_for_log("GetHotTopics scheduled", Duration::from_secs(10))
+        .await;
 }
 
 fn key(text: &str) -> IdempotencyKey {

@@ -295,10 +295,7 @@ fn a_retry_after_is_read_from_the_printed_headers_and_capped() {
 
 #[tokio::test]
 async fn a_shared_access_signature_never_reaches_an_error_text() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let (_held, port) = refused_port();
     let store = AzureBlobStore::from_connection_string(
         &format!(
             "BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;\
@@ -319,11 +316,7 @@ async fn a_shared_access_signature_never_reaches_an_error_text() {
 
 #[tokio::test]
 async fn storage_that_cannot_be_reached_fails_fast_as_unavailable() {
-    // A port that was free a moment ago: connections are refused.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let (_held, port) = refused_port();
     let store = AzureBlobStore::from_connection_string(
         &format!(
             "AccountName=devstoreaccount1;AccountKey={EMULATOR_ACCOUNT_KEY};\
@@ -343,4 +336,13 @@ async fn storage_that_cannot_be_reached_fails_fast_as_unavailable() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A loopback port bound but not listening: connections to it are refused, and no one else
+/// can take it while the returned socket lives.
+fn refused_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }

@@ -4,6 +4,9 @@
 //! private/quarantined subreddits, 404 `banned`, a 302 to the search page for a subreddit that
 //! does not exist, 401 for a bad or expired token, 429 with `Retry-After`, 5xx, slow answers and
 //! malformed JSON. Every request is recorded so tests can count what the handler sent.
+//!
+//! A test that needs a listing to answer only after something else has happened holds it
+//! ([`FakeReddit::hold`], [`FakeReddit::hold_listings`]) and releases it then: no sleeps.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,6 +18,8 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use warp::http::{HeaderMap, Response, StatusCode};
 use warp::Filter;
+
+use crate::hold::Hold;
 
 pub const CLIENT_ID: &str = "fake-client-id";
 pub const CLIENT_SECRET: &str = "fake-client-secret-do-not-log";
@@ -44,8 +49,11 @@ pub enum Behaviour {
     },
     /// 200 with a body that is not JSON.
     Malformed,
-    /// A normal subreddit that takes this long to answer.
+    /// A normal subreddit that takes this long to answer (for a client's timeouts; to order
+    /// events, hold it instead).
     Slow(Duration),
+    /// A normal subreddit whose listings wait until the hold is released.
+    Held(Hold),
     /// 200 with well-formed JSON whose `kind` is this text instead of `Listing`: the handler
     /// quotes it in the subreddit's error, so a test chooses the error text a job records.
     NotAListing(String),
@@ -78,6 +86,8 @@ struct State {
     /// Listing requests being answered right now, and the most there ever were at once.
     in_flight: usize,
     max_in_flight: usize,
+    /// When set, every listing request waits here first.
+    listings_hold: Option<Hold>,
     /// Headers put on every answer in place of the usual ones (hostile values).
     answer_headers: Vec<(String, String)>,
     /// `expires_in` of the token answer, when not the usual 3600.
@@ -149,13 +159,14 @@ impl FakeReddit {
             window_budget: None,
             in_flight: 0,
             max_in_flight: 0,
+            listings_hold: None,
             answer_headers: Vec::new(),
             token_expires_in: None,
             fixed_window: None,
             window_refusals: 0,
             late: HashMap::new(),
         }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::port::listener().await;
         let addr = listener.local_addr().unwrap();
         let routes = routes(state.clone());
         tokio::spawn(warp::serve(routes).incoming(listener).run());
@@ -189,6 +200,25 @@ impl FakeReddit {
             .insert(subreddit.to_ascii_lowercase(), behaviour);
     }
 
+    /// Holds the listings of `subreddits` until the returned hold is released; they answer
+    /// normally then.
+    pub fn hold(&self, subreddits: &[&str]) -> Hold {
+        let hold = Hold::new();
+        for subreddit in subreddits {
+            self.set(subreddit, Behaviour::Held(hold.clone()));
+        }
+        hold
+    }
+
+    /// Holds every listing request (of any subreddit, counted as in flight while it waits)
+    /// until the returned hold is released.
+    pub fn hold_listings(&self) -> Hold {
+        let hold = Hold::new();
+        self.state.lock().unwrap().listings_hold = Some(hold.clone());
+        hold
+    }
+
+    /// Answers every request this much later (for measurements; to order events, hold).
     pub fn set_latency(&self, latency: Duration) {
         self.state.lock().unwrap().latency = latency;
     }
@@ -321,7 +351,7 @@ async fn answer(
     state: Arc<Mutex<State>>,
 ) -> Response<String> {
     let is_listing = path.starts_with("/r/");
-    let latency = {
+    let (latency, hold) = {
         let mut state = state.lock().unwrap();
         if is_listing {
             state.in_flight += 1;
@@ -334,8 +364,16 @@ async fn answer(
             user_agent: header(&headers, "user-agent"),
             at: Instant::now(),
         });
-        state.latency
+        let hold = if is_listing {
+            state.listings_hold.clone()
+        } else {
+            None
+        };
+        (state.latency, hold)
     };
+    if let Some(hold) = hold {
+        hold.pass().await;
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -459,6 +497,10 @@ async fn answer(
             tokio::time::sleep(delay).await;
             normal
         }
+        Behaviour::Held(hold) => {
+            hold.pass().await;
+            normal
+        }
         other => other,
     };
     match behaviour {
@@ -503,7 +545,10 @@ async fn answer(
             StatusCode::OK,
             listing(&name, posts, stickied, limit, after.as_deref()),
         ),
-        Behaviour::FailTimes { .. } | Behaviour::RateLimitedTimes { .. } | Behaviour::Slow(_) => {
+        Behaviour::FailTimes { .. }
+        | Behaviour::RateLimitedTimes { .. }
+        | Behaviour::Slow(_)
+        | Behaviour::Held(_) => {
             unreachable!("resolved above")
         }
     }

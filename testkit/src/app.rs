@@ -3,11 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::azurite::Container;
-use super::fake_reddit::FakeReddit;
-use super::host::{HostOptions, HostRequest, HostResponse, HostSimulator};
+use crate::azurite::Container;
+use crate::fake_reddit::FakeReddit;
+use crate::host::{HostOptions, HostRequest, HostResponse, HostSimulator};
+use crate::process::{HandlerProcess, Listen};
 
 pub struct TestApp {
     pub host: HostSimulator,
@@ -79,54 +81,6 @@ impl TestApp {
         }
     }
 
-    /// Starts a job through the forwarded route and returns the ticket, asserting the 202.
-    pub async fn start_job(&self, body: Value) -> Value {
-        let response = self
-            .host
-            .forward(self.with_key(HostRequest::post("/api/SummaryWomble", Vec::new()).json(&body)))
-            .await;
-        assert_eq!(response.status, 202, "start answered {}", response.text());
-        response.json()
-    }
-
-    /// Starts a job and returns just its id.
-    pub async fn submit(&self, body: Value) -> String {
-        self.start_job(body).await["job_id"]
-            .as_str()
-            .expect("the ticket has a job_id")
-            .to_owned()
-    }
-
-    pub async fn status(&self, job_id: &str) -> HostResponse {
-        self.host
-            .forward(self.with_key(HostRequest::get(&format!(
-                "/api/SummaryWomble?job_id={job_id}"
-            ))))
-            .await
-    }
-
-    /// Polls the status until the job is terminal (panics after `limit`).
-    pub async fn wait_terminal(&self, job_id: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let response = self.status(job_id).await;
-            assert_eq!(response.status, 200, "status answered {}", response.text());
-            let document = response.json();
-            if ["completed", "failed", "cancelled"]
-                .contains(&document["status"].as_str().unwrap_or(""))
-            {
-                return document;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {job_id} still {} after {limit:?}; handler log:\n{}",
-                document["status"],
-                self.host.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// Polls the stored status blob (not the API) until the job is terminal: for when this
     /// app's own handler is down and others do the work.
     pub async fn wait_stored_terminal(&self, job_id: &str, limit: Duration) -> Value {
@@ -155,88 +109,119 @@ impl TestApp {
     }
 }
 
+#[async_trait]
+impl JobApi for TestApp {
+    /// Through the host, forwarded as `host.json` has it, with a host key when the host
+    /// wants one.
+    async fn call(&self, request: HostRequest) -> HostResponse {
+        self.host.forward(self.with_key(request)).await
+    }
+
+    fn logs(&self) -> String {
+        self.host.logs()
+    }
+}
+
+/// The job-ticket API of an app under test, whichever way its calls arrive: what tests say to
+/// SummaryWomble.
+#[async_trait]
+pub trait JobApi: Sync {
+    /// Sends one call to SummaryWomble.
+    async fn call(&self, request: HostRequest) -> HostResponse;
+
+    /// What the app logged so far, for failure messages.
+    fn logs(&self) -> String;
+
+    /// Starts a job and returns the ticket, asserting the 202.
+    async fn start_job(&self, body: Value) -> Value {
+        let response = self.call(post(&body)).await;
+        assert_eq!(response.status, 202, "start answered {}", response.text());
+        response.json()
+    }
+
+    /// Starts a job and returns just its id.
+    async fn submit(&self, body: Value) -> String {
+        self.start_job(body).await["job_id"]
+            .as_str()
+            .expect("the ticket has a job_id")
+            .to_owned()
+    }
+
+    async fn status(&self, job_id: &str) -> HostResponse {
+        self.call(HostRequest::get(&format!(
+            "/api/SummaryWomble?job_id={job_id}"
+        )))
+        .await
+    }
+
+    /// Polls the status until the job is terminal (panics after `limit`).
+    async fn wait_terminal(&self, job_id: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let response = self.status(job_id).await;
+            assert_eq!(response.status, 200, "status answered {}", response.text());
+            let document = response.json();
+            if ["completed", "failed", "cancelled"]
+                .contains(&document["status"].as_str().unwrap_or(""))
+            {
+                return document;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {job_id} still {} after {limit:?}; log:\n{}",
+                document["status"],
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A POST of `body` as JSON to SummaryWomble.
+pub fn post(body: &Value) -> HostRequest {
+    HostRequest::post("/api/SummaryWomble", Vec::new()).json(body)
+}
+
 /// A start body for the given subreddits.
 pub fn job(topics: &[&str], limit: u32) -> Value {
     json!({"topics": topics, "limit": limit})
 }
 
-/// The handler in standalone mode (no Functions host): started directly, listening on `PORT`.
+/// The handler in standalone mode (no Functions host): started directly, listening on `PORT`,
+/// against a fresh container and a fake Reddit of its own.
 pub struct StandaloneApp {
     /// Kept for the life of the app: the handler fetches from it.
     _reddit: FakeReddit,
     pub container: Container,
-    pub port: u16,
-    child: std::process::Child,
-    logs: std::sync::Arc<std::sync::Mutex<String>>,
+    process: HandlerProcess,
 }
 
 impl StandaloneApp {
+    /// Starts with extra settings (they win over the defaults).
     pub async fn start(extra: Vec<(&str, &str)>) -> Self {
-        use std::io::BufRead;
         let reddit = FakeReddit::start().await;
         let container = Container::fresh().await;
-        let port = super::host::free_port();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_handler"));
-        command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("PORT", port.to_string())
-            .envs(container.env())
-            .envs(reddit.env())
-            .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = command.spawn().expect("the handler starts");
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stream)
-                    .lines()
-                    .map_while(Result::ok)
-                {
-                    let mut logs = logs.lock().unwrap();
-                    logs.push_str(&line);
-                    logs.push('\n');
-                }
-            });
-        }
-        let app = Self {
+        let mut env = container.env();
+        env.extend(reddit.env());
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let process = HandlerProcess::start(&crate::app_root(), Listen::Standalone, &env).await;
+        Self {
             _reddit: reddit,
             container,
-            port,
-            child,
-            logs,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::get(app.url("/")).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "standalone handler not ready:\n{}",
-                app.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            process,
         }
-        app
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        self.process.url(path)
     }
 
     pub fn logs(&self) -> String {
-        self.logs.lock().unwrap().clone()
+        self.process.logs()
     }
-}
 
-impl Drop for StandaloneApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Waits until the log contains `needle`; panics with the log after `limit`.
+    pub async fn wait_for_log(&self, needle: &str, limit: Duration) {
+        self.process.wait_for_log(needle, limit).await;
     }
 }

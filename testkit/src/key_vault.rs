@@ -28,7 +28,7 @@ impl FakeKeyVault {
                 .collect(),
         );
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::port::listener().await;
         let url = format!("http://localhost:{}", listener.local_addr().unwrap().port());
         let routes = {
             let secrets = secrets.clone();

@@ -20,8 +20,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use super::host::free_port;
-
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
@@ -50,40 +48,18 @@ impl Browser {
                 "{program} is missing: run scripts/browser.sh (make test does) to install Chromium and chromedriver"
             );
         }
-        let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // A group of its own, so Drop can end chromedriver and its Chromium together.
-            .process_group(0)
-            .spawn()
-            .expect("chromedriver starts");
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = http
-                .get(format!("{base}/status"))
-                .send()
-                .await
-                .ok()
-                .filter(|answer| answer.status().is_success());
-            if ready.is_some() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver did not answer on port {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // A chromedriver that exits before it answers lost its port to another process.
+        let started = crate::port::start_on_a_free_port(
+            |port| start_driver(&http, port),
+            |failure: &DriverFailure| failure.exited,
+        )
+        .await;
+        let (driver, base) = started.unwrap_or_else(|failure| panic!("{}", failure.reason));
 
         let profile = tempfile::tempdir().unwrap();
         let args = vec![
@@ -253,7 +229,7 @@ impl Browser {
         let png = base64::engine::general_purpose::STANDARD
             .decode(encoded.as_str().expect("a base64 screenshot"))
             .expect("the screenshot is base64");
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard");
+        let dir = crate::app_root().join("target/dashboard");
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap();
@@ -279,6 +255,56 @@ impl Browser {
             .timeout(Duration::from_secs(10))
             .send()
             .await;
+    }
+}
+
+/// Why chromedriver did not start; `exited` when it ended on its own (its port was taken).
+struct DriverFailure {
+    reason: String,
+    exited: bool,
+}
+
+/// Starts chromedriver on `port` and waits until it answers; returns it and its base URL.
+async fn start_driver(http: &reqwest::Client, port: u16) -> Result<(Child, String), DriverFailure> {
+    let mut driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // A group of its own, so Drop can end chromedriver and its Chromium together.
+        .process_group(0)
+        .spawn()
+        .expect("chromedriver starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = http
+            .get(format!("{base}/status"))
+            .send()
+            .await
+            .ok()
+            .filter(|answer| answer.status().is_success())
+            .is_some();
+        // An answer counts only while this chromedriver runs.
+        if let Ok(Some(status)) = driver.try_wait() {
+            return Err(DriverFailure {
+                reason: format!("chromedriver exited ({status}) on port {port}"),
+                exited: true,
+            });
+        }
+        if ready {
+            return Ok((driver, base));
+        }
+        if Instant::now() >= deadline {
+            let _ = driver.kill();
+            let _ = driver.wait();
+            return Err(DriverFailure {
+                reason: format!("chromedriver did not answer on port {port}"),
+                exited: false,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -32,12 +32,8 @@
 //! - The function timeout: an answer that takes longer than `call_timeout` is treated as lost.
 //! - The timer schedule itself: tests invoke timers explicitly with [`HostSimulator::invoke_timer`].
 
-// A toolkit for many tests: an item no current test calls is still part of what the host does.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicUsize, Ordering};
@@ -58,7 +54,7 @@ pub const HOST_VERSION: &str = "4.1036.1.1";
 pub const DEFAULT_PUBLIC_HOST: &str = "localhost:7071";
 
 const PROBE_INTERVAL: Duration = Duration::from_millis(25);
-const READINESS_LIMIT: Duration = Duration::from_secs(30);
+pub const READINESS_LIMIT: Duration = Duration::from_secs(30);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The exit code a handler uses to ask for a restart; it does not count as a failure.
@@ -69,15 +65,6 @@ const FAILURES_THAT_STOP_THE_HOST: usize = 3;
 
 /// How large the chunks of an envelope body are, so the handler must reassemble them.
 const ENVELOPE_CHUNK_BYTES: usize = 8 * 1024;
-
-/// A free TCP port on IPv4 loopback (bound, read and released; another process could take it
-/// in between, which is the same race the host lives with).
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("the OS hands out a free loopback port")
-}
 
 /// A timer binding value as the host sends it. `next` is the next occurrence (RFC 3339);
 /// `Last` and `LastUpdated` are put six hours earlier, the project's schedule. `None` sends
@@ -530,6 +517,8 @@ pub struct StartFailure {
     pub exit_status: Option<ExitStatus>,
     /// Everything the handler printed.
     pub logs: String,
+    /// The handler could not bind its port: another process took it first.
+    pub port_taken: bool,
 }
 
 impl fmt::Display for StartFailure {
@@ -568,9 +557,19 @@ impl HostLog {
     }
 
     fn render(&self) -> String {
+        self.render_since(0)
+    }
+
+    /// How many lines there are so far: a mark for [`render_since`](Self::render_since).
+    fn len(&self) -> usize {
+        self.lines.lock().expect("log lock").len()
+    }
+
+    /// The lines from the `mark`-th on.
+    fn render_since(&self, mark: usize) -> String {
         let lines = self.lines.lock().expect("log lock");
         let mut out = String::new();
-        for (source, text) in lines.iter() {
+        for (source, text) in lines.iter().skip(mark) {
             if *source == LogSource::Host {
                 out.push_str("[host] ");
             }
@@ -652,7 +651,7 @@ pub struct HostOptions {
 impl Default for HostOptions {
     fn default() -> Self {
         Self {
-            app_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            app_root: crate::app_root(),
             env: Vec::new(),
             enforce_keys: None,
             function_keys: Vec::new(),
@@ -709,14 +708,24 @@ struct Booted {
 }
 
 impl Launcher {
-    /// Spawns the handler on a fresh port and waits for it to answer `GET /`.
+    /// Spawns the handler on a fresh port and waits for it to answer `GET /`; starts it again
+    /// on another port when another process took the port first.
     async fn boot(&self) -> Result<Booted, StartFailure> {
-        let port = free_port();
+        crate::port::start_on_a_free_port(
+            |port| self.boot_on(port),
+            |failure: &StartFailure| failure.port_taken,
+        )
+        .await
+    }
+
+    async fn boot_on(&self, port: u16) -> Result<Booted, StartFailure> {
         let spawned_at = Instant::now();
+        let log_mark = self.log.len();
         let mut child = self.spawn(port).map_err(|error| StartFailure {
             reason: format!("{} cannot be started: {error}", self.executable.display()),
             exit_status: None,
             logs: self.log.render(),
+            port_taken: false,
         })?;
         let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -755,6 +764,7 @@ impl Launcher {
                     reason,
                     exit_status,
                     logs: self.log.render(),
+                    port_taken: crate::port::is_bind_conflict(&self.log.render_since(log_mark)),
                 })
             }
         }
@@ -808,7 +818,14 @@ impl Launcher {
                 .send()
                 .await;
             if attempt.is_ok() {
-                return Ok(());
+                // An answer from a handler that has exited since came from whoever took its
+                // port.
+                return match child.try_wait() {
+                    Ok(Some(status)) => Err(format!(
+                        "the handler exited ({status}); another process answered on port {port}"
+                    )),
+                    _ => Ok(()),
+                };
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
@@ -878,7 +895,7 @@ impl HostSimulator {
     pub async fn try_start(options: HostOptions) -> Result<Self, StartFailure> {
         let app = FunctionApp::load(&options.app_root)
             .unwrap_or_else(|error| panic!("the function app cannot be read: {error}"));
-        let executable = PathBuf::from(env!("CARGO_BIN_EXE_handler"));
+        let executable = crate::handler_executable();
         let declared = Path::new(&app.executable).file_name();
         assert_eq!(
             declared,
@@ -1044,30 +1061,9 @@ impl HostSimulator {
     /// handler's own answers to what the host would never pass on). Panics when the handler
     /// does not answer.
     pub async fn direct(&self, request: HostRequest) -> HostResponse {
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .unwrap_or_else(|_| panic!("{:?} is not an HTTP method", request.method));
-        let mut builder = self
-            .launcher
-            .client
-            .request(method, format!("{}{}", self.base_url(), request.path))
-            .headers(header_map(
-                request
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str())),
-            ));
-        if !request.body.is_empty() {
-            builder = builder.body(request.body);
-        }
-        match builder.send().await {
-            Ok(answer) => read_answer(answer).await.unwrap_or_else(|error| {
-                panic!(
-                    "the handler's answer could not be read: {error}\n{}",
-                    self.logs()
-                )
-            }),
-            Err(error) => panic!("the handler did not answer: {error}\n{}", self.logs()),
-        }
+        send_direct(&self.launcher.client, &self.base_url(), request)
+            .await
+            .unwrap_or_else(|error| panic!("the handler did not answer: {error}\n{}", self.logs()))
     }
 
     /// Runs a timer function: `POST /<Function>` with `{"Data": {<binding>: timer}}`.
@@ -1534,6 +1530,28 @@ fn sys_metadata(function: &str) -> Value {
     })
 }
 
+/// Sends `request` as it is to `base_url` (`http://host:port`) and reads the whole answer.
+pub async fn send_direct(
+    client: &reqwest::Client,
+    base_url: &str,
+    request: HostRequest,
+) -> Result<HostResponse, reqwest::Error> {
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .unwrap_or_else(|_| panic!("{:?} is not an HTTP method", request.method));
+    let mut builder = client
+        .request(method, format!("{base_url}{}", request.path))
+        .headers(header_map(
+            request
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        ));
+    if !request.body.is_empty() {
+        builder = builder.body(request.body);
+    }
+    read_answer(builder.send().await?).await
+}
+
 /// Headers for reqwest, skipping any that are not valid HTTP (a test's mistake, not the
 /// handler's).
 fn header_map<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> HeaderMap {
@@ -1723,297 +1741,4 @@ fn http_output(
         },
         notes,
     ))
-}
-
-// ---------------------------------------------------------------------------------------------
-// The simulator's own tests: the real handler on the local directory store
-// ---------------------------------------------------------------------------------------------
-
-/// The handler under the host, storing in a temporary directory (no Azurite needed).
-async fn local_host(options: HostOptions) -> (HostSimulator, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = dir
-        .path()
-        .to_str()
-        .expect("a UTF-8 temporary path")
-        .to_owned();
-    let host = HostSimulator::start(options.env("OUTPUT_STORAGE_DIR", store)).await;
-    (host, dir)
-}
-
-#[tokio::test]
-async fn the_handler_is_ready_when_it_answers_the_probe() {
-    let (host, _dir) = local_host(HostOptions::default()).await;
-    assert!(host.startup_time() < READINESS_LIMIT);
-    assert!(host
-        .app()
-        .function("SummaryWomble")
-        .is_some_and(FunctionDefinition::is_http_in_and_out));
-    assert!(host
-        .app()
-        .function("GetHotTopics")
-        .is_some_and(FunctionDefinition::is_timer));
-    let probe = host.direct(HostRequest::get("/")).await;
-    assert!((100..600).contains(&probe.status));
-}
-
-#[tokio::test]
-async fn a_forwarded_status_query_with_a_bad_job_id_answers_400_json() {
-    let (host, _dir) = local_host(HostOptions::default()).await;
-    let response = host
-        .forward(HostRequest::get("/api/SummaryWomble?job_id=not-a-uuid"))
-        .await;
-    assert_eq!(response.status, 400, "{}", response.text());
-    assert!(response.json()["error"].is_string());
-}
-
-#[tokio::test]
-async fn the_same_query_in_the_envelope_form_answers_400_too() {
-    let (host, _dir) = local_host(HostOptions::default()).await;
-    let response = host
-        .invoke_http(HostRequest::get("/api/SummaryWomble?job_id=not-a-uuid"))
-        .await;
-    assert_eq!(response.status, 400, "{}", response.text());
-    assert!(response.json()["error"].is_string());
-    assert_eq!(host.contract_violations(), Vec::<String>::new());
-}
-
-#[tokio::test]
-async fn with_keys_enforced_a_call_without_a_valid_key_gets_an_empty_401_and_a_valid_key_passes() {
-    let (host, _dir) = local_host(HostOptions::default().enforce_keys(["k1"])).await;
-    let path = "/api/SummaryWomble?job_id=not-a-uuid";
-    let refused = [
-        HostRequest::get(path),
-        HostRequest::get(path).header("x-functions-key", "wrong"),
-        // The header wins over the query parameter.
-        HostRequest::get(&format!("{path}&code=k1")).header("x-functions-key", "wrong"),
-    ];
-    for request in refused {
-        let response = host.forward(request.clone()).await;
-        assert_eq!(response.status, 401, "{request:?}");
-        assert!(response.body.is_empty(), "{request:?}: {}", response.text());
-        assert_eq!(host.invoke_http(request).await.status, 401);
-    }
-    for request in [
-        HostRequest::get(path).header("x-functions-key", "k1"),
-        HostRequest::get(&format!("{path}&code=k1")),
-    ] {
-        assert_eq!(
-            host.forward(request.clone()).await.status,
-            400,
-            "{request:?}"
-        );
-        assert_eq!(host.invoke_http(request).await.status, 400);
-    }
-}
-
-#[tokio::test]
-async fn a_function_key_opens_only_its_own_function_at_its_declared_route() {
-    let (host, _dir) = local_host(
-        HostOptions::default()
-            .enforce_keys(["host-key"])
-            .function_key("Dashboard", "dashboard-key"),
-    )
-    .await;
-    let dashboard = host
-        .app()
-        .http_function_at("/api/dashboard")
-        .expect("Dashboard's route");
-    assert_eq!(dashboard.name, "Dashboard");
-    assert_eq!(
-        dashboard.public_path(&host.app().route_prefix).as_deref(),
-        Some("/api/dashboard")
-    );
-
-    let page = host
-        .forward(HostRequest::get("/api/dashboard?code=dashboard-key"))
-        .await;
-    assert_eq!(page.status, 200, "{}", page.text());
-    assert!(page.text().contains("<html"));
-    let by_host_key = host
-        .forward(HostRequest::get("/api/DASHBOARD").header("x-functions-key", "host-key"))
-        .await;
-    assert_eq!(by_host_key.status, 200);
-
-    let api = "/api/SummaryWomble?job_id=not-a-uuid";
-    let refused = host
-        .forward(HostRequest::get(api).header("x-functions-key", "dashboard-key"))
-        .await;
-    assert_eq!(refused.status, 401);
-    assert!(refused.body.is_empty());
-    let accepted = host
-        .forward(HostRequest::get(api).header("x-functions-key", "host-key"))
-        .await;
-    assert_eq!(accepted.status, 400);
-    // Dashboard lists GET only.
-    assert_eq!(
-        host.forward(HostRequest::post("/api/dashboard?code=host-key", "{}"))
-            .await
-            .status,
-        404
-    );
-}
-
-#[tokio::test]
-async fn unknown_routes_and_unlisted_methods_get_the_hosts_empty_404() {
-    let (host, _dir) = local_host(HostOptions::default()).await;
-    for request in [
-        HostRequest::get("/api/Nope"),
-        HostRequest::get("/api/GetHotTopics"),
-        HostRequest::new("PUT", "/api/SummaryWomble"),
-    ] {
-        let response = host.forward(request.clone()).await;
-        assert_eq!(response.status, 404, "{request:?}");
-        assert!(response.body.is_empty(), "{request:?}: {}", response.text());
-    }
-}
-
-#[tokio::test]
-async fn a_killed_handler_stays_down_until_restarted_and_then_answers_again() {
-    let (mut host, _dir) = local_host(HostOptions::default()).await;
-    host.kill();
-    let status = host.exit_status().expect("a killed handler has exited");
-    assert!(!status.success());
-    let while_down = host
-        .forward(HostRequest::get("/api/SummaryWomble?job_id=not-a-uuid"))
-        .await;
-    assert_eq!(while_down.status, 500);
-    assert!(while_down.body.is_empty());
-
-    host.restart().await;
-    assert!(host.exit_status().is_none());
-    assert_eq!(host.restarts(), 1);
-    let response = host
-        .forward(HostRequest::get("/api/SummaryWomble?job_id=not-a-uuid"))
-        .await;
-    assert_eq!(response.status, 400, "{}", response.text());
-}
-
-/// Sends `signal` to the handler and waits until it has exited.
-async fn signal_and_wait(host: &mut HostSimulator, signal: &str) -> ExitStatus {
-    let sent = Command::new("kill")
-        .args([format!("-{signal}"), host.pid().to_string()])
-        .status()
-        .expect("kill(1) runs");
-    assert!(sent.success(), "kill -{signal} failed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = host.exit_status() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the handler ignored SIG{signal}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-#[tokio::test]
-async fn a_crashed_handler_is_restarted_until_it_has_failed_three_times() {
-    let (mut host, _dir) = local_host(HostOptions::default()).await;
-    let call = || HostRequest::get("/api/SummaryWomble?job_id=not-a-uuid");
-    for restarts in 1..=2 {
-        // SIGUSR1 is not handled, so the process dies of it: a crash.
-        assert!(!signal_and_wait(&mut host, "USR1").await.success());
-        assert_eq!(host.forward(call()).await.status, 400);
-        assert_eq!(host.restarts(), restarts);
-    }
-    signal_and_wait(&mut host, "USR1").await;
-    let response = host.forward(call()).await;
-    assert_eq!(response.status, 500);
-    assert!(response.body.is_empty());
-    assert_eq!(host.restarts(), 2);
-    assert!(
-        host.contract_violations()[0].contains("3 times"),
-        "{:?}",
-        host.contract_violations()
-    );
-}
-
-#[tokio::test]
-async fn a_handler_stopped_by_sigterm_exits_non_zero_so_the_host_restarts_it() {
-    // An exit with code 0 would leave the app down for good: the handler never exits 0 under
-    // the host, whoever stops it.
-    let (mut host, _dir) = local_host(HostOptions::default()).await;
-    let status = signal_and_wait(&mut host, "TERM").await;
-    assert!(status.code().is_some_and(|code| code != 0), "{status:?}");
-    let response = host
-        .forward(HostRequest::get("/api/SummaryWomble?job_id=not-a-uuid"))
-        .await;
-    assert_eq!(response.status, 400);
-    assert_eq!(host.restarts(), 1);
-}
-
-#[tokio::test]
-async fn a_handler_that_cannot_start_reports_its_exit_and_log() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let failure = HostSimulator::try_start(
-        HostOptions::default()
-            .env("OUTPUT_STORAGE_DIR", dir.path().to_str().expect("UTF-8"))
-            .env("MAX_CONCURRENT_JOBS", "many"),
-    )
-    .await
-    .err()
-    .expect("an invalid setting stops the handler");
-    let code = failure.exit_status.and_then(|status| status.code());
-    assert!(code.is_some_and(|code| code != 0), "{failure}");
-    assert!(failure.logs.contains("MAX_CONCURRENT_JOBS"), "{failure}");
-}
-
-#[tokio::test]
-async fn a_timer_run_arrives_as_an_envelope_and_its_logs_come_back() {
-    use warp::Filter as _;
-    // A SummaryWomble stand-in that issues a ticket (and knows no status, which the run
-    // logs and lives with).
-    let job_id = uuid::Uuid::new_v4().to_string();
-    let ticket = json!({"job_id": job_id, "status": "queued", "topics_requested": ["technology"], "limit": 10});
-    let routes = warp::post().map(move || {
-        warp::reply::with_status(warp::reply::json(&ticket), warp::http::StatusCode::ACCEPTED)
-    });
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .expect("a port");
-    let url = format!(
-        "http://{}/api/SummaryWomble",
-        listener.local_addr().expect("an address")
-    );
-    tokio::spawn(warp::serve(routes).incoming(listener).run());
-
-    let (host, _dir) = local_host(
-        HostOptions::default()
-            .env("SUMMARY_WOMBLE_URL", url)
-            .env("STATUS_CHECK_DELAY_SECONDS", "0")
-            .env("HOT_TOPICS_SUBREDDITS", "technology"),
-    )
-    .await;
-    let outcome = host
-        .invoke_timer(
-            "GetHotTopics",
-            timer_payload(Some("2026-01-01T06:00:00+00:00"), false),
-        )
-        .await;
-    assert!(outcome.succeeded, "{outcome:?}\n{}", host.logs());
-    assert_eq!(outcome.status, 200);
-    assert!(!outcome.logs.is_empty());
-    assert!(
-        outcome.logs.iter().any(|line| line.contains(&job_id)),
-        "{outcome:?}"
-    );
-    assert!(host
-        .logs()
-        .contains(&format!("[host] GetHotTopics: {}", outcome.logs[0])));
-    assert_eq!(host.contract_violations(), Vec::<String>::new());
-}
-
-#[test]
-fn a_timer_payload_carries_the_schedule_status_the_host_sends() {
-    let payload = timer_payload(Some("2026-01-01T06:00:00+00:00"), true);
-    assert_eq!(
-        payload["ScheduleStatus"]["Next"],
-        "2026-01-01T06:00:00+00:00"
-    );
-    assert_eq!(
-        payload["ScheduleStatus"]["Last"],
-        "2026-01-01T00:00:00+00:00"
-    );
-    assert_eq!(payload["IsPastDue"], true);
-    assert_eq!(timer_payload(None, false)["ScheduleStatus"], Value::Null);
 }

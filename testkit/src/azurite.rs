@@ -89,32 +89,51 @@ pub struct OwnAzurite {
 }
 
 impl OwnAzurite {
-    pub fn start() -> Self {
-        let azurite = Self {
-            state: tempfile::tempdir().unwrap(),
-            port: super::host::free_port(),
-        };
-        azurite.up();
-        azurite
+    /// Starts it on a port of its own (another, when a process takes the first meanwhile).
+    pub async fn start() -> Self {
+        let started = crate::port::start_on_a_free_port(
+            |port| async move {
+                let azurite = Self {
+                    state: tempfile::tempdir().unwrap(),
+                    port,
+                };
+                azurite.script("start").map(|()| azurite)
+            },
+            |failure: &String| crate::port::is_bind_conflict(failure),
+        )
+        .await;
+        started.unwrap_or_else(|failure| panic!("{failure}"))
     }
 
-    fn script(&self, action: &str) {
-        let status =
-            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/azurite.sh"))
-                .arg(action)
-                .arg(self.state.path())
-                .env("AZURITE_BLOB_PORT", self.port.to_string())
-                .status()
-                .expect("scripts/azurite.sh runs");
-        assert!(status.success(), "azurite.sh {action} failed");
+    /// Runs `scripts/azurite.sh <action>`; `Err` holds what it printed.
+    fn script(&self, action: &str) -> Result<(), String> {
+        let output = std::process::Command::new(crate::app_root().join("scripts/azurite.sh"))
+            .arg(action)
+            .arg(self.state.path())
+            .env("AZURITE_BLOB_PORT", self.port.to_string())
+            .output()
+            .expect("scripts/azurite.sh runs");
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "azurite.sh {action} failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
     }
 
+    /// Starts it again, on the same port with the same data.
     pub fn up(&self) {
-        self.script("start");
+        self.script("start")
+            .unwrap_or_else(|failure| panic!("{failure}"));
     }
 
     pub fn down(&self) {
-        self.script("stop");
+        self.script("stop")
+            .unwrap_or_else(|failure| panic!("{failure}"));
     }
 
     pub fn connection_string(&self) -> String {
@@ -140,6 +159,7 @@ impl OwnAzurite {
 
 impl Drop for OwnAzurite {
     fn drop(&mut self) {
-        self.down();
+        // Stopping is best effort here: a panic while unwinding would abort the test run.
+        let _ = self.script("stop");
     }
 }

@@ -34,7 +34,7 @@ pub struct Gate {
 impl Gate {
     pub async fn start(key: &str) -> Self {
         let state = Arc::new(Mutex::new(State::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::port::listener().await;
         let port = listener.local_addr().unwrap().port();
         let gate = Self {
             state,
@@ -42,25 +42,16 @@ impl Gate {
             key: key.to_owned(),
         };
         let this = gate.clone();
-        let routes = warp::method()
-            .and(warp::path::full())
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .and(warp::header::headers_cloned())
-            .and(warp::body::bytes())
-            .then(
-                move |method: Method,
-                      path: warp::path::FullPath,
-                      query: String,
-                      headers: HeaderMap,
-                      body: Bytes| {
-                    let this = this.clone();
-                    let path = match query.as_str() {
-                        "" => path.as_str().to_owned(),
-                        query => format!("{}?{query}", path.as_str()),
-                    };
-                    async move { this.answer(method, path, headers, body).await }
-                },
-            );
+        let routes = crate::public::whole_request().then(
+            move |method: Method, path: String, query: String, headers: HeaderMap, body: Bytes| {
+                let this = this.clone();
+                let path = match query.as_str() {
+                    "" => path,
+                    query => format!("{path}?{query}"),
+                };
+                async move { this.answer(method, path, headers, body).await }
+            },
+        );
         tokio::spawn(warp::serve(routes).incoming(listener).run());
         gate
     }

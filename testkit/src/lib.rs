@@ -1,0 +1,66 @@
+//! What SummaryWomble's tests and benchmark stand on. A dev-only crate: nothing here ships
+//! (`.funcignore` keeps it out of the deployment package).
+//!
+//! Layout:
+//! - [`host`]: the Azure Functions host, simulated: it starts the built `handler` as the host
+//!   does and sends it calls, forwarded or as envelopes.
+//! - [`app`]: a whole app under test ([`app::TestApp`]: the handler under the host simulator,
+//!   a fresh Azurite container and a fake Reddit; [`app::StandaloneApp`]: the handler without
+//!   a host).
+//! - [`process`]: the handler as a plain process with the settings a test chooses.
+//! - [`in_process`]: the app inside the test's own process, on a local-directory store and a
+//!   scripted source of topics, for tests that need no process of their own.
+//! - [`fake_reddit`]: a local Reddit that answers as the real one does, and can hold a listing
+//!   until the test releases it.
+//! - [`azurite`]: the Azurite container a test runs against, or an Azurite of its own.
+//! - [`gate`]: the public front door of a Function App (the function-key check).
+//! - [`key_vault`]: a Key Vault secrets endpoint and managed-identity token endpoint.
+//! - [`public`]: the app's public address in front of the host simulator (the dashboard's).
+//! - [`browser`]: a headless Chromium driven over WebDriver, for the dashboard.
+//! - [`port`]: loopback ports without races: bound listeners handed over, starts retried on a
+//!   bind conflict.
+//! - [`hold`]: a gate a fake keeps a request at until the test opens it.
+//! - [`poll`]: waiting for a condition with a deadline.
+
+pub mod app;
+pub mod azurite;
+pub mod browser;
+pub mod fake_reddit;
+pub mod gate;
+pub mod hold;
+pub mod host;
+pub mod in_process;
+pub mod key_vault;
+pub mod poll;
+pub mod port;
+pub mod process;
+pub mod public;
+
+use std::path::{Path, PathBuf};
+
+/// The app root: the repository folder holding `host.json` and the function folders (this
+/// crate lives in its `testkit/` folder).
+pub fn app_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit/ lies inside the app root")
+        .to_path_buf()
+}
+
+/// The `handler` executable cargo built for the running test or benchmark: cargo builds a
+/// package's binaries before its integration tests and benchmarks, into the folder above the
+/// test binary's `deps/` (`target/debug` for tests, `target/release` for `cargo bench`).
+pub fn handler_executable() -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the running test binary has a path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lies in <target>/<profile>/deps");
+    let handler = profile_dir.join(format!("handler{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        handler.is_file(),
+        "{} is missing: build it with `cargo build --bins` (cargo test and cargo bench do)",
+        handler.display()
+    );
+    handler
+}
