@@ -53,6 +53,8 @@ use testkit::port::{is_bind_conflict, start_on_a_free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warp::Filter as _;
 
+mod storage_cost;
+
 /// The release handler `cargo bench` built alongside this benchmark.
 const BUILT_HANDLER: &str = env!("CARGO_BIN_EXE_handler");
 /// The app root: the handler's working directory, as under the host.
@@ -206,6 +208,26 @@ impl Bench {
         drop(azurite);
         show(&memory);
         figures.extend(memory);
+
+        // 5. A list as the history grows.
+        progress("list with 100 and then 10,000 jobs kept");
+        self.fake.set_latency(HOLD_WORKERS);
+        let azurite = Azurite::start(&self.out_dir, "list").await?;
+        let (handler, _store) = self.handler(&azurite, "list", &[]).await?;
+        let list = storage_cost::list_phase(&handler).await?;
+        drop(handler);
+        drop(azurite);
+        show(&list);
+        figures.extend(list);
+
+        // 6. The storage requests of one job.
+        progress("storage requests of a 7-subreddit job");
+        self.fake.set_latency(LISTING_LATENCY);
+        let azurite = Azurite::start(&self.out_dir, "requests").await?;
+        let requests = storage_cost::requests_per_job(&mut self, &azurite).await?;
+        drop(azurite);
+        show(std::slice::from_ref(&requests));
+        figures.push(requests);
 
         // Every start, from spawn to the first answer of `GET /`.
         let mut spawns = self.spawns.clone();
