@@ -67,6 +67,16 @@ port_answers() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# Succeeds when Azurite itself answers HTTP on 127.0.0.1:<port> (its `Server` header says so):
+# while a new Azurite is still starting, another process may already hold the port it was given.
+azurite_answers() {
+    local reply
+    reply="$( (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+        printf 'GET /devstoreaccount1?comp=list HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3 &&
+        timeout 2 cat <&3) 2>/dev/null)" || true
+    grep -qi '^server: azurite' <<<"$reply"
+}
+
 is_running() {
     local pid_file="$1/azurite.pid"
     [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null
@@ -133,7 +143,7 @@ launch() {
     local deadline=$((SECONDS + start_timeout_seconds))
     # An answer counts only while Azurite runs: one that exited lost its port to whoever
     # answered.
-    until port_answers "$port" && kill -0 "$pid" 2>/dev/null; do
+    until azurite_answers "$port" && kill -0 "$pid" 2>/dev/null; do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "azurite.sh: Azurite exited during start; its log ($log):" >&2
             cat "$log" >&2 || true
