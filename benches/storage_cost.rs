@@ -64,7 +64,11 @@ async fn list_latency(http: &reqwest::Client, handler: &Handler) -> anyhow::Resu
     let url = format!("{}/api/SummaryWomble?top=20", handler.base);
     let list = || async {
         let answer = http.get(&url).send().await?;
-        ensure!(answer.status() == 200, "a list answered {}", answer.status());
+        ensure!(
+            answer.status() == 200,
+            "a list answered {}",
+            answer.status()
+        );
         answer.bytes().await?;
         anyhow::Ok(())
     };
@@ -146,11 +150,7 @@ impl CountingProxy {
         let counter = requests.clone();
         let route = warp::method()
             .and(warp::path::full())
-            .and(
-                warp::query::raw()
-                    .or(warp::any().map(String::new))
-                    .unify(),
-            )
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
             .then(
@@ -171,7 +171,10 @@ impl CountingProxy {
         let port = listener.local_addr()?.port();
         tokio::spawn(warp::serve(route).incoming(listener).run());
         let proxied = target.replacen(
-            &url::Url::parse(&target)?.port().context("no port")?.to_string(),
+            &url::Url::parse(&target)?
+                .port()
+                .context("no port")?
+                .to_string(),
             &port.to_string(),
             1,
         );
@@ -203,7 +206,10 @@ async fn forward(
         Ok(answer) => {
             let mut response = http::Response::builder().status(answer.status());
             for (name, value) in answer.headers() {
-                if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection") {
+                if !matches!(
+                    name.as_str(),
+                    "content-length" | "transfer-encoding" | "connection"
+                ) {
                     response = response.header(name, value);
                 }
             }

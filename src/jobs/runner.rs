@@ -9,12 +9,15 @@
 
 mod adoption;
 mod delivery;
+mod queue;
 #[cfg(test)]
 mod tests;
 mod work;
 
+use queue::{Queue, Start, Waiting};
+
 use std::any::Any;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -79,51 +82,6 @@ impl From<RepositoryError> for SubmitError {
             SubmitError::Storage(error)
         }
     }
-}
-
-/// A job waiting for a worker. Ordered so the heap pops high priority first, then the oldest.
-#[derive(Debug, PartialEq, Eq)]
-struct Waiting {
-    priority: Priority,
-    sequence: u64,
-    job: JobId,
-    start: Start,
-}
-
-/// How the worker that takes a waiting job claims it. Either way the claim is made by that
-/// worker, when it starts the job, never earlier: a claimed job always has a live worker
-/// heartbeating it, so it never looks stale while it waits here.
-#[derive(Debug, PartialEq, Eq)]
-enum Start {
-    /// Submitted here: claimed only while its claim count is still `seen_attempts` (another
-    /// instance may have adopted it while it waited).
-    Submitted { seen_attempts: u32 },
-    /// Found stale by a scan: claimed only if it is still stale when the worker starts.
-    Stale,
-}
-
-impl Ord for Waiting {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.priority
-            .cmp(&other.priority)
-            .then_with(|| other.sequence.cmp(&self.sequence))
-    }
-}
-
-impl PartialOrd for Waiting {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-#[derive(Default)]
-struct Queue {
-    waiting: BinaryHeap<Waiting>,
-    /// Every job this instance has queued or is running, so a scan does not adopt our own.
-    ours: HashSet<JobId>,
-    /// Workers running a job now; the others are idle or about to take a waiting job.
-    busy: usize,
-    sequence: u64,
 }
 
 struct Inner {

@@ -1,6 +1,7 @@
 //! The state machine's rules, one transition at a time.
 
 use super::*;
+use crate::jobs::callback::CallbackState;
 use crate::jobs::request::{Limit, Priority};
 
 fn request(names: &[&str]) -> JobRequest {

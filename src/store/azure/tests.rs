@@ -2,6 +2,7 @@ use std::time::Instant;
 
 use super::errors::{retry_after_header, MAX_STORAGE_WAIT};
 use super::*;
+use crate::store::BlobStore;
 
 const KEY: &str = "c2VjcmV0LWtleS10aGF0LW11c3Qtbm90LWxlYWs=";
 

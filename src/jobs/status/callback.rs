@@ -1,0 +1,93 @@
+//! The completion callback's part of the state machine: who may send it (a claim with a lease),
+//! and how each attempt is recorded, until it is delivered or abandoned.
+
+use chrono::{DateTime, Utc};
+
+use super::{StatusDocument, TransitionError};
+use crate::jobs::callback::{CallbackRecord, CallbackState};
+
+impl StatusDocument {
+    /// Whether this job's callback is still to be delivered.
+    pub fn callback_owed(&self) -> bool {
+        self.callback
+            .as_ref()
+            .is_some_and(|record| record.state == CallbackState::Owed)
+    }
+
+    fn owed_callback(&mut self) -> Result<&mut CallbackRecord, TransitionError> {
+        self.callback
+            .as_mut()
+            .filter(|record| record.state == CallbackState::Owed)
+            .ok_or(TransitionError::NoCallbackOwed)
+    }
+
+    /// Takes the claim to send the owed callback until `at + lease`, and returns its number.
+    /// Refused while another claim holds. Without a claim yet, `quiet_before` (for an instance
+    /// that did not end the job) also asks the job to have ended before it: the instance that
+    /// ended it claims the callback at once, and is given that long to do so.
+    pub fn claim_callback(
+        &mut self,
+        at: DateTime<Utc>,
+        lease: chrono::Duration,
+        quiet_before: Option<DateTime<Utc>>,
+    ) -> Result<u32, TransitionError> {
+        let ended = self.finished_at.unwrap_or(self.updated_at);
+        let record = self.owed_callback()?;
+        let free = match record.claimed_until {
+            Some(until) => until <= at,
+            None => quiet_before.is_none_or(|before| ended <= before),
+        };
+        if !free {
+            return Err(TransitionError::CallbackClaimed);
+        }
+        record.claims += 1;
+        record.claimed_until = Some(at + lease);
+        Ok(record.claims)
+    }
+
+    /// Keeps claim number `claim` for another `lease`, while its holder sends.
+    pub fn renew_callback_claim(
+        &mut self,
+        claim: u32,
+        at: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<(), TransitionError> {
+        let record = self.owed_callback()?;
+        if record.claims != claim {
+            return Err(TransitionError::Superseded);
+        }
+        record.claimed_until = Some(at + lease);
+        Ok(())
+    }
+
+    /// Records one request sent under claim number `claim`: a success settles the callback
+    /// (whoever holds the claim by now: it was delivered); a failure counts, and the callback
+    /// is abandoned once `max_attempts` requests have failed.
+    pub fn callback_sent(
+        &mut self,
+        claim: u32,
+        outcome: Result<(), String>,
+        max_attempts: u32,
+    ) -> Result<CallbackState, TransitionError> {
+        let record = self.owed_callback()?;
+        match outcome {
+            Ok(()) => {
+                record.attempts += 1;
+                record.state = CallbackState::Delivered;
+                record.claimed_until = None;
+            }
+            Err(failure) => {
+                if record.claims != claim {
+                    return Err(TransitionError::Superseded);
+                }
+                record.attempts += 1;
+                record.last_error = Some(failure);
+                if record.attempts >= max_attempts {
+                    record.state = CallbackState::Abandoned;
+                    record.claimed_until = None;
+                }
+            }
+        }
+        Ok(record.state)
+    }
+}
