@@ -151,30 +151,40 @@ impl StatusRepository {
     }
 
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
-        // The index entry first: one whose job was never stored is skipped by the lister, while
-        // a job without an entry would never be listed. A repeat of a create finds it there.
-        match self
-            .store
-            .put(
-                &index_blob(document.created_at, document.job_id),
+        // The index entry and the document are written at once, so a ticket waits for one
+        // write, not two. An entry whose job was never stored is skipped by the lister; a job
+        // without an entry would never be listed, so when the entry cannot be written the job
+        // is taken back (deleted) and the create fails. A repeat of a create finds the entry.
+        let index = index_blob(document.created_at, document.job_id);
+        let status = status_blob(document.job_id);
+        let (indexed, stored) = tokio::join!(
+            self.store.put(
+                &index,
                 Bytes::new(),
                 "application/octet-stream",
                 WriteCondition::IfNotExists,
-            )
-            .await
-        {
-            Ok(_) | Err(StoreError::ConditionFailed) => {}
-            Err(error) => return Err(error.into()),
-        }
-        self.store
-            .put(
-                &status_blob(document.job_id),
+            ),
+            self.store.put(
+                &status,
                 to_json(document),
                 JSON,
                 WriteCondition::IfNotExists,
             )
-            .await?;
-        Ok(())
+        );
+        stored?;
+        match indexed {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(error) => {
+                if let Err(undo) = self.store.delete(&status).await {
+                    tracing::warn!(
+                        job_id = %document.job_id,
+                        error = %crate::telemetry::Chain(&undo),
+                        "a job whose list entry could not be written could not be taken back"
+                    );
+                }
+                Err(error.into())
+            }
+        }
     }
 
     /// Jobs whose status document was last written before `before`: the only ones that can
