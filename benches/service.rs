@@ -131,6 +131,15 @@ async fn run() -> anyhow::Result<Vec<Figure>> {
     bench.measure().await
 }
 
+/// Whether `phase` is measured: all of them, unless `BENCH_PHASES` names some (comma-separated:
+/// latency, throughput, job, memory, list, requests).
+fn wanted(phase: &str) -> bool {
+    match std::env::var("BENCH_PHASES") {
+        Ok(list) => list.split(',').any(|name| name.trim() == phase),
+        Err(_) => true,
+    }
+}
+
 fn bench_dir() -> PathBuf {
     Path::new(APP_ROOT).join("target").join("bench")
 }
@@ -145,89 +154,105 @@ struct Bench {
 impl Bench {
     async fn measure(mut self) -> anyhow::Result<Vec<Figure>> {
         let mut figures = Vec::new();
+        let mut rss_idle = None;
 
-        // 1. Latency, one client.
-        progress("ticket and status latency");
-        self.fake.set_latency(HOLD_WORKERS);
-        let azurite = Azurite::start(&self.out_dir, "latency").await?;
-        let (handler, store) = self.handler(&azurite, "latency", &[]).await?;
-        let rss_idle = idle_rss(&handler).await?;
-        let latency = latency_phase(&handler, &store).await?;
-        drop(handler);
-        drop(azurite);
-        show(&latency);
-        figures.extend(latency);
-
-        // 2. Throughput, 32 clients.
-        progress("throughput, 32 clients");
-        let azurite = Azurite::start(&self.out_dir, "throughput").await?;
-        let (handler, store) = self.handler(&azurite, "throughput", &[]).await?;
-        let throughput = throughput_phase(&handler, &store).await?;
-        drop(handler);
-        drop(azurite);
-        show(&throughput);
-        figures.extend(throughput);
-
-        // 3. The 7-subreddit job.
-        progress("7-subreddit job");
-        self.fake.set_latency(LISTING_LATENCY);
-        let azurite = Azurite::start(&self.out_dir, "job").await?;
-        let mut jobs = Vec::new();
-        let mut floors = Vec::new();
-        for run in 0..JOB_RUNS {
-            let (handler, store) = self.handler(&azurite, &format!("job-{run}"), &[]).await?;
-            let (took, status, output) = standard_job(&handler, &store).await?;
+        if wanted("latency") {
+            // 1. Latency, one client.
+            progress("ticket and status latency");
+            self.fake.set_latency(HOLD_WORKERS);
+            let azurite = Azurite::start(&self.out_dir, "latency").await?;
+            let (handler, store) = self.handler(&azurite, "latency", &[]).await?;
+            rss_idle = Some(idle_rss(&handler).await?);
+            let latency = latency_phase(&handler, &store).await?;
             drop(handler);
-            jobs.push(took);
-            floors.push(self.job_floor(&store, &status, &output).await?);
+            drop(azurite);
+            show(&latency);
+            figures.extend(latency);
         }
-        drop(azurite);
-        let job = job_figure(&jobs, &floors);
-        show(std::slice::from_ref(&job));
-        figures.push(job);
 
-        // 4. Memory.
-        progress(&format!("{MEMORY_JOBS} jobs"));
-        self.fake.set_latency(Duration::ZERO);
-        let azurite = Azurite::start(&self.out_dir, "memory").await?;
-        let callbacks = Callbacks::start().await?;
-        let (handler, store) = self
-            .handler(
-                &azurite,
-                "memory",
-                &[
-                    ("MAX_CONCURRENT_JOBS", MEMORY_CONCURRENT_JOBS),
-                    ("ALLOW_INSECURE_CALLBACKS", "true"),
-                    ("CALLBACK_SIGNING_KEY", "bench-signing-key"),
-                ],
-            )
-            .await?;
-        let mut memory = vec![Figure::new("RSS idle", rss_idle, "MB").at_most(15.0)];
-        memory.extend(memory_phase(&handler, &store, callbacks).await?);
-        drop(handler);
-        drop(azurite);
-        show(&memory);
-        figures.extend(memory);
+        if wanted("throughput") {
+            // 2. Throughput, 32 clients.
+            progress("throughput, 32 clients");
+            let azurite = Azurite::start(&self.out_dir, "throughput").await?;
+            let (handler, store) = self.handler(&azurite, "throughput", &[]).await?;
+            let throughput = throughput_phase(&handler, &store).await?;
+            drop(handler);
+            drop(azurite);
+            show(&throughput);
+            figures.extend(throughput);
+        }
 
-        // 5. A list as the history grows.
-        progress("list with 100 and then 10,000 jobs kept");
-        self.fake.set_latency(HOLD_WORKERS);
-        let azurite = Azurite::start(&self.out_dir, "list").await?;
-        let (handler, _store) = self.handler(&azurite, "list", &[]).await?;
-        let list = storage_cost::list_phase(&handler).await?;
-        drop(handler);
-        drop(azurite);
-        show(&list);
-        figures.extend(list);
+        if wanted("job") {
+            // 3. The 7-subreddit job.
+            progress("7-subreddit job");
+            self.fake.set_latency(LISTING_LATENCY);
+            let azurite = Azurite::start(&self.out_dir, "job").await?;
+            let mut jobs = Vec::new();
+            let mut floors = Vec::new();
+            for run in 0..JOB_RUNS {
+                let (handler, store) = self.handler(&azurite, &format!("job-{run}"), &[]).await?;
+                let (took, status, output) = standard_job(&handler, &store).await?;
+                drop(handler);
+                jobs.push(took);
+                floors.push(self.job_floor(&store, &status, &output).await?);
+            }
+            drop(azurite);
+            let job = job_figure(&jobs, &floors);
+            show(std::slice::from_ref(&job));
+            figures.push(job);
+        }
 
-        // 6. The storage requests of one job.
-        progress("storage requests of a 7-subreddit job");
-        self.fake.set_latency(LISTING_LATENCY);
-        let azurite = Azurite::start(&self.out_dir, "requests").await?;
-        let requests = storage_cost::requests_per_job(&mut self, &azurite).await?;
-        drop(azurite);
-        show(std::slice::from_ref(&requests));
-        figures.push(requests);
+        if wanted("memory") {
+            // 4. Memory.
+            progress(&format!("{MEMORY_JOBS} jobs"));
+            self.fake.set_latency(Duration::ZERO);
+            let azurite = Azurite::start(&self.out_dir, "memory").await?;
+            let callbacks = Callbacks::start().await?;
+            let (handler, store) = self
+                .handler(
+                    &azurite,
+                    "memory",
+                    &[
+                        ("MAX_CONCURRENT_JOBS", MEMORY_CONCURRENT_JOBS),
+                        ("ALLOW_INSECURE_CALLBACKS", "true"),
+                        ("CALLBACK_SIGNING_KEY", "bench-signing-key"),
+                    ],
+                )
+                .await?;
+            let mut memory: Vec<Figure> = rss_idle
+                .map(|rss| Figure::new("RSS idle", rss, "MB").at_most(15.0))
+                .into_iter()
+                .collect();
+            memory.extend(memory_phase(&handler, &store, callbacks).await?);
+            drop(handler);
+            drop(azurite);
+            show(&memory);
+            figures.extend(memory);
+        }
+
+        if wanted("list") {
+            // 5. A list as the history grows.
+            progress("list with 100 and then 10,000 jobs kept");
+            self.fake.set_latency(HOLD_WORKERS);
+            let azurite = Azurite::start(&self.out_dir, "list").await?;
+            let (handler, _store) = self.handler(&azurite, "list", &[]).await?;
+            let list = storage_cost::list_phase(&handler).await?;
+            drop(handler);
+            drop(azurite);
+            show(&list);
+            figures.extend(list);
+        }
+
+        if wanted("requests") {
+            // 6. The storage requests of one job.
+            progress("storage requests of a 7-subreddit job");
+            self.fake.set_latency(LISTING_LATENCY);
+            let azurite = Azurite::start(&self.out_dir, "requests").await?;
+            let requests = storage_cost::requests_per_job(&mut self, &azurite).await?;
+            drop(azurite);
+            show(std::slice::from_ref(&requests));
+            figures.push(requests);
+        }
 
         // Every start, from spawn to the first answer of `GET /`.
         let mut spawns = self.spawns.clone();
