@@ -1107,6 +1107,11 @@ async fn memory_phase(
             .as_str()
             .map(status_blob)
             .context("a callback without job_id")?];
+        // The job's list-index entry too: Azurite slows down with every blob it holds.
+        let id: summary_womble::jobs::JobId = serde_json::from_value(document["job_id"].clone())?;
+        let created_at: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(document["created_at"].clone())?;
+        names.push(summary_womble::jobs::repository::index_blob(created_at, id));
         names.extend(
             document["results"]["results"]
                 .as_array()

@@ -102,7 +102,7 @@ fn job_of_status_blob(name: &str) -> Option<JobId> {
 }
 
 /// The index entry of the job `id` created at `created_at`.
-pub(crate) fn index_blob(created_at: DateTime<Utc>, id: JobId) -> BlobName {
+pub fn index_blob(created_at: DateTime<Utc>, id: JobId) -> BlobName {
     let inverted = INDEX_NEWEST - created_at.timestamp_micros();
     BlobName::parse(format!("{INDEX_PREFIX}{inverted:017}_{id}")).expect("digits and a job id")
 }
