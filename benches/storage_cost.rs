@@ -195,10 +195,8 @@ async fn forward(
 ) -> http::Response<Bytes> {
     let mut request = client.request(method, url).body(body);
     for (name, value) in &headers {
-        if !matches!(
-            name.as_str(),
-            "host" | "content-length" | "connection" | "transfer-encoding"
-        ) {
+        // Content-Length stays: a Put Blob of an empty body must say `0`, and it is signed.
+        if !matches!(name.as_str(), "host" | "connection" | "transfer-encoding") {
             request = request.header(name, value);
         }
     }
