@@ -170,14 +170,12 @@ impl CountingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         tokio::spawn(warp::serve(route).incoming(listener).run());
-        let proxied = target.replacen(
-            &url::Url::parse(&target)?
-                .port()
-                .context("no port")?
-                .to_string(),
-            &port.to_string(),
-            1,
-        );
+        let proxied = {
+            let mut url = url::Url::parse(&target)?;
+            url.set_port(Some(port))
+                .map_err(|()| anyhow::anyhow!("{target} takes no port"))?;
+            url.as_str().trim_end_matches('/').to_owned()
+        };
         let connection_string = azurite_connection_string.replace(&target, &proxied);
         Ok(Self {
             connection_string,

@@ -5,7 +5,7 @@ use http::{header, Method, StatusCode};
 use serde::Serialize;
 
 use super::ApiResponse;
-use crate::jobs::{JobId, JobStatus};
+use crate::jobs::{JobId, JobStatus, RepositoryError, SubmitError};
 use crate::telemetry::Chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,27 @@ impl ApiError {
                 },
             ),
             _ => ApiResponse::json(status, &ErrorBody { error, logs: None }),
+        }
+    }
+}
+
+/// Storage trouble at submit: 503 when it may pass, 500 otherwise.
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::StorageUnavailable(cause) => ApiError::Unavailable(cause.into()),
+            SubmitError::Storage(cause) => ApiError::Internal(cause.into()),
+        }
+    }
+}
+
+/// Storage trouble while reading or updating a job: 503 when it may pass, 500 otherwise.
+impl From<RepositoryError> for ApiError {
+    fn from(error: RepositoryError) -> Self {
+        if error.is_retryable() {
+            ApiError::Unavailable(error.into())
+        } else {
+            ApiError::Internal(error.into())
         }
     }
 }

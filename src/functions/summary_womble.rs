@@ -15,7 +15,7 @@ use super::{ApiError, ApiRequest, ApiResponse, FunctionContext};
 use crate::jobs::metrics::Metrics;
 use crate::jobs::{
     IdempotencyKey, JobId, JobRequest, ListFilter, RepositoryError, RequestedJob, StatusDocument,
-    SubmitError, TransitionError,
+    TransitionError,
 };
 
 pub use input::{parse as parse_call, Call, METHODS};
@@ -42,25 +42,6 @@ async fn answer(context: &FunctionContext, request: &ApiRequest) -> Result<ApiRe
         Call::Retry(id) => retry(context, request, id).await,
         Call::List(filter) => list(context, &filter).await,
         Call::Metrics => metrics(context).await,
-    }
-}
-
-impl From<SubmitError> for ApiError {
-    fn from(error: SubmitError) -> Self {
-        match error {
-            SubmitError::StorageUnavailable(cause) => ApiError::Unavailable(cause.into()),
-            SubmitError::Storage(cause) => ApiError::Internal(cause.into()),
-        }
-    }
-}
-
-impl From<RepositoryError> for ApiError {
-    fn from(error: RepositoryError) -> Self {
-        if error.is_retryable() {
-            ApiError::Unavailable(error.into())
-        } else {
-            ApiError::Internal(error.into())
-        }
     }
 }
 

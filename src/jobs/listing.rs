@@ -342,7 +342,6 @@ mod tests {
             metrics_requests <= 50,
             "metrics made {metrics_requests} requests"
         );
-        println!("list top=1: {list_requests} requests; metrics: {metrics_requests} requests");
     }
 
     #[tokio::test]

@@ -327,7 +327,7 @@ impl StatusRepository {
     }
 
     /// The ids of stored jobs, a page at a time, in id order.
-    pub async fn list_ids(
+    async fn list_ids(
         &self,
         marker: Option<String>,
         max: u32,

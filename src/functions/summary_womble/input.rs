@@ -200,12 +200,7 @@ fn fields<T: DeserializeOwned>(body: Map<String, Value>, allowed: &[&str]) -> Re
 }
 
 fn job_id_body(body: Map<String, Value>) -> Result<JobId, ApiError> {
-    let body: JobIdBody = fields(body, &["job_id"]).map_err(|error| match error {
-        ApiError::BadRequest(message) if message.starts_with("job_id:") => {
-            bad("job_id must be a string")
-        }
-        other => other,
-    })?;
+    let body: JobIdBody = fields(body, &["job_id"])?;
     parse_job_id(body.job_id.as_deref())
 }
 
