@@ -12,6 +12,7 @@
 
 pub mod azure;
 pub mod local;
+pub mod queue;
 
 use std::fmt;
 
