@@ -5,6 +5,7 @@
 //! - `/api/SummaryWomble`: the forwarded HTTP function (GET, POST, DELETE).
 //! - `POST /SummaryWomble`: the same function inside the host's envelope.
 //! - `POST /GetHotTopics`: the timer, always an envelope.
+//! - `POST /RunJob`: a job's queue message (queue dispatch), always an envelope.
 //! - `GET /api/dashboard`: the Dashboard function, the job dashboard page.
 //!
 //! Everything else, and every rejection, becomes a JSON error in [`recover`], through the one
@@ -116,11 +117,20 @@ pub fn routes(
 
     let timer = route("/GetHotTopics")
         .and(methods(&[Method::POST]))
+        .and(authorized.clone())
+        .and(limited_body(MAX_ENVELOPE_BYTES))
+        .and(with_context.clone())
+        .then(|_, body: Bytes, context: FunctionContext| async move {
+            into_reply(envelope::get_hot_topics(&context, &body).await)
+        });
+
+    let run_job = route("/RunJob")
+        .and(methods(&[Method::POST]))
         .and(authorized)
         .and(limited_body(MAX_ENVELOPE_BYTES))
         .and(with_context)
         .then(|_, body: Bytes, context: FunctionContext| async move {
-            into_reply(envelope::get_hot_topics(&context, &body).await)
+            into_reply(envelope::run_job(&context, &body).await)
         });
 
     readiness
@@ -130,6 +140,8 @@ pub fn routes(
         .or(envelope_http)
         .unify()
         .or(timer)
+        .unify()
+        .or(run_job)
         .unify()
         .or(dashboard)
         .unify()

@@ -17,9 +17,11 @@ use crate::reddit::Subreddit;
 use crate::schedule::Schedule;
 pub use crate::telemetry::LogFormat;
 
+mod queues;
 mod references;
 mod storage;
 
+pub use queues::{DispatchSettings, DEFAULT_JOB_QUEUE};
 pub use storage::{IdentityConnection, StorageSettings};
 
 /// Everything the handler needs to run, decided once at start.
@@ -94,6 +96,8 @@ pub struct JobSettings {
     pub callback_signing_key: Option<SecretString>,
     /// `ALLOW_INSECURE_CALLBACKS`: whether local callback addresses are accepted.
     pub callback_policy: CallbackPolicy,
+    /// `JOB_DISPATCH` and `JOB_QUEUE`.
+    pub dispatch: DispatchSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -189,7 +193,19 @@ impl Settings {
             } else {
                 CallbackPolicy::PublicHttps
             },
+            dispatch: DispatchSettings::from_env(&env)?,
         };
+
+        if matches!(jobs.dispatch, DispatchSettings::Queue { .. })
+            && matches!(storage, StorageSettings::LocalDir { .. })
+        {
+            return Err(ConfigError {
+                variable: "JOB_DISPATCH",
+                reason: "\"queue\" needs a storage account for its queue: set AzureWebJobsStorage \
+                         (UseDevelopmentStorage=true for Azurite) or another storage connection"
+                    .into(),
+            });
+        }
 
         let subreddits = match env.get("HOT_TOPICS_SUBREDDITS") {
             None => default_subreddits(),

@@ -12,16 +12,18 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::client::ApiClient;
-use crate::config::{Mode, RedditSettings, Settings, StorageSettings};
+use crate::config::{DispatchSettings, Mode, RedditSettings, Settings, StorageSettings};
 use crate::functions::FunctionContext;
 use crate::jobs::callback::CallbackSender;
-use crate::jobs::runner::RunnerOptions;
+use crate::jobs::runner::{Dispatch, ListenerSettings, QueueDispatch, RunnerOptions};
 use crate::jobs::{JobRunner, StatusRepository};
 use crate::reddit::client::{default_user_agent, Endpoints, RetryPolicy};
 use crate::reddit::{RedditClient, TopicSource};
 use crate::retry::{retry, Backoff, Verdict};
 use crate::store::azure::AzureBlobStore;
 use crate::store::local::LocalDirStore;
+use crate::store::queue::azure::AzureQueue;
+use crate::store::queue::{poison_queue_name, MessageQueue};
 use crate::store::BlobStore;
 use crate::telemetry::{self, Audience};
 
@@ -54,19 +56,46 @@ pub enum Role {
 pub struct Services {
     pub store: Arc<dyn BlobStore>,
     pub topics: Arc<dyn TopicSource>,
+    /// The job queue and its poison queue, under queue dispatch.
+    pub queues: Option<JobQueues>,
+}
+
+/// The queues of queue dispatch.
+#[derive(Clone)]
+pub struct JobQueues {
+    pub jobs: Arc<dyn MessageQueue>,
+    pub poison: Arc<dyn MessageQueue>,
 }
 
 impl Services {
     /// The configured store and the Reddit client.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let queues = match &settings.jobs.dispatch {
+            DispatchSettings::Inline => None,
+            DispatchSettings::Queue { queue } => Some(JobQueues {
+                jobs: open_queue(&settings.storage, queue)?,
+                poison: open_queue(&settings.storage, &poison_queue_name(queue))?,
+            }),
+        };
         Ok(Self {
             store: open_store(&settings.storage)?,
             topics: Arc::new(reddit_client(&settings.reddit)?),
+            queues,
         })
     }
 
     /// A job runner over these parts, behaving as `settings` and `role` say.
     pub fn runner(&self, settings: &Settings, role: Role) -> anyhow::Result<JobRunner> {
+        let dispatch = match (&self.queues, role) {
+            // A one-off collection runs its own job here, whatever the app's dispatch.
+            (Some(queues), Role::Server) => Dispatch::Queue(QueueDispatch {
+                queue: queues.jobs.clone(),
+                poison: queues.poison.clone(),
+                listener: listener_settings()?,
+                consume: !settings.mode.is_host(),
+            }),
+            _ => Dispatch::Inline,
+        };
         let options = RunnerOptions {
             max_concurrent_jobs: settings.jobs.max_concurrent_jobs,
             fetch_concurrency: FETCH_CONCURRENCY,
@@ -77,6 +106,7 @@ impl Services {
                 settings.jobs.callback_policy,
             )
             .context("the HTTP client cannot be built")?,
+            dispatch,
         };
         Ok(JobRunner::start(
             StatusRepository::new(self.store.clone()),
@@ -119,6 +149,56 @@ fn open_store(settings: &StorageSettings) -> anyhow::Result<Arc<dyn BlobStore>> 
     })
 }
 
+/// How queue messages are treated: `host.json` in the working directory (the app root, under
+/// the host and for `make run`), else the host's defaults.
+fn listener_settings() -> anyhow::Result<ListenerSettings> {
+    Ok(ListenerSettings::from_host_json(std::path::Path::new(
+        "host.json",
+    ))?)
+}
+
+/// Opens the queue `name` in the storage account of `settings`.
+fn open_queue(settings: &StorageSettings, name: &str) -> anyhow::Result<Arc<dyn MessageQueue>> {
+    Ok(match settings {
+        StorageSettings::ConnectionString {
+            connection_string, ..
+        } => AzureQueue::from_connection_string(connection_string.expose_secret(), name)
+            .context("the storage connection string cannot be used for the job queue")?,
+        StorageSettings::Identity { connection, .. } => {
+            let endpoint = match &connection.queue_endpoint {
+                Some(endpoint) => endpoint.clone(),
+                None => queue_endpoint_of(&connection.blob_endpoint)?,
+            };
+            AzureQueue::with_identity(&connection.account, &endpoint, &connection.identity, name)
+                .with_context(|| {
+                    format!(
+                        "the storage connection {} cannot be used for the job queue",
+                        connection.source
+                    )
+                })?
+        }
+        StorageSettings::LocalDir { .. } => {
+            anyhow::bail!("queue dispatch needs a storage account; the local directory has no queue")
+        }
+    })
+}
+
+/// The queue service beside a blob service: `https://<account>.queue.<suffix>` for
+/// `https://<account>.blob.<suffix>`.
+fn queue_endpoint_of(blob_endpoint: &url::Url) -> anyhow::Result<url::Url> {
+    let host = blob_endpoint.host_str().unwrap_or_default();
+    let Some((account, suffix)) = host.split_once(".blob.") else {
+        anyhow::bail!(
+            "the queue service of {blob_endpoint} cannot be told from its blob service: set __queueServiceUri"
+        );
+    };
+    let mut endpoint = blob_endpoint.clone();
+    endpoint
+        .set_host(Some(&format!("{account}.queue.{suffix}")))
+        .context("the queue service address is not valid")?;
+    Ok(endpoint)
+}
+
 /// The Reddit client of the process.
 fn reddit_client(settings: &RedditSettings) -> anyhow::Result<RedditClient> {
     let endpoints = Endpoints {
@@ -159,6 +239,10 @@ pub fn server(settings: Settings, services: Services) -> anyhow::Result<Function
     }
     let jobs = services.runner(&settings, Role::Server)?;
     tokio::spawn(ensure_container(services.store.clone()));
+    if let Some(queues) = &services.queues {
+        tokio::spawn(ensure_queue(queues.jobs.clone()));
+        tokio::spawn(ensure_queue(queues.poison.clone()));
+    }
     let summary_womble = ApiClient::new(
         &summary_womble_url(&settings),
         settings
@@ -207,6 +291,33 @@ async fn ensure_container(store: Arc<dyn BlobStore>) {
         Err(error) => tracing::error!(
             error = %telemetry::Chain(&error),
             "the container cannot be created"
+        ),
+    }
+}
+
+/// Creates a queue, retrying until storage answers.
+async fn ensure_queue(queue: Arc<dyn MessageQueue>) {
+    let backoff = Backoff::new(Duration::from_millis(200)).max_delay(Duration::from_secs(30));
+    match retry(
+        &backoff,
+        None,
+        |_| queue.ensure_queue(),
+        |error| Verdict::retry_if(error.is_retryable()),
+        |error, _| {
+            tracing::warn!(
+                queue = queue.name(),
+                error = %telemetry::Chain(error),
+                "storage unavailable; will create the queue when it answers"
+            )
+        },
+    )
+    .await
+    {
+        Ok(()) => tracing::debug!(queue = queue.name(), "queue ready"),
+        Err(error) => tracing::error!(
+            queue = queue.name(),
+            error = %telemetry::Chain(&error),
+            "the queue cannot be created"
         ),
     }
 }
@@ -267,6 +378,7 @@ mod tests {
         let services = Services {
             store: Arc::new(LocalDirStore::new(dir.path().to_owned(), "hot-topics")),
             topics: Arc::new(NoTopics),
+            queues: None,
         };
         services.store.ensure_container().await.unwrap();
         let settings = Settings::from_vars(&HashMap::from([(

@@ -27,6 +27,7 @@ fn app(vars: &[(&str, &str)]) -> App {
     let services = Services {
         store: Arc::new(LocalDirStore::new(dir.path().to_owned(), "hot-topics")),
         topics: Arc::new(NoTopics),
+        queues: None,
     };
     App {
         context: startup::server(settings, services).unwrap(),

@@ -27,6 +27,23 @@ pub struct Invocation {
 pub struct Metadata {
     #[serde(default)]
     pub sys: Option<SysMetadata>,
+    /// A queue trigger's delivery count, `"1"` on the first (a string on the wire).
+    #[serde(rename = "DequeueCount", default)]
+    pub dequeue_count: Option<Value>,
+}
+
+impl Metadata {
+    /// A queue message's delivery count; 1 when absent or unreadable (a first delivery is the
+    /// safe guess: it never ends a job early).
+    pub fn dequeue_count(&self) -> u32 {
+        match &self.dequeue_count {
+            Some(Value::String(text)) => text.trim_matches('"').parse().ok(),
+            Some(Value::Number(number)) => number.as_u64().and_then(|n| u32::try_from(n).ok()),
+            _ => None,
+        }
+        .unwrap_or(1)
+        .max(1)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -220,8 +237,40 @@ pub async fn get_hot_topics(context: &FunctionContext, body: &[u8]) -> ApiRespon
             let reason = error.to_string();
             let mut logs = log.lines;
             logs.push(format!("GetHotTopics failed: {reason}"));
-            ApiError::TimerRunFailed { reason, logs }.into_response()
+            ApiError::InvocationFailed {
+                function: "GetHotTopics",
+                reason,
+                logs,
+            }
+            .into_response()
         }
+    }
+}
+
+/// RunJob: one delivery of a job's queue message (binding `message`, with `DequeueCount` in
+/// the metadata). 200 when the message is done with; 500, so the host delivers it again, when
+/// the job could not be run.
+pub async fn run_job(context: &FunctionContext, body: &[u8]) -> ApiResponse {
+    let invocation: Invocation = match serde_json::from_slice(body) {
+        Ok(invocation) => invocation,
+        Err(error) => return ApiError::MalformedInvocation(error.to_string()).into_response(),
+    };
+    let Some(message) = invocation.data.get("message") else {
+        return ApiError::MalformedInvocation("the invocation has no message binding".into())
+            .into_response();
+    };
+    match super::run_job::run(context, message, invocation.metadata.dequeue_count()).await {
+        Ok(logs) => invocation_answer(&InvocationResult {
+            outputs: serde_json::Map::new(),
+            logs,
+            return_value: Value::Null,
+        }),
+        Err(failure) => ApiError::InvocationFailed {
+            function: "RunJob",
+            reason: failure.reason,
+            logs: failure.logs,
+        }
+        .into_response(),
     }
 }
 

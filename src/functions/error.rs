@@ -39,9 +39,14 @@ pub enum ApiError {
     Unavailable(#[source] anyhow::Error),
     #[error("Something went wrong on our side; it has been logged.")]
     Internal(#[source] anyhow::Error),
-    /// A timer run that failed: the host records the invocation as failed and keeps its logs.
+    /// A timer run or queue delivery that failed: the host records the invocation as failed
+    /// (a queue message is then delivered again) and keeps its logs.
     #[error("{reason}")]
-    TimerRunFailed { reason: String, logs: Vec<String> },
+    InvocationFailed {
+        function: &'static str,
+        reason: String,
+        logs: Vec<String>,
+    },
 }
 
 fn allowed_list(methods: &[Method]) -> String {
@@ -71,7 +76,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) | ApiError::TimerRunFailed { .. } => {
+            ApiError::Internal(_) | ApiError::InvocationFailed { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -87,8 +92,10 @@ impl ApiError {
                 error = %Chain(cause.as_ref()),
                 "request failed"
             ),
-            ApiError::TimerRunFailed { reason, .. } => {
-                tracing::error!(error = %reason, "GetHotTopics run failed")
+            ApiError::InvocationFailed {
+                function, reason, ..
+            } => {
+                tracing::error!(function, error = %reason, "invocation failed")
             }
             ApiError::MalformedInvocation(reason) => {
                 tracing::warn!(reason = %reason, "malformed invocation")
@@ -103,7 +110,7 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => ApiResponse::json(status, &ErrorBody { error, logs: None })
                 .with_header(header::RETRY_AFTER, "5"),
-            ApiError::TimerRunFailed { logs, .. } => ApiResponse::json(
+            ApiError::InvocationFailed { logs, .. } => ApiResponse::json(
                 status,
                 &ErrorBody {
                     error,

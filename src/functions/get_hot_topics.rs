@@ -162,6 +162,7 @@ pub async fn run(
     let submitted = submit_and_check(context, &key, &mut log).await;
     // A failed submit does not skip the purge: retention must not depend on SummaryWomble.
     purge_expired(context, &mut log).await;
+    resend_stranded_jobs(context, &mut log).await;
     match submitted {
         Ok(()) => Ok(log),
         Err(error) => Err((error, log)),
@@ -244,6 +245,24 @@ impl From<ClientError> for RunError {
             },
             other => RunError::Unreachable(other.to_string()),
         }
+    }
+}
+
+/// Queue dispatch: on a plan that scales to zero no instance may be up to scan for jobs that
+/// sit still with no message, so each timer run scans once too.
+async fn resend_stranded_jobs(context: &FunctionContext, log: &mut RunLog) {
+    if context.jobs.queue_dispatch().is_none() {
+        return;
+    }
+    match context.jobs.adopt_stale_jobs().await {
+        Ok(0) => {}
+        Ok(sent) => log.info(format!(
+            "Sent the messages of {sent} jobs that had none again"
+        )),
+        Err(error) => log.warn(format!(
+            "Scanning for jobs without a message failed: {}",
+            crate::telemetry::Chain(&error)
+        )),
     }
 }
 

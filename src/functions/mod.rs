@@ -11,12 +11,14 @@
 //! - [`error`]: [`ApiError`], every failure mapped to its HTTP answer once.
 //! - [`summary_womble`]: the job-ticket API.
 //! - [`get_hot_topics`]: the timer that submits the scheduled job and purges old ones.
+//! - [`run_job`]: the queue-triggered function of queue dispatch.
 //! - [`dashboard`]: the job dashboard, one HTML page that calls SummaryWomble from the browser.
 
 pub mod dashboard;
 pub mod envelope;
 pub mod error;
 pub mod get_hot_topics;
+pub mod run_job;
 pub mod summary_womble;
 
 pub use error::ApiError;

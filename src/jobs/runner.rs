@@ -8,12 +8,17 @@
 //! the subreddits already done.
 
 mod adoption;
+mod consumer;
 mod delivery;
+mod dispatch;
 mod queue;
 #[cfg(test)]
 mod tests;
 mod work;
 
+pub use dispatch::{
+    Delivered, DeliveryError, Dispatch, JobMessage, ListenerSettings, QueueDispatch,
+};
 use queue::{Queue, Start, Waiting};
 
 use std::any::Any;
@@ -52,6 +57,8 @@ pub struct RunnerOptions {
     pub adopt_stale_jobs: bool,
     /// Sends completion callbacks of jobs that asked for one.
     pub callbacks: CallbackSender,
+    /// In this process, or on a Storage queue.
+    pub dispatch: Dispatch,
 }
 
 impl RunnerOptions {
@@ -62,6 +69,17 @@ impl RunnerOptions {
 
     fn scan_every(&self) -> Duration {
         self.stale_after / 2
+    }
+
+    /// How storage calls of a job are retried. Inline, until storage answers: the job waits
+    /// for it. A delivered job gives up after `stale_after`, so its delivery fails and the
+    /// message is delivered again (or, the last time, the job ends `failed`).
+    fn storage_backoff(&self) -> Backoff {
+        let backoff = Backoff::new(Duration::from_millis(100)).max_delay(Duration::from_secs(10));
+        match self.dispatch {
+            Dispatch::Inline => backoff,
+            Dispatch::Queue(_) => backoff.max_elapsed(self.stale_after),
+        }
     }
 }
 
@@ -125,11 +143,26 @@ impl JobRunner {
                 shutdown: CancellationToken::new(),
             }),
         };
-        for worker in 0..runner.inner.options.max_concurrent_jobs {
-            let this = runner.clone();
-            runner.inner.tracker.spawn(
-                async move { this.work().await }.instrument(tracing::info_span!("worker", worker)),
-            );
+        match &runner.inner.options.dispatch {
+            Dispatch::Inline => {
+                for worker in 0..runner.inner.options.max_concurrent_jobs {
+                    let this = runner.clone();
+                    runner.inner.tracker.spawn(
+                        async move { this.work().await }
+                            .instrument(tracing::info_span!("worker", worker)),
+                    );
+                }
+            }
+            Dispatch::Queue(dispatch) if dispatch.consume => {
+                let this = runner.clone();
+                let dispatch = dispatch.clone();
+                runner.inner.tracker.spawn(
+                    async move { this.consume(dispatch).await }
+                        .instrument(tracing::info_span!("queue_listener")),
+                );
+            }
+            // The host's queue listener delivers the messages (`RunJob`).
+            Dispatch::Queue(_) => {}
         }
         if runner.inner.options.adopt_stale_jobs {
             let this = runner.clone();
@@ -161,17 +194,11 @@ impl JobRunner {
                 if let Some(existing) = repository.load(original).await? {
                     tracing::info!(job_id = %original, "idempotency key seen before; returning the original job");
                     let document = existing.document;
-                    // Stored by a submit that failed to hear back, the job waits for no worker
-                    // yet: queue it here (a worker's claim is conditional, so a job queued by
-                    // another instance too still runs once).
+                    // Stored by a submit that failed to hear back, the job may wait for no
+                    // worker yet: queue it here (a worker's claim is conditional, so a job
+                    // queued twice still runs once).
                     if document.status == JobStatus::Queued {
-                        self.enqueue(
-                            original,
-                            document.request.priority,
-                            Start::Submitted {
-                                seen_attempts: document.attempts,
-                            },
-                        );
+                        self.dispatch(&document).await.ok();
                     }
                     return Ok(document);
                 }
@@ -203,15 +230,40 @@ impl JobRunner {
                 return Err(error.into());
             }
         }
-        let queue_depth = self.enqueue(
-            id,
-            document.request.priority,
-            Start::Submitted {
-                seen_attempts: document.attempts,
-            },
-        );
-        tracing::info!(job_id = %id, topics = document.request.topics.len(), priority = ?document.request.priority, queue_depth, "job accepted");
+        if let Err(error) = self.dispatch(&document).await {
+            tracing::error!(job_id = %id, error = %crate::telemetry::Chain(&error), "the job's message could not be sent; ending the job");
+            self.withdraw(id).await;
+            if let Some(key) = idempotency_key {
+                let _ = repository.release_idempotency_key(key).await;
+            }
+            return Err(SubmitError::StorageUnavailable(RepositoryError::Store(
+                error,
+            )));
+        }
         Ok(document)
+    }
+
+    /// Hands a stored, queued job to whatever runs jobs: this process's workers, or the
+    /// Storage queue.
+    async fn dispatch(&self, document: &StatusDocument) -> Result<(), StoreError> {
+        let id = document.job_id;
+        match &self.inner.options.dispatch {
+            Dispatch::Inline => {
+                let queue_depth = self.enqueue(
+                    id,
+                    document.request.priority,
+                    Start::Submitted {
+                        seen_attempts: document.attempts,
+                    },
+                );
+                tracing::info!(job_id = %id, topics = document.request.topics.len(), priority = ?document.request.priority, queue_depth, "job accepted");
+            }
+            Dispatch::Queue(dispatch) => {
+                dispatch.send(id).await?;
+                tracing::info!(job_id = %id, topics = document.request.topics.len(), queue = dispatch.queue.name(), "job accepted and queued");
+            }
+        }
+        Ok(())
     }
 
     /// Queues a job for a worker. Returns how many jobs now wait, or `None` when the job was
@@ -284,6 +336,25 @@ impl JobRunner {
             Start::Stale => return self.adopt(job).await,
             Start::Submitted { seen_attempts } => seen_attempts,
         };
+        match self.claim_submitted(job, seen_attempts).await {
+            Ok(Some(document)) => {
+                // The outcome is logged where it happens.
+                let _ = self.carry_out(document).await;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(error = %crate::telemetry::Chain(&error), "could not start the job")
+            }
+        }
+    }
+
+    /// Claims a submitted job for this worker, as long as its claim count is still
+    /// `seen_attempts`. `None` when it ended or someone else claimed it first.
+    async fn claim_submitted(
+        &self,
+        job: JobId,
+        seen_attempts: u32,
+    ) -> Result<Option<StatusDocument>, RepositoryError> {
         let claimed = self
             .update(job, |doc| {
                 doc.claim(status::now(), seen_attempts)?;
@@ -293,29 +364,29 @@ impl JobRunner {
                 Ok(())
             })
             .await;
-        let document = match claimed {
-            Ok(document) => document,
+        match claimed {
+            Ok(document) => Ok(Some(document)),
             Err(RepositoryError::Transition(TransitionError::Terminal(status))) => {
-                tracing::info!(status = %status, "job ended before it started");
+                tracing::info!(job_id = %job, status = %status, "job ended before it started");
                 // Cancelled while queued, or run by another worker: its callback may still
                 // be owed, and the stored record says.
                 self.deliver_callback(job, None);
-                return;
+                Ok(None)
             }
             Err(RepositoryError::Transition(reason)) => {
-                tracing::info!(reason = %reason, "job not started");
-                return;
+                tracing::info!(job_id = %job, reason = %reason, "job not started");
+                Ok(None)
             }
-            Err(error) => {
-                return tracing::error!(error = %crate::telemetry::Chain(&error), "could not start the job")
-            }
-        };
-        self.carry_out(document).await;
+            Err(error) => Err(error),
+        }
     }
 
     /// Runs a job this worker has just claimed to a terminal state, or until another worker
-    /// takes it over.
-    async fn carry_out(&self, document: StatusDocument) {
+    /// takes it over (`None`). An error means storage would not record the job's progress.
+    async fn carry_out(
+        &self,
+        document: StatusDocument,
+    ) -> Result<Option<JobStatus>, RepositoryError> {
         // The claim count this worker's own claim wrote: every later write checks it, so a
         // worker whose job was adopted elsewhere meanwhile writes nothing more.
         let mine = document.attempts;
@@ -353,12 +424,15 @@ impl JobRunner {
                 if document.callback_owed() {
                     self.deliver_callback(job, None);
                 }
+                Ok(Some(document.status))
             }
             Err(RepositoryError::Transition(TransitionError::Superseded)) => {
                 tracing::warn!("another worker took the job over; stopping here");
+                Ok(None)
             }
             Err(error) => {
-                tracing::error!(error = %crate::telemetry::Chain(&error), "job could not record its progress; it will be resumed")
+                tracing::error!(error = %crate::telemetry::Chain(&error), "job could not record its progress; it will be resumed");
+                Err(error)
             }
         }
     }
@@ -377,15 +451,15 @@ impl JobRunner {
     }
 
     /// Retries `call` while it fails for a reason storage may get over, with exponential
-    /// backoff (100 ms doubling to 10 s), until the runner shuts down.
+    /// backoff (100 ms doubling to 10 s), for as long as [`RunnerOptions::storage_backoff`]
+    /// says or until the runner shuts down.
     async fn with_storage_retries<T, F, Fut>(&self, mut call: F) -> Result<T, RepositoryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RepositoryError>>,
     {
-        let backoff = Backoff::new(Duration::from_millis(100)).max_delay(Duration::from_secs(10));
         retry(
-            &backoff,
+            &self.inner.options.storage_backoff(),
             Some(&self.inner.shutdown),
             |_| call(),
             |error| Verdict::retry_if(error.is_retryable()),

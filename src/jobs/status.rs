@@ -155,6 +155,10 @@ pub struct StatusDocument {
     /// with the terminal status, so whichever instance is alive delivers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackRecord>,
+    /// Queue dispatch: when a scan sent this job's message again because the job sat still
+    /// for long (its first message was never sent, or was lost). Sent again only once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requeued_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -212,6 +216,7 @@ impl StatusDocument {
             attempts: 0,
             outcomes: Vec::new(),
             callback: None,
+            requeued_at: None,
         }
     }
 

@@ -177,6 +177,7 @@ pub async fn spawn_app(settings: &[(&str, &str)]) -> InProcessApp {
     let services = Services {
         store: store.clone(),
         topics: topics.clone(),
+        queues: None,
     };
     let context =
         summary_womble::startup::server(settings, services).expect("the app builds its parts");

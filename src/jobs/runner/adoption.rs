@@ -32,9 +32,20 @@ impl JobRunner {
     }
 
     /// Jobs not written since this time have lost their worker.
-    fn stale_before(&self) -> DateTime<Utc> {
+    pub(super) fn stale_before(&self) -> DateTime<Utc> {
         status::now()
             - chrono::Duration::from_std(self.inner.options.stale_after).expect("a sane duration")
+    }
+
+    /// Queue dispatch: a job quiet since this time has no message left to bring it a worker.
+    /// A message held by a worker that died is visible again within `stale_after` (standalone)
+    /// or the host's visibility timeout, and its delivery takes the job over; a job still
+    /// quiet after twice `stale_after` lost its message, or its message waits behind a long
+    /// backlog (then the copy costs one extra delivery, once).
+    fn requeue_before(&self) -> DateTime<Utc> {
+        status::now()
+            - chrono::Duration::from_std(self.inner.options.stale_after * 2)
+                .expect("a sane duration")
     }
 
     /// Workers that could start a job now: neither running one nor about to take one that
@@ -95,6 +106,14 @@ impl JobRunner {
                 }
                 continue;
             }
+            if let Some(dispatch) = self.queue_dispatch() {
+                // Under queue dispatch a job's message, not this scan, brings it a worker; only
+                // a job with no message left needs one sent again.
+                if self.requeue(dispatch, &document, self.requeue_before()).await? {
+                    queued += 1;
+                }
+                continue;
+            }
             if idle == 0 || document.updated_at > stale_before {
                 continue;
             }
@@ -123,7 +142,8 @@ impl JobRunner {
         match claim {
             Ok(StaleClaim::Adopted(document)) => {
                 tracing::warn!(status = %document.status, attempt = document.attempts, "adopting a job whose worker stopped");
-                self.carry_out(*document).await;
+                // The outcome is logged where it happens.
+                let _ = self.carry_out(*document).await;
             }
             Ok(StaleClaim::Finished) => match self.callback_owed(job).await {
                 Ok(true) => self.deliver_callback(job, Some(self.stale_before())),

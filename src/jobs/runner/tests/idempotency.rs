@@ -82,6 +82,7 @@ fn runner(store: Arc<dyn BlobStore>) -> JobRunner {
             stale_after: Duration::from_secs(60),
             adopt_stale_jobs: false,
             callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
+            dispatch: crate::jobs::runner::Dispatch::Inline,
         },
     )
 }

@@ -53,6 +53,7 @@ async fn one_worker(dir: &std::path::Path, topics: Arc<dyn TopicSource>) -> JobR
             stale_after: Duration::from_secs(60),
             adopt_stale_jobs: false,
             callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
+            dispatch: crate::jobs::runner::Dispatch::Inline,
         },
     )
 }
