@@ -178,7 +178,9 @@ fn open_queue(settings: &StorageSettings, name: &str) -> anyhow::Result<Arc<dyn 
                 })?
         }
         StorageSettings::LocalDir { .. } => {
-            anyhow::bail!("queue dispatch needs a storage account; the local directory has no queue")
+            anyhow::bail!(
+                "queue dispatch needs a storage account; the local directory has no queue"
+            )
         }
     })
 }

@@ -108,9 +108,8 @@ impl ListenerSettings {
         };
         let time_span = |value: Option<String>, default: Duration| match value {
             None => Ok(default),
-            Some(text) => parse_time_span(&text).ok_or_else(|| {
-                host_json_error(format!("{text:?} is not a time span (hh:mm:ss)"))
-            }),
+            Some(text) => parse_time_span(&text)
+                .ok_or_else(|| host_json_error(format!("{text:?} is not a time span (hh:mm:ss)"))),
         };
         let settings = Self {
             max_dequeue_count: section
@@ -167,8 +166,14 @@ mod tests {
     fn time_spans_read_as_host_json_writes_them() {
         assert_eq!(parse_time_span("00:00:02"), Some(Duration::from_secs(2)));
         assert_eq!(parse_time_span("00:10:00"), Some(Duration::from_secs(600)));
-        assert_eq!(parse_time_span("1.00:00:01"), Some(Duration::from_secs(86_401)));
-        assert_eq!(parse_time_span("00:00:00.5"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_time_span("1.00:00:01"),
+            Some(Duration::from_secs(86_401))
+        );
+        assert_eq!(
+            parse_time_span("00:00:00.5"),
+            Some(Duration::from_millis(500))
+        );
         for bad in ["", "2", "00:61:00", "a:b:c", "00:00:00:00", "00:00:-1"] {
             assert_eq!(parse_time_span(bad), None, "{bad:?}");
         }

@@ -25,8 +25,14 @@ pub async fn run(
     let job = match JobMessage::job_of(message) {
         Ok(job) => job,
         Err(reason) => {
-            tracing::error!(function = "RunJob", reason, "a queue message that names no job; dropping it");
-            return Ok(vec![format!("Dropped a message that names no job: {reason}")]);
+            tracing::error!(
+                function = "RunJob",
+                reason,
+                "a queue message that names no job; dropping it"
+            );
+            return Ok(vec![format!(
+                "Dropped a message that names no job: {reason}"
+            )]);
         }
     };
     let span = tracing::info_span!("job", job_id = %job, dequeue_count);

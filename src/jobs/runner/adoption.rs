@@ -109,7 +109,10 @@ impl JobRunner {
             if let Some(dispatch) = self.queue_dispatch() {
                 // Under queue dispatch a job's message, not this scan, brings it a worker; only
                 // a job with no message left needs one sent again.
-                if self.requeue(dispatch, &document, self.requeue_before()).await? {
+                if self
+                    .requeue(dispatch, &document, self.requeue_before())
+                    .await?
+                {
                     queued += 1;
                 }
                 continue;

@@ -86,7 +86,12 @@ impl JobRunner {
 
     /// One delivery: the job's run, with the message renewed meanwhile, then the message
     /// deleted, released for another delivery, or moved to the poison queue.
-    async fn handle_message(&self, dispatch: &QueueDispatch, message: QueueMessage, hold: Duration) {
+    async fn handle_message(
+        &self,
+        dispatch: &QueueDispatch,
+        message: QueueMessage,
+        hold: Duration,
+    ) {
         let current = Mutex::new(message.clone());
         let job = match JobMessage::job_of(&serde_json::Value::String(message.text.clone())) {
             Ok(job) => job,
@@ -104,7 +109,9 @@ impl JobRunner {
                         current.lock().expect("message lock").pop_receipt = renewal.pop_receipt
                     }
                     Err(StoreError::ConditionFailed) => {
-                        tracing::warn!("the message was taken by another delivery; no longer renewing it");
+                        tracing::warn!(
+                            "the message was taken by another delivery; no longer renewing it"
+                        );
                         return;
                     }
                     Err(error) => {
@@ -134,7 +141,12 @@ impl JobRunner {
         self.settle(dispatch, &current, settle).await;
     }
 
-    async fn settle(&self, dispatch: &QueueDispatch, current: &Mutex<QueueMessage>, settle: Settle) {
+    async fn settle(
+        &self,
+        dispatch: &QueueDispatch,
+        current: &Mutex<QueueMessage>,
+        settle: Settle,
+    ) {
         let message = current.lock().expect("message lock").clone();
         let settled = match settle {
             Settle::Delete => dispatch.queue.delete(&message).await,

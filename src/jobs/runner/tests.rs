@@ -3,3 +3,4 @@
 
 mod idempotency;
 mod panics;
+mod queue;

@@ -1,0 +1,276 @@
+//! Queue dispatch over an in-memory queue: what a submit sends, what a delivery does, the
+//! standalone listener, and the scan that sends a stranded job's message again.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::super::*;
+use crate::jobs::callback::CallbackSender;
+use crate::jobs::request::{Limit, Source};
+use crate::jobs::JobStatus;
+use crate::reddit::{NoTopics, Subreddit};
+use crate::store::local::LocalDirStore;
+use crate::store::queue::memory::MemoryQueue;
+use crate::store::queue::{MessageQueue, QueueMessage, Renewal};
+use crate::store::BlobStore;
+
+fn request() -> JobRequest {
+    JobRequest {
+        source: Source::Reddit,
+        topics: vec![Subreddit::parse("rust").unwrap()],
+        limit: Limit::DEFAULT,
+        priority: Priority::Normal,
+        callback_url: None,
+    }
+}
+
+struct Setup {
+    runner: JobRunner,
+    queue: Arc<MemoryQueue>,
+    poison: Arc<MemoryQueue>,
+}
+
+async fn setup(
+    dir: &std::path::Path,
+    queue: Arc<dyn MessageQueue>,
+    consume: bool,
+    stale_after: Duration,
+) -> (JobRunner, Arc<dyn BlobStore>, Arc<MemoryQueue>) {
+    let store: Arc<dyn BlobStore> = Arc::new(LocalDirStore::new(dir.to_owned(), "hot-topics"));
+    store.ensure_container().await.unwrap();
+    let poison = Arc::new(MemoryQueue::new("jobs-poison"));
+    let runner = JobRunner::start(
+        StatusRepository::new(store.clone()),
+        Arc::new(NoTopics),
+        RunnerOptions {
+            max_concurrent_jobs: 2,
+            fetch_concurrency: 4,
+            stale_after,
+            adopt_stale_jobs: false,
+            callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
+            dispatch: Dispatch::Queue(QueueDispatch {
+                queue,
+                poison: poison.clone(),
+                listener: ListenerSettings {
+                    max_dequeue_count: 3,
+                    visibility_timeout: Duration::ZERO,
+                    batch_size: 4,
+                    max_polling_interval: Duration::from_millis(200),
+                },
+                consume,
+            }),
+        },
+    );
+    (runner, store, poison)
+}
+
+async fn queued_setup(dir: &std::path::Path, consume: bool) -> Setup {
+    let queue = Arc::new(MemoryQueue::new("jobs"));
+    let (runner, _, poison) = setup(dir, queue.clone(), consume, Duration::from_secs(60)).await;
+    Setup {
+        runner,
+        queue,
+        poison,
+    }
+}
+
+async fn status(runner: &JobRunner, job: JobId) -> StatusDocument {
+    runner
+        .repository()
+        .load(job)
+        .await
+        .unwrap()
+        .unwrap()
+        .document
+}
+
+#[tokio::test]
+async fn a_submit_sends_one_message_naming_the_job_and_runs_nothing_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = queued_setup(dir.path(), false).await;
+    let job = setup.runner.submit(request(), None, None).await.unwrap();
+    assert_eq!(setup.queue.texts(), vec![JobMessage::text(job.job_id)]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored = status(&setup.runner, job.job_id).await;
+    assert_eq!(
+        stored.status,
+        JobStatus::Queued,
+        "no worker of this process may run it"
+    );
+    assert_eq!(stored.attempts, 0);
+}
+
+#[tokio::test]
+async fn a_delivery_runs_the_job_to_its_end_and_a_repeat_finds_it_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = queued_setup(dir.path(), false).await;
+    let job = setup
+        .runner
+        .submit(request(), None, None)
+        .await
+        .unwrap()
+        .job_id;
+    let first = setup.runner.run_delivered(job, 1).await.unwrap();
+    assert_eq!(first, Delivered::Ran(JobStatus::Completed));
+    let again = setup.runner.run_delivered(job, 2).await.unwrap();
+    assert_eq!(again, Delivered::AlreadyOver(JobStatus::Completed));
+    assert_eq!(status(&setup.runner, job).await.attempts, 1, "ran once");
+    let unknown = setup.runner.run_delivered(JobId::new(), 1).await.unwrap();
+    assert_eq!(unknown, Delivered::UnknownJob);
+}
+
+/// A queue whose sends fail as a queue service that is down does.
+struct Unreachable;
+
+#[async_trait]
+impl MessageQueue for Unreachable {
+    fn name(&self) -> &str {
+        "unreachable"
+    }
+    async fn ensure_queue(&self) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn send(&self, _: &str) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn receive(&self, _: u8, _: Duration) -> Result<Vec<QueueMessage>, StoreError> {
+        Err(down())
+    }
+    async fn renew(&self, _: &QueueMessage, _: Duration) -> Result<Renewal, StoreError> {
+        Err(down())
+    }
+    async fn delete(&self, _: &QueueMessage) -> Result<(), StoreError> {
+        Err(down())
+    }
+    fn describe(&self) -> String {
+        "a queue that cannot be reached".into()
+    }
+}
+
+fn down() -> StoreError {
+    StoreError::Unavailable("connection refused".into())
+}
+
+#[tokio::test]
+async fn a_job_whose_message_cannot_be_sent_is_refused_and_does_not_stay_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runner, _, _) = setup(
+        dir.path(),
+        Arc::new(Unreachable),
+        false,
+        Duration::from_secs(60),
+    )
+    .await;
+    let key = IdempotencyKey::parse(b"once").unwrap();
+    let refused = runner.submit(request(), None, Some(&key)).await;
+    assert!(
+        matches!(refused, Err(SubmitError::StorageUnavailable(_))),
+        "{refused:?}"
+    );
+    let jobs = runner.repository().quiet_since(Utc::now()).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let stored = status(&runner, jobs[0]).await;
+    assert_eq!(stored.status, JobStatus::Failed);
+    assert!(stored.error.unwrap().contains("could not be queued"));
+    // The key was freed: a repeat makes a new job rather than answering the failed one.
+    let again = runner.submit(request(), None, Some(&key)).await;
+    assert!(again.is_err());
+    assert_eq!(
+        runner
+            .repository()
+            .quiet_since(Utc::now())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// Polls until `done` holds; panics after 10 s.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_standalone_listener_runs_queued_jobs_and_deletes_their_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = queued_setup(dir.path(), true).await;
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        jobs.push(
+            setup
+                .runner
+                .submit(request(), None, None)
+                .await
+                .unwrap()
+                .job_id,
+        );
+    }
+    // A message no delivery could ever run is dropped, not retried.
+    setup
+        .queue
+        .send("{\"job_id\": \"nonsense\"}")
+        .await
+        .unwrap();
+    let runner = setup.runner.clone();
+    eventually("every job completed", async || {
+        let mut all = true;
+        for job in &jobs {
+            all &= status(&runner, *job).await.status == JobStatus::Completed;
+        }
+        all
+    })
+    .await;
+    let queue = setup.queue.clone();
+    eventually("every message deleted", async || queue.texts().is_empty()).await;
+    assert!(setup.poison.texts().is_empty());
+    for job in jobs {
+        assert_eq!(status(&setup.runner, job).await.attempts, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_job_left_queued_with_no_message_is_sent_again_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(MemoryQueue::new("jobs"));
+    let stale_after = Duration::from_secs(5);
+    let (runner, store, _) = setup(dir.path(), queue.clone(), false, stale_after).await;
+    // Stored by a process that died before it sent the message, long ago: its blob is quiet.
+    let long_ago: DateTime<Utc> = Utc::now() - chrono::TimeDelta::minutes(5);
+    let stranded = StatusDocument::queued(JobId::new(), request(), None, long_ago);
+    StatusRepository::new(store)
+        .create(&stranded)
+        .await
+        .unwrap();
+    // Its blob was written just now, and the scan goes by the blob's last write.
+    tokio::time::sleep(stale_after + Duration::from_millis(200)).await;
+    // Fresh: its message is on its way.
+    let fresh = runner.submit(request(), None, None).await.unwrap();
+    assert_eq!(queue.texts(), vec![JobMessage::text(fresh.job_id)]);
+
+    let sent = runner.adopt_stale_jobs().await.unwrap();
+    assert_eq!(sent, 1, "only the stranded job is sent again");
+    assert_eq!(
+        queue.texts(),
+        vec![
+            JobMessage::text(fresh.job_id),
+            JobMessage::text(stranded.job_id)
+        ]
+    );
+    assert!(status(&runner, stranded.job_id).await.requeued_at.is_some());
+    assert_eq!(
+        runner.adopt_stale_jobs().await.unwrap(),
+        0,
+        "sent once, not at every scan"
+    );
+    assert_eq!(queue.texts().len(), 2);
+}
