@@ -91,6 +91,11 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     resource jobQueue 'queues' = if (queueDispatch) {
       name: jobQueueName
     }
+
+    // Where the host moves a message whose last delivery failed.
+    resource poisonQueue 'queues' = if (queueDispatch) {
+      name: '${jobQueueName}-poison'
+    }
   }
 }
 
@@ -300,6 +305,15 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'REDDIT_USER_AGENT'
           value: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${userAgentSecretName})'
+        }
+        // Job dispatch: RunJob's trigger reads its queue name from JOB_QUEUE (%JOB_QUEUE%).
+        {
+          name: 'JOB_DISPATCH'
+          value: queueDispatch ? 'queue' : 'inline'
+        }
+        {
+          name: 'JOB_QUEUE'
+          value: jobQueueName
         }
         // GetHotTopics' key for SummaryWomble (the host key below).
         {

@@ -13,12 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use summary_womble::config::DEFAULT_CONTAINER;
+use summary_womble::config::{DEFAULT_CONTAINER, DEFAULT_JOB_QUEUE as JOB_QUEUE};
 use summary_womble::secrets::{CLIENT_ID_SECRET, CLIENT_SECRET_SECRET, USER_AGENT_SECRET};
-
-/// The job queue of queue dispatch (api.md section 8, `JOB_QUEUE`). Not in the code yet: queue
-/// dispatch is not implemented.
-const JOB_QUEUE: &str = "hot-topics-jobs";
 
 /// The files whose string literals name the settings the handler reads: the settings module
 /// with every file under `src/config/`, and the identity code (the platform's variables).

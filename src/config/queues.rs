@@ -181,8 +181,8 @@ mod tests {
 
     #[test]
     fn the_projects_host_json_is_read() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("host.json");
-        let settings = ListenerSettings::from_host_json(&path).unwrap();
+        // Tests run in the package's root, the app root.
+        let settings = ListenerSettings::from_host_json(Path::new("host.json")).unwrap();
         assert_eq!(settings.max_dequeue_count, 5);
         assert_eq!(settings.visibility_timeout, Duration::from_secs(30));
         assert_eq!(settings.batch_size, 4);
