@@ -104,10 +104,42 @@ fn bad_settings_are_refused_naming_the_variable() {
         ("LOG_FORMAT", "xml"),
         ("SUMMARY_WOMBLE_URL", "womble"),
         ("TIMER_SCHEDULE", "0 */6 * * *"),
+        ("JOB_DISPATCH", "kafka"),
+        ("JOB_QUEUE", "Jobs_Queue"),
+        // Room for "-poison" within Azure's 63 characters.
+        ("JOB_QUEUE", "a-queue-name-that-is-fifty-seven-characters-long-so-no-x"),
     ];
     for (variable, value) in cases {
         let error = settings(&[(variable, value)]).expect_err(variable);
         assert_eq!(error.variable, *variable);
         assert!(error.to_string().contains(variable), "{error}");
     }
+}
+
+#[test]
+fn queue_dispatch_is_read_with_its_queue() {
+    let azurite = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+    let inline = settings(&[azurite]).unwrap();
+    assert_eq!(inline.jobs.dispatch, DispatchSettings::Inline);
+    let queued = settings(&[azurite, ("JOB_DISPATCH", "Queue")]).unwrap();
+    assert_eq!(
+        queued.jobs.dispatch,
+        DispatchSettings::Queue {
+            queue: DEFAULT_JOB_QUEUE.to_owned()
+        }
+    );
+    let named = settings(&[azurite, ("JOB_DISPATCH", "queue"), ("JOB_QUEUE", "jobs-2")]).unwrap();
+    assert_eq!(
+        named.jobs.dispatch,
+        DispatchSettings::Queue {
+            queue: "jobs-2".to_owned()
+        }
+    );
+}
+
+#[test]
+fn queue_dispatch_without_a_storage_account_is_refused() {
+    let error = settings(&[("JOB_DISPATCH", "queue")]).unwrap_err();
+    assert_eq!(error.variable, "JOB_DISPATCH");
+    assert!(error.to_string().contains("AzureWebJobsStorage"), "{error}");
 }
