@@ -16,6 +16,8 @@
 //! - [`gate`]: the public front door of a Function App (the function-key check).
 //! - [`key_vault`]: a Key Vault secrets endpoint and managed-identity token endpoint.
 //! - [`public`]: the app's public address in front of the host simulator (the dashboard's).
+//! - [`storage_proxy`]: a proxy in front of Azurite's blob service that counts requests and can
+//!   answer some itself, as storage in trouble does.
 //! - [`browser`]: a headless Chromium driven over WebDriver, for the dashboard.
 //! - [`port`]: loopback ports without races: bound listeners handed over, starts retried on a
 //!   bind conflict.
@@ -35,6 +37,7 @@ pub mod poll;
 pub mod port;
 pub mod process;
 pub mod public;
+pub mod storage_proxy;
 
 use std::path::{Path, PathBuf};
 
