@@ -24,7 +24,7 @@ use crate::store::azure::AzureBlobStore;
 use crate::store::local::LocalDirStore;
 use crate::store::queue::azure::AzureQueue;
 use crate::store::queue::{poison_queue_name, MessageQueue};
-use crate::store::BlobStore;
+use crate::store::{BlobStore, StoreError};
 use crate::telemetry::{self, Audience};
 
 /// Subreddits of one job fetched at once: a whole default job (7) in one round trip.
@@ -240,10 +240,21 @@ pub fn server(settings: Settings, services: Services) -> anyhow::Result<Function
         );
     }
     let jobs = services.runner(&settings, Role::Server)?;
-    tokio::spawn(ensure_container(services.store.clone()));
-    if let Some(queues) = &services.queues {
-        tokio::spawn(ensure_queue(queues.jobs.clone()));
-        tokio::spawn(ensure_queue(queues.poison.clone()));
+    let store = services.store.clone();
+    tokio::spawn(ensure_exists("container".into(), move || {
+        let store = store.clone();
+        async move { store.ensure_container().await }
+    }));
+    for queue in services
+        .queues
+        .iter()
+        .flat_map(|q| [q.jobs.clone(), q.poison.clone()])
+    {
+        let what = format!("queue {}", queue.name());
+        tokio::spawn(ensure_exists(what, move || {
+            let queue = queue.clone();
+            async move { queue.ensure_queue().await }
+        }));
     }
     let summary_womble = ApiClient::new(
         &summary_womble_url(&settings),
@@ -272,54 +283,31 @@ fn summary_womble_url(settings: &Settings) -> String {
     }
 }
 
-/// Creates the container, retrying until storage answers.
-async fn ensure_container(store: Arc<dyn BlobStore>) {
+/// Creates `what` (the container, a queue) with `create`, retrying until storage answers.
+async fn ensure_exists<F, Fut>(what: String, mut create: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), StoreError>>,
+{
     let backoff = Backoff::new(Duration::from_millis(200)).max_delay(Duration::from_secs(30));
     match retry(
         &backoff,
         None,
-        |_| store.ensure_container(),
+        |_| create(),
         |error| Verdict::retry_if(error.is_retryable()),
         |error, _| {
             tracing::warn!(
                 error = %telemetry::Chain(error),
-                "storage unavailable; will create the container when it answers"
+                "storage unavailable; will create the {what} when it answers"
             )
         },
     )
     .await
     {
-        Ok(()) => tracing::debug!("container ready"),
+        Ok(()) => tracing::debug!("{what} ready"),
         Err(error) => tracing::error!(
             error = %telemetry::Chain(&error),
-            "the container cannot be created"
-        ),
-    }
-}
-
-/// Creates a queue, retrying until storage answers.
-async fn ensure_queue(queue: Arc<dyn MessageQueue>) {
-    let backoff = Backoff::new(Duration::from_millis(200)).max_delay(Duration::from_secs(30));
-    match retry(
-        &backoff,
-        None,
-        |_| queue.ensure_queue(),
-        |error| Verdict::retry_if(error.is_retryable()),
-        |error, _| {
-            tracing::warn!(
-                queue = queue.name(),
-                error = %telemetry::Chain(error),
-                "storage unavailable; will create the queue when it answers"
-            )
-        },
-    )
-    .await
-    {
-        Ok(()) => tracing::debug!(queue = queue.name(), "queue ready"),
-        Err(error) => tracing::error!(
-            queue = queue.name(),
-            error = %telemetry::Chain(&error),
-            "the queue cannot be created"
+            "the {what} cannot be created"
         ),
     }
 }

@@ -107,7 +107,10 @@ fn bad_settings_are_refused_naming_the_variable() {
         ("JOB_DISPATCH", "kafka"),
         ("JOB_QUEUE", "Jobs_Queue"),
         // Room for "-poison" within Azure's 63 characters.
-        ("JOB_QUEUE", "a-queue-name-that-is-fifty-seven-characters-long-so-no-xy"),
+        (
+            "JOB_QUEUE",
+            "a-queue-name-that-is-fifty-seven-characters-long-so-no-xy",
+        ),
     ];
     for (variable, value) in cases {
         let error = settings(&[(variable, value)]).expect_err(variable);

@@ -59,13 +59,17 @@ impl StorageProxy {
                       headers: HeaderMap,
                       body: Bytes| {
                     counter.fetch_add(1, Ordering::SeqCst);
-                    let refused = judge.lock().expect("fault lock").as_ref().and_then(|fault| {
-                        fault(&Seen {
-                            method: &method,
-                            path: path.as_str(),
-                            body: &body,
-                        })
-                    });
+                    let refused = judge
+                        .lock()
+                        .expect("fault lock")
+                        .as_ref()
+                        .and_then(|fault| {
+                            fault(&Seen {
+                                method: &method,
+                                path: path.as_str(),
+                                body: &body,
+                            })
+                        });
                     let url = match query.as_str() {
                         "" => format!("{origin}{}", path.as_str()),
                         query => format!("{origin}{}?{query}", path.as_str()),
@@ -86,9 +90,11 @@ impl StorageProxy {
         let port = listener.local_addr().expect("a bound listener").port();
         tokio::spawn(warp::serve(route).incoming(listener).run());
         let mut proxied = url.clone();
-        proxied.set_port(Some(port)).expect("an http URL takes a port");
-        let connection_string = azurite_connection_string
-            .replace(&target, proxied.as_str().trim_end_matches('/'));
+        proxied
+            .set_port(Some(port))
+            .expect("an http URL takes a port");
+        let connection_string =
+            azurite_connection_string.replace(&target, proxied.as_str().trim_end_matches('/'));
         Self {
             connection_string,
             requests,
