@@ -268,8 +268,8 @@ impl MessageQueue for AzureQueue {
     ) -> Result<Vec<QueueMessage>, StoreError> {
         let max_messages = max_messages.clamp(1, MAX_BATCH);
         // Azure counts whole seconds: round up, so a message is never visible sooner than asked.
-        let visibility_timeout = whole_seconds_up(visibility_timeout)
-            .clamp(MIN_RECEIVE_VISIBILITY, MAX_VISIBILITY);
+        let visibility_timeout =
+            whole_seconds_up(visibility_timeout).clamp(MIN_RECEIVE_VISIBILITY, MAX_VISIBILITY);
         sdk::retrying("receive", |_| {
             self.receive_once(max_messages, visibility_timeout)
         })

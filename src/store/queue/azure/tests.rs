@@ -88,13 +88,28 @@ fn neither_describe_nor_debug_nor_errors_show_the_key() {
 
 #[test]
 fn queue_names_follow_azure_rules_and_a_bad_one_is_named() {
-    for good in ["abc", "hot-topics-jobs", "hot-topics-jobs-poison", &"q".repeat(63)] {
+    for good in [
+        "abc",
+        "hot-topics-jobs",
+        "hot-topics-jobs-poison",
+        &"q".repeat(63),
+    ] {
         assert!(
             AzureQueue::from_connection_string("UseDevelopmentStorage=true", good).is_ok(),
             "{good:?} should be accepted"
         );
     }
-    for bad in ["", "ab", "Jobs", "-jobs", "jobs-", "a--b", "a_b", "a/b", &"q".repeat(64)] {
+    for bad in [
+        "",
+        "ab",
+        "Jobs",
+        "-jobs",
+        "jobs-",
+        "a--b",
+        "a_b",
+        "a/b",
+        &"q".repeat(64),
+    ] {
         let error = AzureQueue::from_connection_string("UseDevelopmentStorage=true", bad)
             .expect_err(&format!("{bad:?} should be rejected"));
         assert!(
@@ -133,10 +148,17 @@ fn an_identity_based_queue_uses_the_queue_service_uri_it_is_given() {
 #[test]
 fn text_is_base64_on_the_wire_and_text_that_is_not_comes_back_as_stored() {
     let text = r#"{"job_id":"6ce324a8-0502-4b0c-b729-12e10f0f22f6"}"#;
-    assert_eq!(encode(text), "eyJqb2JfaWQiOiI2Y2UzMjRhOC0wNTAyLTRiMGMtYjcyOS0xMmUxMGYwZjIyZjYifQ==");
+    assert_eq!(
+        encode(text),
+        "eyJqb2JfaWQiOiI2Y2UzMjRhOC0wNTAyLTRiMGMtYjcyOS0xMmUxMGYwZjIyZjYifQ=="
+    );
     assert_eq!(decode(encode(text)), text);
     assert_eq!(decode(encode("ünïcödé ✓")), "ünïcödé ✓");
-    for stored in [r#"{"job_id":"x"}"#, "not base64!", "/w==" /* 0xFF: not UTF-8 */] {
+    for stored in [
+        r#"{"job_id":"x"}"#,
+        "not base64!",
+        "/w==", /* 0xFF: not UTF-8 */
+    ] {
         assert_eq!(decode(stored.to_owned()), stored);
     }
 }
@@ -155,8 +177,7 @@ fn visibility_is_counted_in_whole_seconds_rounded_up() {
 }
 
 #[tokio::test]
-async fn a_queue_service_that_cannot_be_reached_fails_fast_as_unavailable_without_the_signature()
-{
+async fn a_queue_service_that_cannot_be_reached_fails_fast_as_unavailable_without_the_signature() {
     let (_held, port) = refused_port();
     let queue = AzureQueue::from_connection_string(
         &format!(
@@ -169,7 +190,11 @@ async fn a_queue_service_that_cannot_be_reached_fails_fast_as_unavailable_withou
     let started = Instant::now();
     let error = queue.send("{}").await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let text = format!("{} {error:?}", crate::telemetry::Chain(&error));
     assert!(text.contains("127.0.0.1"), "{text}");
     assert!(!text.contains("THE-SECRET-SIGNATURE"), "{text}");
