@@ -21,6 +21,16 @@
 //! - Restarts a handler that exited with a code other than 0 (200 is an intentional restart),
 //!   and stops after three failures within 30 minutes; a handler that exited 0 stays down.
 //!   [`HostSimulator::kill`] is the SIGKILL of a scale-in or deployment.
+//! - When [`HostOptions::queue_listener`] asks for it, runs the queue listener
+//!   ([`QueueListener`], in `host/queue_listener.rs`) for every `queueTrigger` function,
+//!   against the queue service of the binding's connection (Azurite's): polling with backoff to
+//!   `maxPollingInterval`, batches of `batchSize` with the next once no more than
+//!   `newBatchThreshold` run, each message hidden and renewed while its envelope invocation
+//!   runs, then deleted on success, released after `visibilityTimeout` on failure, or moved to
+//!   `<queue>-poison` after `maxDequeueCount` deliveries. Several simulators can share a queue;
+//!   [`HostSimulator::kill`] stops the listener abruptly (its messages reappear after their
+//!   visibility timeout) and [`HostSimulator::restart`] starts it again.
+//!   [`HostSimulator::queue_record`] tells a test what it did.
 //!
 //! What it does not simulate:
 //! - The host's own answers carry no body here; the real host's 404 and 500 pages, its
@@ -31,6 +41,10 @@
 //!   waits for a real HTTP answer where the host would also accept some transport errors.
 //! - The function timeout: an answer that takes longer than `call_timeout` is treated as lost.
 //! - The timer schedule itself: tests invoke timers explicitly with [`HostSimulator::invoke_timer`].
+//! - For queues: the randomised polling backoff (it doubles from 100 ms), `messageEncoding:
+//!   none`, the scale controller, and a handler's exit: the listener does not restart an exited
+//!   handler; its invocations fail until the next HTTP or timer call (or `restart`) starts one.
+//!   The listener's visibility timeout is the host's 10 minutes unless a test sets a shorter one.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
