@@ -308,6 +308,7 @@ impl QueueListener {
     /// `127.0.0.1:<handler_port>` (a handler started by the test itself; a
     /// [`super::HostSimulator`] starts its own listener when its options ask for one).
     /// `app_settings` resolve the binding's `connection` and `%SETTING%` in `queueName`.
+    /// Must be called inside a Tokio runtime, which runs the poll loops.
     pub fn start(
         app: &FunctionApp,
         app_settings: &[(String, String)],
