@@ -23,6 +23,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PORT ?= 7071
 AZURITE_RUN_PORT ?= 10000
+AZURITE_QUEUE_RUN_PORT ?= 10001
 
 .PHONY: help run test fuzz-api loadtest handler package unpack bench deploy clean
 
@@ -45,7 +46,8 @@ fuzz-api: node_modules/.bin/azurite-blob
 run: node_modules/.bin/azurite-blob
 	@if command -v func >/dev/null 2>&1; then \
 	  $(CARGO) build --locked && cp target/debug/handler ./handler && \
-	  AZURITE_BLOB_PORT=$(AZURITE_RUN_PORT) scripts/with-azurite.sh .run-state func start --custom; \
+	  AZURITE_BLOB_PORT=$(AZURITE_RUN_PORT) AZURITE_QUEUE_PORT=$(AZURITE_QUEUE_RUN_PORT) \
+	    scripts/with-azurite.sh .run-state func start --custom; \
 	else \
 	  echo "Azure Functions Core Tools (func) not found: running the handler standalone on port $(PORT)."; \
 	  $(CARGO) build --locked && \

@@ -3,7 +3,8 @@
 #
 #   scripts/with-azurite.sh <state-dir> <command> [args...]
 #
-# The command sees AZURITE_BLOB_PORT and AZURITE_CONNECTION_STRING; its exit code is ours.
+# The command sees AZURITE_BLOB_PORT, AZURITE_QUEUE_PORT and AZURITE_CONNECTION_STRING; its exit
+# code is ours.
 set -euo pipefail
 
 [[ $# -ge 2 ]] || { echo "usage: $0 <state-dir> <command> [args...]" >&2; exit 2; }

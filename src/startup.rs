@@ -162,20 +162,29 @@ fn open_queue(settings: &StorageSettings, name: &str) -> anyhow::Result<Arc<dyn 
     Ok(match settings {
         StorageSettings::ConnectionString {
             connection_string, ..
-        } => AzureQueue::from_connection_string(connection_string.expose_secret(), name)
-            .context("the storage connection string cannot be used for the job queue")?,
+        } => Arc::new(
+            AzureQueue::from_connection_string(connection_string.expose_secret(), name)
+                .context("the storage connection string cannot be used for the job queue")?,
+        ),
         StorageSettings::Identity { connection, .. } => {
             let endpoint = match &connection.queue_endpoint {
                 Some(endpoint) => endpoint.clone(),
                 None => queue_endpoint_of(&connection.blob_endpoint)?,
             };
-            AzureQueue::with_identity(&connection.account, &endpoint, &connection.identity, name)
+            Arc::new(
+                AzureQueue::with_identity(
+                    &connection.account,
+                    &endpoint,
+                    &connection.identity,
+                    name,
+                )
                 .with_context(|| {
                     format!(
                         "the storage connection {} cannot be used for the job queue",
                         connection.source
                     )
-                })?
+                })?,
+            )
         }
         StorageSettings::LocalDir { .. } => {
             anyhow::bail!(

@@ -1,6 +1,8 @@
-//! Azure Blob Storage through the `azure_storage_blobs` 0.21 SDK.
+//! Azure Blob Storage through the `azure_storage_blobs` 0.21 SDK, and what the project's Azure
+//! Storage clients share (connection strings, the HTTP client, retries, error classification;
+//! the queue client is [`crate::store::queue::azure`]).
 //!
-//! Every Azure SDK call of the project is in this file. Decisions worth knowing:
+//! Every Azure SDK call for blobs is in this file. Decisions worth knowing:
 //!
 //! - The connection string is parsed here, not by `azure_storage::ConnectionString`: that parser
 //!   quotes the whole string (account key included) in its error messages and rejects keys it
@@ -8,7 +10,7 @@
 //!   name the setting at fault and never repeat a value.
 //! - The SDK's own retry policy is switched off: it retries for up to a minute, and it would
 //!   retry a conditional write whose first attempt may already have landed. [`AzureBlobStore`]
-//!   retries a little itself (the policy [`RETRIES`]) and, when a retried conditional
+//!   retries a little itself (the policy [`sdk::RETRIES`]) and, when a retried conditional
 //!   write reports a failed condition, checks whether the blob already holds exactly the bytes
 //!   being written (then the earlier attempt did land, and the write succeeded).
 //! - Each HTTP attempt has a connect timeout and an overall timeout, so a call against storage
@@ -20,30 +22,27 @@
 
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
 
 use azure_core::request_options::{IfMatchCondition, MaxResults, NextMarker};
-use azure_core::{ClientOptions, RetryOptions, StatusCode, TransportOptions, Url};
+use azure_core::{StatusCode, Url};
 use azure_storage::{CloudLocation, StorageCredentials};
 use azure_storage_blobs::prelude::{BlobClient, ClientBuilder, ContainerClient, PublicAccess};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use super::{Blob, BlobItem, BlobName, ETag, ListPage, StoreError, WriteCondition};
-use crate::retry::{retry, Backoff, Verdict};
 
 mod blob_store;
-mod connection;
-mod errors;
+pub(crate) mod connection;
+pub(crate) mod errors;
 mod identity;
+pub(crate) mod sdk;
 
 pub use connection::account_from_endpoint;
-use connection::{parse_endpoint, validate_account, validate_container, StorageTarget};
+use connection::{parse_endpoint, validate_account, validate_container, Service, StorageTarget};
 use errors::{
     classify, error_code_of, is_client_error, is_condition_failure, is_missing_container,
-    server_wait, status_of, ChangedDuringRead, ContainerWasMissing,
+    status_of, ChangedDuringRead, ContainerWasMissing,
 };
 
 pub use identity::{Identity, ManagedIdentityCredential, TokenEndpoint};
@@ -55,23 +54,14 @@ const EMULATOR_ACCOUNT_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 /// Where `UseDevelopmentStorage=true` points: Azurite's default blob port.
 const EMULATOR_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
-
-/// How long one attempt may wait for a TCP (and TLS) connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one attempt may take in all. Our blobs are small JSON documents.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an idle connection is kept for reuse.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// After a retryable failure (connection trouble, timeouts, 5xx, 429): two retries, 250 ms
-/// then 500 ms later, and none that would start 3 s after the first attempt.
-const RETRIES: Backoff = Backoff::new(Duration::from_millis(250))
-    .max_attempts(3)
-    .max_elapsed(Duration::from_secs(3));
+/// Where `UseDevelopmentStorage=true` points for queues: Azurite's default queue port.
+const EMULATOR_QUEUE_ENDPOINT: &str = "http://127.0.0.1:10001/devstoreaccount1";
 /// Azure's largest page of a blob listing.
 const MAX_LIST_RESULTS: u32 = 5000;
 
-/// Why an [`AzureBlobStore`] could not be configured. No message contains an account key or a
-/// shared access signature.
+/// Why an Azure Storage client ([`AzureBlobStore`], or the queue client
+/// [`crate::store::queue::azure::AzureQueue`]) could not be configured. No message contains an
+/// account key or a shared access signature.
 #[derive(Debug, thiserror::Error)]
 pub enum AzureConfigError {
     #[error("the storage connection string is malformed: {0}")]
@@ -89,6 +79,11 @@ pub enum AzureConfigError {
          hyphens, starting and ending with a letter or digit"
     )]
     InvalidContainer(String),
+    #[error(
+        "invalid queue name {0:?}: expected 3 to 63 lowercase letters, digits and single \
+         hyphens, starting and ending with a letter or digit"
+    )]
+    InvalidQueue(String),
     #[error("no Azure credential is available for the identity-based connection")]
     Credential(#[source] azure_core::Error),
     #[error("the HTTP client for Azure Storage could not be built")]
@@ -117,7 +112,7 @@ impl AzureBlobStore {
         connection_string: &str,
         container: &str,
     ) -> Result<Self, AzureConfigError> {
-        let target = StorageTarget::parse(connection_string)?;
+        let target = StorageTarget::parse(connection_string, Service::Blob)?;
         Self::build(target, container)
     }
 
@@ -146,17 +141,7 @@ impl AzureBlobStore {
 
     fn build(target: StorageTarget, container: &str) -> Result<Self, AzureConfigError> {
         validate_container(container)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            // Connections are reused (a Functions instance that opens one per call runs out of
-            // outbound SNAT ports), but dropped well before the service's own idle timeout; a
-            // connection closed under us anyway is an I/O error, which is retried.
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build()
-            .map_err(AzureConfigError::HttpClient)?;
-        let options =
-            ClientOptions::new(TransportOptions::new(Arc::new(http))).retry(RetryOptions::none());
+        let options = sdk::client_options()?;
         let location = CloudLocation::Custom {
             account: target.account.clone(),
             uri: target.endpoint.to_string(),
@@ -185,8 +170,7 @@ impl AzureBlobStore {
         self.container.blob_client(name.as_str())
     }
 
-    /// Runs `attempt` (given its 1-based number) until it succeeds, fails for good, or the retry
-    /// allowance is spent.
+    /// Runs `attempt` under the shared retry policy ([`sdk::retrying`]).
     async fn retrying<T, F, Fut>(
         &self,
         operation: &'static str,
@@ -196,24 +180,7 @@ impl AzureBlobStore {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        retry(
-            &RETRIES,
-            None,
-            attempt,
-            |error| match server_wait(error) {
-                Some(wait) if error.is_retryable() => Verdict::RetryAfter(wait),
-                _ => Verdict::retry_if(error.is_retryable()),
-            },
-            |error, retrying| {
-                tracing::debug!(
-                    operation,
-                    attempt = retrying.attempt,
-                    error = %crate::telemetry::Chain(error),
-                    "storage call failed; retrying"
-                );
-            },
-        )
-        .await
+        sdk::retrying(operation, attempt).await
     }
 
     async fn get_once(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
@@ -334,14 +301,9 @@ impl AzureBlobStore {
             .blobs()
             .filter_map(|blob| match BlobName::parse(blob.name.clone()) {
                 Ok(name) => {
-                    let modified = blob.properties.last_modified;
                     Some(BlobItem {
                         name,
-                        last_modified: DateTime::<Utc>::from_timestamp(
-                            modified.unix_timestamp(),
-                            modified.nanosecond(),
-                        )
-                        .unwrap_or_default(),
+                        last_modified: sdk::utc(blob.properties.last_modified),
                         size: blob.properties.content_length,
                     })
                 }

@@ -2,13 +2,15 @@
 //!
 //! This module speaks blobs only: names, bytes, content types, ETag conditions, prefixes and
 //! listing. It knows nothing about jobs; `crate::jobs` builds the status repository on top of it.
-//! Every Azure SDK call of the project lives in [`azure`], so moving to another SDK generation
-//! touches that one file.
+//! Every Azure SDK call for blobs lives in [`azure`] and every one for queues in
+//! [`queue::azure`], so moving to another SDK generation touches those two files (and what they
+//! share under `azure/`).
 //!
 //! Layout:
 //! - [`BlobStore`]: the trait every store implements, with its contract spelled out.
 //! - [`azure`]: Azure Blob Storage (connection string, Azurite, or managed identity).
 //! - [`local`]: a directory on disk, the zero-setup default.
+//! - [`queue`]: storage queues ([`queue::MessageQueue`]), for queue dispatch.
 
 pub mod azure;
 pub mod local;

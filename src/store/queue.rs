@@ -45,37 +45,47 @@ pub struct Renewal {
 ///
 /// The contract, which `tests/queue_contract.rs` checks for every implementation:
 /// - `ensure_queue` creates the queue when missing and is idempotent.
-/// - `send` appends a message that is visible at once; its text comes back unchanged.
+/// - `send` appends a message that is visible at once; its text comes back unchanged. A send
+///   to a queue that does not exist yet creates it.
 /// - `receive` returns at most `max_messages` (1 to 32) visible messages, each made invisible
-///   for `visibility_timeout` and with its dequeue count raised by one; a message is never
-///   returned to two receivers while it is invisible.
+///   for `visibility_timeout` (whole seconds, at least one) and with its dequeue count raised by
+///   one; a message is never returned to two receivers while it is invisible. A queue that does
+///   not exist has no messages.
 /// - `renew` with the current pop receipt sets a new visibility timeout (zero makes the message
 ///   visible at once) and returns the new pop receipt; with a stale pop receipt, or for a
 ///   message that is gone, it is `Err(StoreError::ConditionFailed)`.
 /// - `delete` with the current pop receipt removes the message; with a stale pop receipt it is
 ///   `Err(StoreError::ConditionFailed)`; deleting a message that is already gone is `Ok(())`.
+///   (Azure itself may answer a stale receipt as "no such message" once the message moved on;
+///   then the delete is `Ok(())` too, and the message is delivered again later: delivery is at
+///   least once either way.)
 /// - Failures that may pass are `StoreError::Unavailable`, as for blobs.
 #[async_trait]
 pub trait MessageQueue: Send + Sync + 'static {
     /// The queue's name.
     fn name(&self) -> &str;
 
+    /// Creates the queue when it does not exist yet. Idempotent.
     async fn ensure_queue(&self) -> Result<(), StoreError>;
 
+    /// Appends a message holding `text`.
     async fn send(&self, text: &str) -> Result<(), StoreError>;
 
+    /// Takes up to `max_messages` visible messages, hiding each for `visibility_timeout`.
     async fn receive(
         &self,
         max_messages: u8,
         visibility_timeout: Duration,
     ) -> Result<Vec<QueueMessage>, StoreError>;
 
+    /// Hides a received message for `visibility_timeout` from now (zero shows it again).
     async fn renew(
         &self,
         message: &QueueMessage,
         visibility_timeout: Duration,
     ) -> Result<Renewal, StoreError>;
 
+    /// Removes a received message for good.
     async fn delete(&self, message: &QueueMessage) -> Result<(), StoreError>;
 
     /// A short description for logs (`azure queue account/name`), never containing a secret.

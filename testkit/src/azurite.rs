@@ -1,12 +1,21 @@
-//! The Azurite container a test runs against: a fresh one per test, so tests run in parallel
-//! without seeing each other's blobs.
+//! The Azurite container and queues a test runs against: fresh ones per test, so tests run in
+//! parallel without seeing each other's blobs or messages.
 
 use std::sync::Arc;
 
 use summary_womble::store::azure::AzureBlobStore;
+use summary_womble::store::queue::azure::AzureQueue;
+use summary_womble::store::queue::{poison_queue_name, MessageQueue};
 use summary_womble::store::{BlobName, BlobStore};
 
-/// The connection string `make test` exports for the Azurite it started.
+/// The well-known development account of Azurite; its key is public.
+const ACCOUNT: &str = "devstoreaccount1";
+const ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The connection string `make test` exports for the Azurite it started. It names both the
+/// blob and the queue service (`BlobEndpoint`, `QueueEndpoint`), as `AzureWebJobsStorage` does,
+/// so it serves [`AzureBlobStore`] and [`AzureQueue`] alike.
 pub fn connection_string() -> String {
     std::env::var("AZURITE_CONNECTION_STRING").unwrap_or_else(|_| {
         panic!(
@@ -14,6 +23,87 @@ pub fn connection_string() -> String {
              `make test`, which installs and starts it."
         )
     })
+}
+
+/// The queue service of the Azurite `make test` started
+/// (`http://127.0.0.1:<AZURITE_QUEUE_PORT>/devstoreaccount1`).
+pub fn queue_endpoint() -> String {
+    let port = std::env::var("AZURITE_QUEUE_PORT").unwrap_or_else(|_| {
+        panic!(
+            "AZURITE_QUEUE_PORT is not set: these tests need Azurite's queue service. Run them \
+             with `make test` (or scripts/with-azurite.sh), which starts it."
+        )
+    });
+    format!("http://127.0.0.1:{port}/{ACCOUNT}")
+}
+
+/// A queue of its own for one test (a fresh name; created by [`Queue::fresh`]).
+#[derive(Clone)]
+pub struct Queue {
+    pub name: String,
+    pub queue: AzureQueue,
+    connection_string: String,
+}
+
+impl Queue {
+    /// A queue with a fresh name on the Azurite `make test` started, created.
+    pub async fn fresh() -> Self {
+        Self::fresh_at(&connection_string()).await
+    }
+
+    /// A queue with a fresh name at `connection_string`, created.
+    pub async fn fresh_at(connection_string: &str) -> Self {
+        let queue = Self::named(
+            connection_string,
+            &format!("t-{}", uuid::Uuid::new_v4().simple()),
+        );
+        queue.queue.ensure_queue().await.expect("Azurite answers");
+        queue
+    }
+
+    /// The queue `name` at `connection_string`, not created.
+    pub fn named(connection_string: &str, name: &str) -> Self {
+        let queue = AzureQueue::from_connection_string(connection_string, name)
+            .expect("the Azurite connection string works");
+        Self {
+            name: name.to_owned(),
+            queue,
+            connection_string: connection_string.to_owned(),
+        }
+    }
+
+    /// The connection string that reaches this queue's service (an `AzureWebJobsStorage`).
+    pub fn connection_string(&self) -> &str {
+        &self.connection_string
+    }
+
+    /// Its poison queue (`<name>-poison`), not created.
+    pub fn poison(&self) -> Self {
+        Self::named(&self.connection_string, &poison_queue_name(&self.name))
+    }
+
+    pub async fn send(&self, text: &str) {
+        self.queue
+            .send(text)
+            .await
+            .expect("Azurite takes the message");
+    }
+
+    /// The decoded texts of the visible messages, without receiving them.
+    pub async fn visible_texts(&self) -> Vec<String> {
+        use base64::Engine as _;
+        let stored = self.queue.peek_stored().await.expect("Azurite peeks");
+        stored
+            .into_iter()
+            .map(|text| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&text)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .unwrap_or(text)
+            })
+            .collect()
+    }
 }
 
 /// A container of its own for one test, already created.
@@ -81,11 +171,14 @@ impl Container {
     }
 }
 
-/// An Azurite of the test's own, which the test may stop and start again (on the same port,
-/// with the same data), to show what the handler does while storage is away.
+/// An Azurite of the test's own (blob and queue service), which the test may stop and start
+/// again (on the same ports, with the same data), to show what the handler does while storage
+/// is away.
 pub struct OwnAzurite {
     state: tempfile::TempDir,
     port: u16,
+    /// Chosen by the first start, kept by later ones.
+    queue_port: std::sync::OnceLock<u16>,
 }
 
 impl OwnAzurite {
@@ -96,8 +189,16 @@ impl OwnAzurite {
                 let azurite = Self {
                     state: tempfile::tempdir().unwrap(),
                     port,
+                    queue_port: std::sync::OnceLock::new(),
                 };
-                azurite.script("start").map(|()| azurite)
+                azurite.script("start")?;
+                let chosen =
+                    std::fs::read_to_string(azurite.state.path().join("azurite-queue.port"))
+                        .ok()
+                        .and_then(|port| port.trim().parse().ok())
+                        .expect("azurite.sh names the queue port it started on");
+                azurite.queue_port.set(chosen).expect("set once");
+                Ok(azurite)
             },
             |failure: &String| crate::port::is_bind_conflict(failure),
         )
@@ -107,12 +208,16 @@ impl OwnAzurite {
 
     /// Runs `scripts/azurite.sh <action>`; `Err` holds what it printed.
     fn script(&self, action: &str) -> Result<(), String> {
-        let output = std::process::Command::new(crate::app_root().join("scripts/azurite.sh"))
+        let mut command = std::process::Command::new(crate::app_root().join("scripts/azurite.sh"));
+        command
             .arg(action)
             .arg(self.state.path())
             .env("AZURITE_BLOB_PORT", self.port.to_string())
-            .output()
-            .expect("scripts/azurite.sh runs");
+            .env_remove("AZURITE_QUEUE_PORT");
+        if let Some(queue_port) = self.queue_port.get() {
+            command.env("AZURITE_QUEUE_PORT", queue_port.to_string());
+        }
+        let output = command.output().expect("scripts/azurite.sh runs");
         if output.status.success() {
             Ok(())
         } else {
@@ -136,11 +241,20 @@ impl OwnAzurite {
             .unwrap_or_else(|failure| panic!("{failure}"));
     }
 
+    /// Names both services, as the one `make test` exports does.
     pub fn connection_string(&self) -> String {
+        let queue_port = self.queue_port.get().expect("started");
         format!(
-            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:{}/devstoreaccount1;",
+            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};\
+             BlobEndpoint=http://127.0.0.1:{}/{ACCOUNT};\
+             QueueEndpoint=http://127.0.0.1:{queue_port}/{ACCOUNT};",
             self.port
         )
+    }
+
+    /// A queue on this Azurite, created.
+    pub async fn queue(&self) -> Queue {
+        Queue::fresh_at(&self.connection_string()).await
     }
 
     /// A container on this Azurite, created.

@@ -21,6 +21,16 @@
 //! - Restarts a handler that exited with a code other than 0 (200 is an intentional restart),
 //!   and stops after three failures within 30 minutes; a handler that exited 0 stays down.
 //!   [`HostSimulator::kill`] is the SIGKILL of a scale-in or deployment.
+//! - When [`HostOptions::queue_listener`] asks for it, runs the queue listener
+//!   ([`QueueListener`], in `host/queue_listener.rs`) for every `queueTrigger` function,
+//!   against the queue service of the binding's connection (Azurite's): polling with backoff to
+//!   `maxPollingInterval`, batches of `batchSize` with the next once no more than
+//!   `newBatchThreshold` run, each message hidden and renewed while its envelope invocation
+//!   runs, then deleted on success, released after `visibilityTimeout` on failure, or moved to
+//!   `<queue>-poison` after `maxDequeueCount` deliveries. Several simulators can share a queue;
+//!   [`HostSimulator::kill`] stops the listener abruptly (its messages reappear after their
+//!   visibility timeout) and [`HostSimulator::restart`] starts it again.
+//!   [`HostSimulator::queue_record`] tells a test what it did.
 //!
 //! What it does not simulate:
 //! - The host's own answers carry no body here; the real host's 404 and 500 pages, its
@@ -31,6 +41,10 @@
 //!   waits for a real HTTP answer where the host would also accept some transport errors.
 //! - The function timeout: an answer that takes longer than `call_timeout` is treated as lost.
 //! - The timer schedule itself: tests invoke timers explicitly with [`HostSimulator::invoke_timer`].
+//! - For queues: the randomised polling backoff (it doubles from 100 ms), `messageEncoding:
+//!   none`, the scale controller, and a handler's exit: the listener does not restart an exited
+//!   handler; its invocations fail until the next HTTP or timer call (or `restart`) starts one.
+//!   The listener's visibility timeout is the host's 10 minutes unless a test sets a shorter one.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -46,6 +60,14 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
+
+mod queue_listener;
+
+pub use queue_listener::{
+    parse_timespan, queue_envelope, InvocationOutcome, PoisonedMessage, QueueInvocation,
+    QueueListener, QueueListenerOptions, QueueRecord, QueueSettings, HOST_VISIBILITY_TIMEOUT,
+    MIN_POLLING_INTERVAL,
+};
 
 /// The host version announced to the handler.
 pub const HOST_VERSION: &str = "4.1036.1.1";
@@ -282,6 +304,11 @@ impl FunctionDefinition {
 
     pub fn is_timer(&self) -> bool {
         self.trigger().kind.eq_ignore_ascii_case("timerTrigger")
+    }
+
+    /// Driven by the queue listener ([`QueueListener`]).
+    pub fn is_queue(&self) -> bool {
+        self.trigger().kind.eq_ignore_ascii_case("queueTrigger")
     }
 
     /// The `http` output binding, whose name is the key of `Outputs` in an envelope answer.
@@ -646,6 +673,10 @@ pub struct HostOptions {
     pub call_timeout: Duration,
     /// How long the host waits for the first answer to `GET /`.
     pub readiness_timeout: Duration,
+    /// `Some`: run the queue listener for the app's queue functions, against the queue service
+    /// of the connection their binding names (an app setting in `env`). `None` (the default):
+    /// no listener, as for an app without queue functions.
+    pub queue_listener: Option<QueueListenerOptions>,
 }
 
 impl Default for HostOptions {
@@ -658,6 +689,7 @@ impl Default for HostOptions {
             public_host: DEFAULT_PUBLIC_HOST.into(),
             call_timeout: CALL_TIMEOUT,
             readiness_timeout: READINESS_LIMIT,
+            queue_listener: None,
         }
     }
 }
@@ -676,6 +708,12 @@ impl HostOptions {
         K: Into<String>,
     {
         self.enforce_keys = Some(keys.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Runs the queue listener (see [`HostOptions::queue_listener`]).
+    pub fn queue_listener(mut self, options: QueueListenerOptions) -> Self {
+        self.queue_listener = Some(options);
         self
     }
 
@@ -866,11 +904,18 @@ pub struct HostSimulator {
     public_host: String,
     launcher: Launcher,
     worker: tokio::sync::Mutex<Worker>,
-    port: AtomicU16,
+    /// Shared with the queue listener, which invokes whichever handler runs.
+    port: Arc<AtomicU16>,
     pid: AtomicU32,
     startup_time: Mutex<Duration>,
     restarts: AtomicUsize,
     violations: Mutex<Vec<String>>,
+    /// What the queue listener is asked to be, and what it did across restarts.
+    queue_options: Option<QueueListenerOptions>,
+    queue_record: QueueRecord,
+    /// Runs while the host does: stopped by [`kill`](Self::kill), started by
+    /// [`restart`](Self::restart).
+    queue_listener: Option<QueueListener>,
 }
 
 /// The form a call reaches the handler in.
@@ -922,12 +967,12 @@ impl HostSimulator {
             log: HostLog::default(),
         };
         let booted = launcher.boot().await?;
-        Ok(Self {
+        let mut host = Self {
             app,
             enforce_keys: options.enforce_keys,
             function_keys: options.function_keys,
             public_host: options.public_host,
-            port: AtomicU16::new(booted.port),
+            port: Arc::new(AtomicU16::new(booted.port)),
             pid: AtomicU32::new(booted.child.id()),
             startup_time: Mutex::new(booted.startup_time),
             worker: tokio::sync::Mutex::new(Worker {
@@ -940,7 +985,40 @@ impl HostSimulator {
             launcher,
             restarts: AtomicUsize::new(0),
             violations: Mutex::new(Vec::new()),
-        })
+            queue_options: options.queue_listener,
+            queue_record: QueueRecord::default(),
+            queue_listener: None,
+        };
+        host.start_queue_listener();
+        Ok(host)
+    }
+
+    /// Starts the queue listener when the options ask for one. Panics when the app's queue
+    /// functions cannot be served (a missing connection setting, a bad queue name).
+    fn start_queue_listener(&mut self) {
+        let Some(options) = &self.queue_options else {
+            return;
+        };
+        let target = queue_listener::Target {
+            client: self.launcher.client.clone(),
+            port: self.port.clone(),
+            log: self.launcher.log.clone(),
+        };
+        let listener = QueueListener::start_for(
+            &self.app,
+            &self.launcher.env,
+            options,
+            target,
+            self.queue_record.clone(),
+        )
+        .unwrap_or_else(|error| panic!("the queue listener cannot start: {error}"));
+        self.queue_listener = Some(listener);
+    }
+
+    /// What the queue listener did (every delivery, poisoned messages), across restarts.
+    /// Empty without [`HostOptions::queue_listener`].
+    pub fn queue_record(&self) -> QueueRecord {
+        self.queue_record.clone()
     }
 
     /// What host.json and the function folders declare.
@@ -1131,16 +1209,27 @@ impl HostSimulator {
 
     /// SIGKILL, as on scale-in or deployment. The handler stays down until
     /// [`restart`](Self::restart); calls meanwhile get the host's empty 500.
+    ///
+    /// The queue listener dies with the host process: its running invocations are abandoned,
+    /// and their messages reappear when their visibility runs out.
     pub fn kill(&mut self) {
+        // First, so that no delete or renewal follows the handler's death.
+        if let Some(mut listener) = self.queue_listener.take() {
+            listener.stop();
+        }
         let worker = self.worker.get_mut();
         worker.terminate();
         worker.killed = true;
         self.launcher.log.host("killed the handler (SIGKILL)");
     }
 
-    /// Starts a new handler, as a host restart does: the same settings, a new port. Kills the
-    /// current one first if it still runs. Panics with the log when it does not become ready.
+    /// Starts a new handler, as a host restart does: the same settings, a new port, and a new
+    /// queue listener. Kills the current one first if it still runs. Panics with the log when
+    /// it does not become ready.
     pub async fn restart(&mut self) {
+        if let Some(mut listener) = self.queue_listener.take() {
+            listener.stop();
+        }
         self.worker.get_mut().terminate();
         self.launcher.log.host("restarting the handler");
         let booted = match self.launcher.boot().await {
@@ -1151,6 +1240,8 @@ impl HostSimulator {
         self.install(&mut worker, booted);
         worker.killed = false;
         worker.stopped = None;
+        drop(worker);
+        self.start_queue_listener();
     }
 
     /// The handler's exit status, when it has exited.
@@ -1483,23 +1574,14 @@ impl HostSimulator {
         invocation_id: &str,
         envelope: &Value,
     ) -> Result<HostResponse, reqwest::Error> {
-        let bytes = serde_json::to_vec(envelope).expect("an envelope serialises");
-        let chunks: Vec<Result<Bytes, std::io::Error>> = bytes
-            .chunks(ENVELOPE_CHUNK_BYTES)
-            .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
-            .collect();
-        let answer = self
-            .launcher
-            .client
-            .post(format!("http://127.0.0.1:{port}/{function}"))
-            .header("Content-Type", "application/json; charset=utf-8")
-            .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
-            .header("X-Azure-Functions-HostVersion", HOST_VERSION)
-            .header("X-Azure-Functions-InvocationId", invocation_id)
-            .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
-            .send()
-            .await?;
-        read_answer(answer).await
+        post_envelope(
+            &self.launcher.client,
+            port,
+            function,
+            invocation_id,
+            envelope,
+        )
+        .await
     }
 
     /// An accepted invocation's `Logs` go to the host log at Information level.
@@ -1512,6 +1594,9 @@ impl HostSimulator {
 
 impl Drop for HostSimulator {
     fn drop(&mut self) {
+        if let Some(mut listener) = self.queue_listener.take() {
+            listener.stop();
+        }
         self.worker.get_mut().terminate();
         if std::thread::panicking() {
             eprintln!(
@@ -1520,6 +1605,32 @@ impl Drop for HostSimulator {
             );
         }
     }
+}
+
+/// `POST /<Function>` on the handler at `port` with the envelope as a chunked body (no
+/// Content-Length), with the host's headers.
+async fn post_envelope(
+    client: &reqwest::Client,
+    port: u16,
+    function: &str,
+    invocation_id: &str,
+    envelope: &Value,
+) -> Result<HostResponse, reqwest::Error> {
+    let bytes = serde_json::to_vec(envelope).expect("an envelope serialises");
+    let chunks: Vec<Result<Bytes, std::io::Error>> = bytes
+        .chunks(ENVELOPE_CHUNK_BYTES)
+        .map(|chunk| Ok(Bytes::copy_from_slice(chunk)))
+        .collect();
+    let answer = client
+        .post(format!("http://127.0.0.1:{port}/{function}"))
+        .header("Content-Type", "application/json; charset=utf-8")
+        .header("User-Agent", format!("Azure-Functions-Host/{HOST_VERSION}"))
+        .header("X-Azure-Functions-HostVersion", HOST_VERSION)
+        .header("X-Azure-Functions-InvocationId", invocation_id)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await?;
+    read_answer(answer).await
 }
 
 fn sys_metadata(function: &str) -> Value {

@@ -3,7 +3,8 @@
 //!
 //! Layout:
 //! - [`host`]: the Azure Functions host, simulated: it starts the built `handler` as the host
-//!   does and sends it calls, forwarded or as envelopes.
+//!   does and sends it calls, forwarded or as envelopes, and runs the queue listener of queue
+//!   functions against Azurite.
 //! - [`app`]: a whole app under test ([`app::TestApp`]: the handler under the host simulator,
 //!   a fresh Azurite container and a fake Reddit; [`app::StandaloneApp`]: the handler without
 //!   a host).
@@ -12,7 +13,7 @@
 //!   scripted source of topics, for tests that need no process of their own.
 //! - [`fake_reddit`]: a local Reddit that answers as the real one does, and can hold a listing
 //!   until the test releases it.
-//! - [`azurite`]: the Azurite container a test runs against, or an Azurite of its own.
+//! - [`azurite`]: the Azurite container and queues a test runs against, or an Azurite of its own.
 //! - [`gate`]: the public front door of a Function App (the function-key check).
 //! - [`key_vault`]: a Key Vault secrets endpoint and managed-identity token endpoint.
 //! - [`public`]: the app's public address in front of the host simulator (the dashboard's).

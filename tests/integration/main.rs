@@ -1,6 +1,6 @@
 //! Black-box tests: the built `handler` driven through the Functions host simulator, against
-//! Azurite and a fake Reddit. Run by `make test`, which starts Azurite and exports
-//! `AZURITE_CONNECTION_STRING`.
+//! Azurite (blob and queue service) and a fake Reddit. Run by `make test`, which starts Azurite
+//! and exports `AZURITE_CONNECTION_STRING`.
 
 mod api;
 mod callbacks;
@@ -13,6 +13,7 @@ mod hostile_reddit;
 mod in_process;
 mod load;
 mod openapi;
+mod queue_listener;
 mod reddit;
 mod secrets;
 mod standalone;

@@ -1,5 +1,5 @@
-//! Connection strings: where they point (account, blob endpoint) and how to authenticate
-//! there (account key, shared access signature), with every part checked.
+//! Connection strings: where they point (account, blob or queue endpoint) and how to
+//! authenticate there (account key, shared access signature), with every part checked.
 
 use std::collections::HashMap;
 
@@ -7,18 +7,61 @@ use azure_core::auth::Secret;
 use azure_core::Url;
 use azure_storage::StorageCredentials;
 
-use super::{AzureConfigError, EMULATOR_ACCOUNT, EMULATOR_ACCOUNT_KEY, EMULATOR_BLOB_ENDPOINT};
+use super::{
+    AzureConfigError, EMULATOR_ACCOUNT, EMULATOR_ACCOUNT_KEY, EMULATOR_BLOB_ENDPOINT,
+    EMULATOR_QUEUE_ENDPOINT,
+};
 
-/// Where a connection string points and how to authenticate there.
-pub(super) struct StorageTarget {
-    pub(super) account: String,
-    /// The blob service URL, without a trailing `/`.
-    pub(super) endpoint: Url,
-    pub(super) credentials: StorageCredentials,
+/// The storage service a client talks to: it decides which endpoint of a connection string
+/// counts. One connection string (`AzureWebJobsStorage`) usually serves both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Service {
+    Blob,
+    Queue,
+}
+
+impl Service {
+    /// The connection-string key that names this service's URL.
+    fn endpoint_key(self) -> &'static str {
+        match self {
+            Service::Blob => "BlobEndpoint",
+            Service::Queue => "QueueEndpoint",
+        }
+    }
+
+    /// The host label of the service in `https://<account>.<label>.<suffix>`.
+    fn subdomain(self) -> &'static str {
+        match self {
+            Service::Blob => "blob",
+            Service::Queue => "queue",
+        }
+    }
+
+    /// Where `UseDevelopmentStorage=true` points: Azurite's default port for the service.
+    fn emulator_endpoint(self) -> &'static str {
+        match self {
+            Service::Blob => EMULATOR_BLOB_ENDPOINT,
+            Service::Queue => EMULATOR_QUEUE_ENDPOINT,
+        }
+    }
+}
+
+/// Where a connection string points, for one service, and how to authenticate there.
+pub(crate) struct StorageTarget {
+    pub(crate) account: String,
+    /// The service URL (blob or queue), without a trailing `/`.
+    pub(crate) endpoint: Url,
+    pub(crate) credentials: StorageCredentials,
 }
 
 impl StorageTarget {
-    pub(super) fn parse(connection_string: &str) -> Result<Self, AzureConfigError> {
+    /// Where `connection_string` points for `service`: its `BlobEndpoint` or `QueueEndpoint`,
+    /// else the endpoint built from the account, `DefaultEndpointsProtocol` and
+    /// `EndpointSuffix`. Endpoints of other services are ignored.
+    pub(crate) fn parse(
+        connection_string: &str,
+        service: Service,
+    ) -> Result<Self, AzureConfigError> {
         let settings = ConnectionSettings::parse(connection_string)?;
 
         match settings.get("UseDevelopmentStorage") {
@@ -28,7 +71,8 @@ impl StorageTarget {
                 }
                 return Ok(Self {
                     account: EMULATOR_ACCOUNT.to_owned(),
-                    endpoint: Url::parse(EMULATOR_BLOB_ENDPOINT).expect("a valid constant URL"),
+                    endpoint: Url::parse(service.emulator_endpoint())
+                        .expect("a valid constant URL"),
                     credentials: StorageCredentials::access_key(
                         EMULATOR_ACCOUNT,
                         Secret::new(EMULATOR_ACCOUNT_KEY),
@@ -40,13 +84,12 @@ impl StorageTarget {
             None => {}
         }
 
-        let blob_endpoint = settings
-            .get("BlobEndpoint")
-            .map(|endpoint| {
-                parse_endpoint(endpoint).ok_or(AzureConfigError::Invalid("BlobEndpoint"))
-            })
+        let endpoint_key = service.endpoint_key();
+        let service_endpoint = settings
+            .get(endpoint_key)
+            .map(|endpoint| parse_endpoint(endpoint).ok_or(AzureConfigError::Invalid(endpoint_key)))
             .transpose()?;
-        let account = match (settings.get("AccountName"), &blob_endpoint) {
+        let account = match (settings.get("AccountName"), &service_endpoint) {
             (Some(account), _) => account.to_owned(),
             // Shared access signature strings often carry only the endpoint.
             (None, Some(endpoint)) => {
@@ -56,7 +99,7 @@ impl StorageTarget {
         };
         validate_account(&account)?;
 
-        let endpoint = match blob_endpoint {
+        let endpoint = match service_endpoint {
             Some(endpoint) => endpoint,
             None => {
                 let protocol = match settings.get("DefaultEndpointsProtocol") {
@@ -66,7 +109,8 @@ impl StorageTarget {
                     Some(_) => return Err(AzureConfigError::Invalid("DefaultEndpointsProtocol")),
                 };
                 let suffix = settings.get("EndpointSuffix").unwrap_or("core.windows.net");
-                parse_endpoint(&format!("{protocol}://{account}.blob.{suffix}"))
+                let subdomain = service.subdomain();
+                parse_endpoint(&format!("{protocol}://{account}.{subdomain}.{suffix}"))
                     .ok_or(AzureConfigError::Invalid("EndpointSuffix"))?
             }
         };
@@ -105,7 +149,7 @@ impl StorageTarget {
 }
 
 /// The `key=value;` pairs of a connection string, keys compared case-insensitively.
-pub(super) struct ConnectionSettings<'a>(HashMap<String, &'a str>);
+struct ConnectionSettings<'a>(HashMap<String, &'a str>);
 
 impl<'a> ConnectionSettings<'a> {
     fn parse(connection_string: &'a str) -> Result<Self, AzureConfigError> {
@@ -141,7 +185,7 @@ impl<'a> ConnectionSettings<'a> {
 
 /// An `http(s)` URL without query or fragment, with any trailing `/` removed so that the SDK
 /// appends the container as a path segment of its own.
-pub(super) fn parse_endpoint(endpoint: &str) -> Option<Url> {
+pub(crate) fn parse_endpoint(endpoint: &str) -> Option<Url> {
     let mut url = Url::parse(endpoint).ok()?;
     let usable = matches!(url.scheme(), "http" | "https")
         && url.host_str().is_some()
@@ -157,7 +201,7 @@ pub(super) fn parse_endpoint(endpoint: &str) -> Option<Url> {
     Some(url)
 }
 
-/// The account a blob endpoint names: the first path segment of a path-style URL
+/// The account a service endpoint names: the first path segment of a path-style URL
 /// (`http://127.0.0.1:10000/devstoreaccount1`), else the first label of the host
 /// (`https://account.blob.core.windows.net`).
 pub fn account_from_endpoint(endpoint: &Url) -> Option<String> {
@@ -169,7 +213,7 @@ pub fn account_from_endpoint(endpoint: &Url) -> Option<String> {
     from_path.or_else(from_host).map(str::to_owned)
 }
 
-pub(super) fn validate_account(account: &str) -> Result<(), AzureConfigError> {
+pub(crate) fn validate_account(account: &str) -> Result<(), AzureConfigError> {
     let valid = (3..=24).contains(&account.len())
         && account
             .bytes()
@@ -181,18 +225,31 @@ pub(super) fn validate_account(account: &str) -> Result<(), AzureConfigError> {
     }
 }
 
-pub(super) fn validate_container(container: &str) -> Result<(), AzureConfigError> {
-    let bytes = container.as_bytes();
-    let valid = (3..=63).contains(&bytes.len())
+pub(crate) fn validate_container(container: &str) -> Result<(), AzureConfigError> {
+    if is_resource_name(container) {
+        Ok(())
+    } else {
+        Err(AzureConfigError::InvalidContainer(container.to_owned()))
+    }
+}
+
+pub(crate) fn validate_queue(queue: &str) -> Result<(), AzureConfigError> {
+    if is_resource_name(queue) {
+        Ok(())
+    } else {
+        Err(AzureConfigError::InvalidQueue(queue.to_owned()))
+    }
+}
+
+/// Azure's rule for container and queue names alike: 3 to 63 lowercase letters, digits and
+/// single hyphens, starting and ending with a letter or digit.
+fn is_resource_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
         && bytes
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
-        && !container.contains("--");
-    if valid {
-        Ok(())
-    } else {
-        Err(AzureConfigError::InvalidContainer(container.to_owned()))
-    }
+        && !name.contains("--")
 }

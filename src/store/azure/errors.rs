@@ -8,26 +8,26 @@ use azure_core::StatusCode;
 
 use crate::store::{StoreError, WriteCondition};
 
-pub(super) fn status_of(error: &azure_core::Error) -> Option<StatusCode> {
+pub(crate) fn status_of(error: &azure_core::Error) -> Option<StatusCode> {
     match error.kind() {
         ErrorKind::HttpResponse { status, .. } => Some(*status),
         _ => None,
     }
 }
 
-pub(super) fn error_code_of(error: &azure_core::Error) -> Option<&str> {
+pub(crate) fn error_code_of(error: &azure_core::Error) -> Option<&str> {
     match error.kind() {
         ErrorKind::HttpResponse { error_code, .. } => error_code.as_deref(),
         _ => None,
     }
 }
 
-pub(super) fn is_client_error(error: &azure_core::Error) -> bool {
+pub(crate) fn is_client_error(error: &azure_core::Error) -> bool {
     status_of(error).is_some_and(|status| status.is_client_error())
 }
 
 /// Whether a failed write failed because of its precondition.
-pub(super) fn is_condition_failure(error: &azure_core::Error, condition: &WriteCondition) -> bool {
+pub(crate) fn is_condition_failure(error: &azure_core::Error, condition: &WriteCondition) -> bool {
     match (status_of(error), error_code_of(error)) {
         (Some(StatusCode::Conflict), Some("BlobAlreadyExists")) => true,
         (Some(StatusCode::PreconditionFailed), None | Some("ConditionNotMet")) => true,
@@ -41,14 +41,17 @@ pub(super) fn is_condition_failure(error: &azure_core::Error, condition: &WriteC
 
 /// Sorts an SDK error into what the caller can do about it: connection trouble, timeouts,
 /// throttling and server errors are worth retrying; everything else is final.
-pub(super) fn classify(error: azure_core::Error) -> StoreError {
+pub(crate) fn classify(error: azure_core::Error) -> StoreError {
     let retryable = match error.kind() {
         ErrorKind::Io => true,
         ErrorKind::HttpResponse { status, error_code } => {
             status.is_server_error()
                 || *status == StatusCode::TooManyRequests
                 || *status == StatusCode::RequestTimeout
-                || error_code.as_deref() == Some("ContainerBeingDeleted")
+                || matches!(
+                    error_code.as_deref(),
+                    Some("ContainerBeingDeleted" | "QueueBeingDeleted")
+                )
         }
         _ => false,
     };
@@ -69,9 +72,9 @@ pub(super) fn classify(error: azure_core::Error) -> StoreError {
 /// A write found no container; it has been created, and the write is worth another attempt.
 #[derive(Debug, thiserror::Error)]
 #[error("the container did not exist yet; it has been created")]
-pub(super) struct ContainerWasMissing;
+pub(crate) struct ContainerWasMissing;
 
-pub(super) fn is_missing_container(error: &azure_core::Error) -> bool {
+pub(crate) fn is_missing_container(error: &azure_core::Error) -> bool {
     matches!(
         error.kind(),
         ErrorKind::HttpResponse { error_code: Some(code), .. } if code == "ContainerNotFound"
@@ -82,18 +85,18 @@ pub(super) fn is_missing_container(error: &azure_core::Error) -> bool {
 /// service asked for.
 #[derive(Debug, thiserror::Error)]
 #[error("{text}")]
-pub(super) struct SdkFailure {
+pub(crate) struct SdkFailure {
     text: String,
     retry_after: Option<Duration>,
 }
 
 /// The longest `Retry-After` of storage that is waited out inside one call; a longer one ends
 /// the call as unavailable (the caller has its own, longer retries).
-pub(super) const MAX_STORAGE_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_STORAGE_WAIT: Duration = Duration::from_secs(30);
 
 /// The `Retry-After` (whole seconds) of a failed storage answer. azure_core 0.21 keeps a
 /// response's headers private but prints them with the error (`retry-after:<n>`).
-pub(super) fn retry_after_header(text: &str) -> Option<Duration> {
+pub(crate) fn retry_after_header(text: &str) -> Option<Duration> {
     let at = text.to_ascii_lowercase().find("retry-after:")?;
     let digits: String = text[at + "retry-after:".len()..]
         .trim_start()
@@ -105,7 +108,7 @@ pub(super) fn retry_after_header(text: &str) -> Option<Duration> {
 }
 
 /// The wait the service asked for, when `error` carries one.
-pub(super) fn server_wait(error: &StoreError) -> Option<Duration> {
+pub(crate) fn server_wait(error: &StoreError) -> Option<Duration> {
     let StoreError::Unavailable(cause) = error else {
         return None;
     };
@@ -115,4 +118,4 @@ pub(super) fn server_wait(error: &StoreError) -> Option<Duration> {
 /// A multi-chunk read saw the blob change between chunks; reading again will see one version.
 #[derive(Debug, thiserror::Error)]
 #[error("the blob changed while it was being read")]
-pub(super) struct ChangedDuringRead;
+pub(crate) struct ChangedDuringRead;

@@ -1,6 +1,10 @@
 use std::time::Instant;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::errors::{retry_after_header, MAX_STORAGE_WAIT};
+use super::sdk::refused_port;
 use super::*;
 use crate::store::BlobStore;
 
@@ -337,13 +341,4 @@ async fn storage_that_cannot_be_reached_fails_fast_as_unavailable() {
         "{:?}",
         started.elapsed()
     );
-}
-
-/// A loopback port bound but not listening: connections to it are refused, and no one else
-/// can take it while the returned socket lives.
-fn refused_port() -> (tokio::net::TcpSocket, u16) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
-    let port = socket.local_addr().unwrap().port();
-    (socket, port)
 }

@@ -1,0 +1,717 @@
+//! The host's queue listener, simulated: what drives a function whose trigger is
+//! `queueTrigger` (functions-host.md, "Queue trigger"), against the real queue service
+//! (Azurite's).
+//!
+//! For each queue function, one poll loop:
+//! - polls its queue (`queueName`, `%SETTING%` resolved from the app settings; the storage
+//!   connection is the app setting the binding's `connection` names), from 100 ms backing off
+//!   to `maxPollingInterval` while the queue is empty;
+//! - takes up to `batchSize` messages at once, each hidden for the listener's visibility
+//!   timeout (the host's 10 minutes, shorter in tests), and takes the next batch once no more
+//!   than `newBatchThreshold` invocations are running (the host's own rule: it waits until the
+//!   number running "gets down to" the threshold);
+//! - invokes `POST /<Function>` with the envelope for each message, renewing the message's
+//!   visibility at half its timeout while the invocation runs;
+//! - deletes a message whose invocation succeeded (2xx, `application/json`, a JSON object);
+//!   after a failure, moves it to `<queue>-poison` when its dequeue count has reached
+//!   `maxDequeueCount`, else makes it visible again after `visibilityTimeout` (host.json).
+//!
+//! [`QueueListener::stop`] ends all of that at once, as the death of the host process does:
+//! no invocation, renewal or delete follows, so the messages it held reappear when their
+//! visibility runs out, with their dequeue count raised on the next delivery.
+//!
+//! Everything the listener did is kept in a [`QueueRecord`] for tests to assert on.
+
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+use summary_womble::store::queue::azure::AzureQueue;
+use summary_womble::store::queue::{poison_queue_name, MessageQueue, QueueMessage};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::{
+    accept_envelope_answer, log_lines, post_envelope, sys_metadata, FunctionApp,
+    FunctionDefinition, HostLog,
+};
+
+/// How long the host hides a message it is working on (renewed while the invocation runs).
+pub const HOST_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The host's shortest polling interval, where the backoff starts again after a message.
+pub const MIN_POLLING_INTERVAL: Duration = Duration::from_millis(100);
+
+// ---------------------------------------------------------------------------------------------
+// host.json
+// ---------------------------------------------------------------------------------------------
+
+/// `extensions.queues` of host.json, with the host's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// `maxPollingInterval` (1 minute).
+    pub max_polling_interval: Duration,
+    /// `visibilityTimeout`: how long a failed message stays hidden before its next delivery
+    /// (0).
+    pub visibility_timeout: Duration,
+    /// `batchSize` (16, at most 32).
+    pub batch_size: u8,
+    /// `newBatchThreshold` (`batchSize / 2 × cores`).
+    pub new_batch_threshold: usize,
+    /// `maxDequeueCount` (5).
+    pub max_dequeue_count: u32,
+    /// `messageEncoding` (`base64`).
+    pub message_encoding: String,
+}
+
+impl QueueSettings {
+    /// Reads `extensions.queues` of a parsed host.json. The error names the setting.
+    pub fn from_host_json(host: &Value) -> Result<Self, String> {
+        let queues = &host["extensions"]["queues"];
+        let duration = |key: &str, default: Duration| match &queues[key] {
+            Value::Null => Ok(default),
+            Value::String(text) => parse_timespan(text).ok_or_else(|| {
+                format!("extensions.queues.{key} is not a time span (hh:mm:ss): {text:?}")
+            }),
+            other => Err(format!(
+                "extensions.queues.{key} is not a time span: {other}"
+            )),
+        };
+        let number = |key: &str| match &queues[key] {
+            Value::Null => Ok(None),
+            Value::Number(number) => number
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("extensions.queues.{key} is not a count: {number}")),
+            other => Err(format!("extensions.queues.{key} is not a count: {other}")),
+        };
+        let batch_size = match number("batchSize")? {
+            None => 16,
+            Some(size @ 1..=32) => size as u8,
+            Some(size) => return Err(format!("extensions.queues.batchSize {size} is not 1 to 32")),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let new_batch_threshold = match number("newBatchThreshold")? {
+            Some(threshold) => threshold as usize,
+            None => usize::from(batch_size / 2) * cores,
+        };
+        let max_dequeue_count = match number("maxDequeueCount")? {
+            None => 5,
+            Some(count) => u32::try_from(count)
+                .ok()
+                .filter(|count| *count > 0)
+                .ok_or_else(|| {
+                    format!("extensions.queues.maxDequeueCount {count} is not a positive count")
+                })?,
+        };
+        let message_encoding = match &queues["messageEncoding"] {
+            Value::Null => "base64".to_owned(),
+            Value::String(encoding) => encoding.to_ascii_lowercase(),
+            other => return Err(format!("extensions.queues.messageEncoding is {other}")),
+        };
+        Ok(Self {
+            max_polling_interval: duration("maxPollingInterval", Duration::from_secs(60))?,
+            visibility_timeout: duration("visibilityTimeout", Duration::ZERO)?,
+            batch_size,
+            new_batch_threshold,
+            max_dequeue_count,
+            message_encoding,
+        })
+    }
+}
+
+/// A .NET `TimeSpan` as host.json writes one: `[d.]hh:mm:ss[.fffffff]`.
+pub fn parse_timespan(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (days, clock) = match text.split_once('.') {
+        // `d.hh:mm:ss`: the dot comes before the first colon.
+        Some((days, rest)) if !days.contains(':') => (days.parse::<u64>().ok()?, rest),
+        _ => (0, text),
+    };
+    let mut parts = clock.split(':');
+    let hours: u64 = parts.next()?.parse().ok()?;
+    let minutes: u64 = parts.next()?.parse().ok()?;
+    let seconds: f64 = parts.next()?.parse().ok()?;
+    if parts.next().is_some() || minutes >= 60 || !(0.0..60.0).contains(&seconds) {
+        return None;
+    }
+    let whole = days * 86_400 + hours * 3_600 + minutes * 60;
+    Some(Duration::from_secs(whole) + Duration::from_secs_f64(seconds))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options and the record
+// ---------------------------------------------------------------------------------------------
+
+/// How the simulated listener differs from the host's, for tests.
+#[derive(Debug, Clone)]
+pub struct QueueListenerOptions {
+    /// How long a message being worked on stays hidden; renewed at half of it while the
+    /// invocation runs. The host's is [`HOST_VISIBILITY_TIMEOUT`]; tests of a killed instance
+    /// use a few seconds.
+    pub visibility_timeout: Duration,
+    /// `(function, queue)`: listen to `queue` instead of the function's `queueName`, so
+    /// parallel tests each have a queue of their own (what `%SETTING%` in `queueName` does
+    /// for an app that names its queue by a setting).
+    pub queue_names: Vec<(String, String)>,
+}
+
+impl Default for QueueListenerOptions {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: HOST_VISIBILITY_TIMEOUT,
+            queue_names: Vec::new(),
+        }
+    }
+}
+
+impl QueueListenerOptions {
+    pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility_timeout = timeout;
+        self
+    }
+
+    /// Listens to `queue` for `function` instead of its `queueName`.
+    pub fn queue_for(mut self, function: &str, queue: &str) -> Self {
+        self.queue_names
+            .push((function.to_owned(), queue.to_owned()));
+        self
+    }
+}
+
+/// One delivery of a message to the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInvocation {
+    pub function: String,
+    pub queue: String,
+    pub message_id: String,
+    /// The message text as the producer sent it (decoded).
+    pub text: String,
+    /// `1` on the first delivery.
+    pub dequeue_count: u32,
+    /// `None` while the invocation runs, and for good when the listener was stopped during it.
+    pub outcome: Option<InvocationOutcome>,
+}
+
+/// How an invocation ended, from the host's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvocationOutcome {
+    /// 2xx, `application/json`, a JSON object: the message was deleted.
+    Succeeded,
+    /// Anything else (a non-2xx status, a bad body, no answer): the message was made visible
+    /// again or moved to the poison queue.
+    Failed(String),
+}
+
+/// A message moved to the poison queue after its last failed delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoisonedMessage {
+    pub function: String,
+    /// The poison queue (`<queue>-poison`).
+    pub poison_queue: String,
+    pub message_id: String,
+    pub text: String,
+    pub dequeue_count: u32,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    invocations: Vec<QueueInvocation>,
+    poisoned: Vec<PoisonedMessage>,
+    problems: Vec<String>,
+}
+
+/// What a listener did, shared with the test (cheap to clone; clones see the same record).
+#[derive(Debug, Clone, Default)]
+pub struct QueueRecord(Arc<Mutex<Entries>>);
+
+impl QueueRecord {
+    /// Every delivery so far, in the order they started.
+    pub fn invocations(&self) -> Vec<QueueInvocation> {
+        self.lock().invocations.clone()
+    }
+
+    /// The deliveries of one message, in order.
+    pub fn deliveries_of(&self, message_id: &str) -> Vec<QueueInvocation> {
+        self.lock()
+            .invocations
+            .iter()
+            .filter(|invocation| invocation.message_id == message_id)
+            .cloned()
+            .collect()
+    }
+
+    /// The deliveries that succeeded (their messages were deleted).
+    pub fn succeeded(&self) -> Vec<QueueInvocation> {
+        self.lock()
+            .invocations
+            .iter()
+            .filter(|invocation| invocation.outcome == Some(InvocationOutcome::Succeeded))
+            .cloned()
+            .collect()
+    }
+
+    /// Messages moved to a poison queue.
+    pub fn poisoned(&self) -> Vec<PoisonedMessage> {
+        self.lock().poisoned.clone()
+    }
+
+    /// Storage calls of the listener that failed (a lost renewal, a delete that did not hold):
+    /// a test with a healthy queue service expects none.
+    pub fn problems(&self) -> Vec<String> {
+        self.lock().problems.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.0.lock().expect("queue record lock")
+    }
+
+    fn started(&self, invocation: QueueInvocation) -> usize {
+        let mut entries = self.lock();
+        entries.invocations.push(invocation);
+        entries.invocations.len() - 1
+    }
+
+    fn ended(&self, index: usize, outcome: InvocationOutcome) {
+        self.lock().invocations[index].outcome = Some(outcome);
+    }
+
+    fn problem(&self, text: String) {
+        self.lock().problems.push(text);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The listener
+// ---------------------------------------------------------------------------------------------
+
+/// Where the listener sends invocations: the current handler's port (it changes when the
+/// handler restarts) and the host log.
+#[derive(Clone)]
+pub(super) struct Target {
+    pub(super) client: reqwest::Client,
+    pub(super) port: Arc<AtomicU16>,
+    pub(super) log: HostLog,
+}
+
+/// The running poll loops of one host instance, one per queue function. Dropping it stops
+/// them as [`stop`](Self::stop) does.
+pub struct QueueListener {
+    loops: Vec<JoinHandle<()>>,
+    stopped: Arc<AtomicBool>,
+    record: QueueRecord,
+    log: HostLog,
+}
+
+impl QueueListener {
+    /// Starts listening for every queue function of `app`, invoking the handler on
+    /// `127.0.0.1:<handler_port>` (a handler started by the test itself; a
+    /// [`super::HostSimulator`] starts its own listener when its options ask for one).
+    /// `app_settings` resolve the binding's `connection` and `%SETTING%` in `queueName`.
+    /// Must be called inside a Tokio runtime, which runs the poll loops.
+    pub fn start(
+        app: &FunctionApp,
+        app_settings: &[(String, String)],
+        options: &QueueListenerOptions,
+        handler_port: u16,
+    ) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .http1_only()
+            .no_proxy()
+            .timeout(super::CALL_TIMEOUT)
+            .build()
+            .expect("the HTTP client builds");
+        let target = Target {
+            client,
+            port: Arc::new(AtomicU16::new(handler_port)),
+            log: HostLog::default(),
+        };
+        Self::start_for(app, app_settings, options, target, QueueRecord::default())
+    }
+
+    pub(super) fn start_for(
+        app: &FunctionApp,
+        app_settings: &[(String, String)],
+        options: &QueueListenerOptions,
+        target: Target,
+        record: QueueRecord,
+    ) -> Result<Self, String> {
+        let settings =
+            QueueSettings::from_host_json(&super::read_json(&app.root.join("host.json"))?)?;
+        if settings.message_encoding != "base64" {
+            return Err(format!(
+                "extensions.queues.messageEncoding {:?}: the simulator reads base64 messages \
+                 only",
+                settings.message_encoding
+            ));
+        }
+        let stopped = Arc::new(AtomicBool::new(false));
+        let mut loops = Vec::new();
+        for function in app.functions.iter().filter(|f| f.is_queue()) {
+            let poll = FunctionPoll::new(
+                function,
+                app_settings,
+                options,
+                &settings,
+                target.clone(),
+                record.clone(),
+                stopped.clone(),
+            )?;
+            target.log.host(format!(
+                "queue listener: {} listens to queue {}",
+                function.name,
+                poll.queue.name()
+            ));
+            loops.push(tokio::spawn(Arc::new(poll).run()));
+        }
+        Ok(Self {
+            loops,
+            stopped,
+            record,
+            log: target.log,
+        })
+    }
+
+    /// What this listener did.
+    pub fn record(&self) -> QueueRecord {
+        self.record.clone()
+    }
+
+    /// The listener's lines of the host log (for a listener started with [`start`](Self::start);
+    /// a host simulator's listener writes to the simulator's log).
+    pub fn logs(&self) -> String {
+        self.log.render()
+    }
+
+    /// Stops at once, as the death of the host process would: running invocations are
+    /// abandoned (their messages reappear when their visibility runs out), and no storage call
+    /// or invocation follows.
+    pub fn stop(&mut self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        for poll in self.loops.drain(..) {
+            // The loop owns its invocations (a JoinSet), which are aborted with it.
+            poll.abort();
+        }
+    }
+}
+
+impl Drop for QueueListener {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The poll loop of one queue function.
+struct FunctionPoll {
+    function: String,
+    binding: String,
+    queue: AzureQueue,
+    poison: AzureQueue,
+    settings: QueueSettings,
+    visibility_timeout: Duration,
+    target: Target,
+    record: QueueRecord,
+    stopped: Arc<AtomicBool>,
+}
+
+impl FunctionPoll {
+    fn new(
+        function: &FunctionDefinition,
+        app_settings: &[(String, String)],
+        options: &QueueListenerOptions,
+        settings: &QueueSettings,
+        target: Target,
+        record: QueueRecord,
+        stopped: Arc<AtomicBool>,
+    ) -> Result<Self, String> {
+        let trigger = function.trigger();
+        let setting = |name: &str| {
+            app_settings
+                .iter()
+                .rev()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let queue_name = match options
+            .queue_names
+            .iter()
+            .find(|(name, _)| *name == function.name)
+        {
+            Some((_, queue)) => queue.clone(),
+            None => {
+                let declared = trigger.settings["queueName"].as_str().ok_or_else(|| {
+                    format!("{}: the queueTrigger has no queueName", function.name)
+                })?;
+                resolve_settings(declared, &setting).map_err(|missing| {
+                    format!(
+                        "{}: queueName {declared:?} names the app setting {missing}, which is \
+                         not set",
+                        function.name
+                    )
+                })?
+            }
+        };
+        let connection_name = trigger.settings["connection"]
+            .as_str()
+            .filter(|name| !name.is_empty())
+            .unwrap_or("AzureWebJobsStorage");
+        // The host also tries the name with its `AzureWebJobs` prefix.
+        let connection_string = setting(connection_name)
+            .or_else(|| setting(&format!("AzureWebJobs{connection_name}")))
+            .ok_or_else(|| {
+                format!(
+                    "{}: the queue connection {connection_name:?} is not an app setting (the \
+                     simulator needs a connection string naming Azurite's QueueEndpoint)",
+                    function.name
+                )
+            })?;
+        let open = |name: &str| {
+            AzureQueue::from_connection_string(&connection_string, name)
+                .map_err(|error| format!("{}: queue {name:?}: {error}", function.name))
+        };
+        Ok(Self {
+            function: function.name.clone(),
+            binding: trigger.name.clone(),
+            queue: open(&queue_name)?,
+            poison: open(&poison_queue_name(&queue_name))?,
+            settings: settings.clone(),
+            visibility_timeout: options.visibility_timeout,
+            target,
+            record,
+            stopped,
+        })
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn log(&self, text: String) {
+        self.target.log.host(format!("{}: {text}", self.function));
+    }
+
+    fn problem(&self, text: String) {
+        self.log(text.clone());
+        self.record.problem(format!("{}: {text}", self.function));
+    }
+
+    async fn run(self: Arc<Self>) {
+        let mut running = JoinSet::new();
+        let mut interval = MIN_POLLING_INTERVAL;
+        // A failing queue service is logged when the failure changes, not on every poll.
+        let mut last_failure: Option<String> = None;
+        loop {
+            while running.try_join_next().is_some() {}
+            if running.len() <= self.settings.new_batch_threshold && !self.stopped() {
+                match self
+                    .queue
+                    .receive(self.settings.batch_size, self.visibility_timeout)
+                    .await
+                {
+                    Ok(batch) if !batch.is_empty() => {
+                        last_failure = None;
+                        interval = MIN_POLLING_INTERVAL;
+                        for message in batch {
+                            running.spawn(self.clone().process(message));
+                        }
+                        continue;
+                    }
+                    Ok(_) => {
+                        last_failure = None;
+                        interval = (interval * 2).min(self.settings.max_polling_interval);
+                    }
+                    Err(error) => {
+                        let text = summary_womble::telemetry::Chain(&error).to_string();
+                        if last_failure.as_ref() != Some(&text) {
+                            self.problem(format!("receiving failed: {text}"));
+                            last_failure = Some(text);
+                        }
+                        interval = (interval * 2).min(self.settings.max_polling_interval);
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+    }
+
+    /// One delivery: invoke, renewing meanwhile, then delete, release or poison.
+    async fn process(self: Arc<Self>, mut message: QueueMessage) {
+        if self.stopped() {
+            return;
+        }
+        let entry = self.record.started(QueueInvocation {
+            function: self.function.clone(),
+            queue: self.queue.name().to_owned(),
+            message_id: message.id.clone(),
+            text: message.text.clone(),
+            dequeue_count: message.dequeue_count,
+            outcome: None,
+        });
+        let invocation_id = uuid::Uuid::new_v4().to_string();
+        let envelope = queue_envelope(&self.function, &self.binding, &message);
+        let port = self.target.port.load(Ordering::SeqCst);
+        let post = post_envelope(
+            &self.target.client,
+            port,
+            &self.function,
+            &invocation_id,
+            &envelope,
+        );
+        tokio::pin!(post);
+        let renew_every = self.visibility_timeout / 2;
+        let mut next_renewal = tokio::time::Instant::now() + renew_every;
+        let answer = loop {
+            tokio::select! {
+                answer = &mut post => break answer,
+                () = tokio::time::sleep_until(next_renewal) => {
+                    if self.stopped() {
+                        return;
+                    }
+                    match self.queue.renew(&message, self.visibility_timeout).await {
+                        Ok(renewal) => {
+                            message.pop_receipt = renewal.pop_receipt;
+                            message.next_visible_at = renewal.next_visible_at;
+                        }
+                        Err(error) => self.problem(format!(
+                            "renewing message {} failed: {}",
+                            message.id,
+                            summary_womble::telemetry::Chain(&error)
+                        )),
+                    }
+                    next_renewal = tokio::time::Instant::now() + renew_every;
+                }
+            }
+        };
+        if self.stopped() {
+            return;
+        }
+        let verdict = match answer {
+            Ok(answer) => accept_envelope_answer(&answer).map(|result| {
+                for line in log_lines(&Value::Object(result)) {
+                    self.log(line);
+                }
+            }),
+            Err(error) => Err(format!("no answer: {error}")),
+        };
+        match verdict {
+            Ok(()) => {
+                self.record.ended(entry, InvocationOutcome::Succeeded);
+                if let Err(error) = self.queue.delete(&message).await {
+                    self.problem(format!(
+                        "deleting message {} failed: {}",
+                        message.id,
+                        summary_womble::telemetry::Chain(&error)
+                    ));
+                }
+            }
+            Err(reason) => {
+                self.log(format!(
+                    "message {} (dequeue count {}) failed ({invocation_id}): {reason}",
+                    message.id, message.dequeue_count
+                ));
+                self.record.ended(entry, InvocationOutcome::Failed(reason));
+                if message.dequeue_count >= self.settings.max_dequeue_count {
+                    self.poison(&message).await;
+                } else if let Err(error) = self
+                    .queue
+                    .renew(&message, self.settings.visibility_timeout)
+                    .await
+                {
+                    self.problem(format!(
+                        "releasing message {} failed: {}",
+                        message.id,
+                        summary_womble::telemetry::Chain(&error)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Moves a message that failed its last delivery to the poison queue: the same text, then
+    /// the original deleted.
+    async fn poison(&self, message: &QueueMessage) {
+        if let Err(error) = self.poison.send(&message.text).await {
+            self.problem(format!(
+                "moving message {} to {} failed: {}",
+                message.id,
+                self.poison.name(),
+                summary_womble::telemetry::Chain(&error)
+            ));
+            return;
+        }
+        self.log(format!(
+            "message {} moved to {} after {} deliveries",
+            message.id,
+            self.poison.name(),
+            message.dequeue_count
+        ));
+        self.record.lock().poisoned.push(PoisonedMessage {
+            function: self.function.clone(),
+            poison_queue: self.poison.name().to_owned(),
+            message_id: message.id.clone(),
+            text: message.text.clone(),
+            dequeue_count: message.dequeue_count,
+        });
+        if let Err(error) = self.queue.delete(message).await {
+            self.problem(format!(
+                "deleting poisoned message {} failed: {}",
+                message.id,
+                summary_womble::telemetry::Chain(&error)
+            ));
+        }
+    }
+}
+
+/// Replaces each `%NAME%` by the app setting `NAME`; `Err` names a setting that is missing.
+fn resolve_settings(
+    text: &str,
+    setting: &impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('%') {
+        let Some(length) = rest[start + 1..].find('%') else {
+            break;
+        };
+        let name = &rest[start + 1..start + 1 + length];
+        out.push_str(&rest[..start]);
+        out.push_str(&setting(name).ok_or_else(|| name.to_owned())?);
+        rest = &rest[start + length + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The envelope of one queue message, as the host builds it: the text bound as a string (so
+/// JSON-encoded inside the JSON string), and the message's metadata, all strings.
+pub fn queue_envelope(function: &str, binding: &str, message: &QueueMessage) -> Value {
+    let mut metadata = Map::new();
+    // The host binds a JSON message's top-level properties as well; the queue's own metadata
+    // wins a clash.
+    if let Ok(Value::Object(properties)) = serde_json::from_str::<Value>(&message.text) {
+        for (name, value) in properties {
+            if matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+                metadata.insert(name, Value::String(value.to_string()));
+            }
+        }
+    }
+    let quoted = |text: &str| Value::String(Value::String(text.to_owned()).to_string());
+    let iso = |time: DateTime<Utc>| Value::String(time.to_rfc3339_opts(SecondsFormat::Secs, false));
+    metadata.insert(
+        "DequeueCount".into(),
+        Value::String(message.dequeue_count.to_string()),
+    );
+    metadata.insert("Id".into(), quoted(&message.id));
+    metadata.insert("PopReceipt".into(), quoted(&message.pop_receipt));
+    metadata.insert("InsertionTime".into(), iso(message.inserted_at));
+    metadata.insert("ExpirationTime".into(), iso(message.expires_at));
+    metadata.insert("NextVisibleTime".into(), iso(message.next_visible_at));
+    metadata.insert("sys".into(), sys_metadata(function));
+    json!({
+        "Data": {binding: quoted(&message.text)},
+        "Metadata": metadata,
+    })
+}
