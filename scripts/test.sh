@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything `make test` runs, once Azurite is up (see scripts/with-azurite.sh): the Rust test
-# suites (unit, store contract, black-box) and a bounded schema-driven fuzzing run. The two run
+# suites (unit, store contract, black-box; the black-box job suites twice, once per job dispatch)
+# and a bounded schema-driven fuzzing run. The two run
 # side by side (they share only Azurite, where each uses containers of its own), and both run
 # to the end even when one fails; the last line sums up, and the exit code says whether all
 # passed.
@@ -19,6 +20,11 @@ fuzz=$!
 status=0
 cargo_status=0
 cargo test --locked --no-fail-fast -- --color never --test-threads "${TEST_THREADS:-8}" 2>&1 | tee "$log" || cargo_status=1
+# The black-box suites of the job API, durability and the timer once more, with queue dispatch:
+# every app they start then runs its jobs from a Storage queue of its own (testkit::Dispatch).
+echo "== again with JOB_DISPATCH=queue: api::, durability::, timer::"
+TEST_JOB_DISPATCH=queue cargo test --locked --no-fail-fast --test integration -- --color never \
+    --test-threads "${TEST_THREADS:-8}" api:: durability:: timer:: 2>&1 | tee -a "$log" || cargo_status=1
 # "test result: ok. 84 passed; 0 failed; 1 ignored; ..." lines, added up.
 count() { awk -v field="$1" '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i + 1) ~ "^" field) n += $i } END { print n + 0 }' "$log"; }
 passed=$(count passed)

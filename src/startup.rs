@@ -237,6 +237,10 @@ pub fn server(settings: Settings, services: Services) -> anyhow::Result<Function
     tracing::info!(
         store = %services.store.describe(),
         mode = if settings.mode.is_host() { "host" } else { "standalone" },
+        dispatch = match &settings.jobs.dispatch {
+            DispatchSettings::Inline => "inline",
+            DispatchSettings::Queue { .. } => "queue",
+        },
         "starting"
     );
     if let Mode::Standalone {

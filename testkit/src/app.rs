@@ -8,8 +8,12 @@ use serde_json::{json, Value};
 
 use crate::azurite::Container;
 use crate::fake_reddit::FakeReddit;
-use crate::host::{HostOptions, HostRequest, HostResponse, HostSimulator};
+use crate::host::{HostOptions, HostRequest, HostResponse, HostSimulator, QueueListenerOptions};
 use crate::process::{HandlerProcess, Listen};
+
+/// How long the simulated queue listener hides a message it delivers (renewed at half of it):
+/// the host's 10 minutes, shortened so a killed instance's job comes back within a test.
+pub const QUEUE_VISIBILITY_UNDER_TEST: Duration = Duration::from_secs(4);
 
 pub struct TestApp {
     pub host: HostSimulator,
@@ -60,7 +64,27 @@ impl TestApp {
     async fn instance(options: &HostOptions, env: &[(String, String)]) -> HostSimulator {
         let mut options = options.clone();
         options.env.extend(env.iter().cloned());
-        HostSimulator::start(options).await
+        if crate::Dispatch::under_test() == crate::Dispatch::Queue
+            && options.queue_listener.is_none()
+        {
+            // A killed instance's messages come back after seconds, not the host's minutes.
+            options.queue_listener = Some(
+                QueueListenerOptions::default()
+                    .visibility_timeout(QUEUE_VISIBILITY_UNDER_TEST)
+                    .retry_after_failure(Duration::from_secs(1)),
+            );
+        }
+        let host = HostSimulator::start(options).await;
+        if crate::Dispatch::under_test() == crate::Dispatch::Queue {
+            host.wait_for_log("starting", Duration::from_secs(5)).await;
+            let logs = host.logs();
+            assert!(
+                logs.lines()
+                    .any(|line| line.contains("starting") && line.contains("queue")),
+                "the handler did not start with queue dispatch; log:\n{logs}"
+            );
+        }
+        host
     }
 
     /// Another handler instance sharing this app's storage and Reddit (a scaled-out app).

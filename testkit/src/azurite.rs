@@ -126,12 +126,18 @@ impl Container {
         }
     }
 
-    /// The environment that points the handler at this container.
+    /// The environment that points the handler at this container, and, when the suite runs
+    /// with queue dispatch ([`crate::Dispatch::under_test`]), at a job queue of the same name.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("AzureWebJobsStorage".into(), self.connection_string.clone()),
             ("OUTPUT_CONTAINER".into(), self.name.clone()),
-        ]
+        ];
+        if crate::Dispatch::under_test() == crate::Dispatch::Queue {
+            env.push(("JOB_DISPATCH".into(), "queue".into()));
+            env.push(("JOB_QUEUE".into(), self.name.clone()));
+        }
+        env
     }
 
     /// Every blob name, in order.

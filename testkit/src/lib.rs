@@ -42,6 +42,28 @@ pub mod storage_proxy;
 
 use std::path::{Path, PathBuf};
 
+/// How the app under test runs jobs. The black-box suites of the job API, durability and the
+/// timer run once with each: `make test` runs them a second time with `TEST_JOB_DISPATCH=queue`,
+/// and every app they start then uses queue dispatch on a queue of its own
+/// ([`azurite::Container::env`]), with the host simulator's queue listener delivering its
+/// messages ([`app::TestApp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    Inline,
+    Queue,
+}
+
+impl Dispatch {
+    /// The dispatch this test run is about: `TEST_JOB_DISPATCH` (`inline` by default).
+    pub fn under_test() -> Self {
+        match std::env::var("TEST_JOB_DISPATCH").as_deref() {
+            Ok("queue") => Dispatch::Queue,
+            Ok("inline") | Err(_) => Dispatch::Inline,
+            Ok(other) => panic!("TEST_JOB_DISPATCH={other:?}: expected inline or queue"),
+        }
+    }
+}
+
 /// The app root: the repository folder holding `host.json` and the function folders (this
 /// crate lives in its `testkit/` folder).
 pub fn app_root() -> PathBuf {

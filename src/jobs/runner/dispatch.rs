@@ -298,7 +298,7 @@ impl JobRunner {
             .map_err(DeliveryError::Storage)?;
         Ok(match claim {
             StaleClaim::Adopted(document) => {
-                tracing::warn!(job_id = %job, attempt = document.attempts, "taking over a job whose worker stopped");
+                tracing::warn!(job_id = %job, attempt = document.attempts, "adopting a job whose worker stopped");
                 Some(*document)
             }
             StaleClaim::Finished | StaleClaim::Declined => None,

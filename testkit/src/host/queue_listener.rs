@@ -154,6 +154,9 @@ pub struct QueueListenerOptions {
     /// parallel tests each have a queue of their own (what `%SETTING%` in `queueName` does
     /// for an app that names its queue by a setting).
     pub queue_names: Vec<(String, String)>,
+    /// How long a message whose invocation failed stays hidden, instead of `host.json`'s
+    /// `visibilityTimeout` (tests of repeated failures need not wait out the app's real one).
+    pub retry_after_failure: Option<Duration>,
 }
 
 impl Default for QueueListenerOptions {
@@ -161,6 +164,7 @@ impl Default for QueueListenerOptions {
         Self {
             visibility_timeout: HOST_VISIBILITY_TIMEOUT,
             queue_names: Vec::new(),
+            retry_after_failure: None,
         }
     }
 }
@@ -168,6 +172,12 @@ impl Default for QueueListenerOptions {
 impl QueueListenerOptions {
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
         self.visibility_timeout = timeout;
+        self
+    }
+
+    /// A failed message comes back after `wait` instead of `host.json`'s `visibilityTimeout`.
+    pub fn retry_after_failure(mut self, wait: Duration) -> Self {
+        self.retry_after_failure = Some(wait);
         self
     }
 
@@ -474,7 +484,12 @@ impl FunctionPoll {
             binding: trigger.name.clone(),
             queue: open(&queue_name)?,
             poison: open(&poison_queue_name(&queue_name))?,
-            settings: settings.clone(),
+            settings: QueueSettings {
+                visibility_timeout: options
+                    .retry_after_failure
+                    .unwrap_or(settings.visibility_timeout),
+                ..settings.clone()
+            },
             visibility_timeout: options.visibility_timeout,
             target,
             record,
