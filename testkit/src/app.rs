@@ -92,6 +92,13 @@ impl TestApp {
         Self::instance(&self.options, &self.env).await
     }
 
+    /// Another instance, with settings of its own added (they win over the app's).
+    pub async fn another_instance_with(&self, extra: Vec<(&str, &str)>) -> HostSimulator {
+        let mut env = self.env.clone();
+        env.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())));
+        Self::instance(&self.options, &env).await
+    }
+
     /// `request` as this app's callers send it: with a host key when the host wants one.
     pub fn with_key(&self, request: HostRequest) -> HostRequest {
         match self

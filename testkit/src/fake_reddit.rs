@@ -293,6 +293,14 @@ impl FakeReddit {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// Listing requests for every subreddit together.
+    pub fn listing_requests_total(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|seen| seen.path.starts_with("/r/"))
+            .count()
+    }
+
     /// Listing requests for one subreddit.
     pub fn listing_requests(&self, subreddit: &str) -> usize {
         let prefix = format!("/r/{}/hot", subreddit.to_ascii_lowercase());

@@ -13,6 +13,7 @@ mod hostile_reddit;
 mod in_process;
 mod load;
 mod openapi;
+mod queue_dispatch;
 mod queue_listener;
 mod reddit;
 mod secrets;

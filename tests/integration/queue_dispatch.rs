@@ -1,0 +1,390 @@
+//! Queue dispatch (docs/api.md section 9), whatever `TEST_JOB_DISPATCH` says: the handler under
+//! the host simulator's queue listener on Azurite's queue service, or consuming the queue
+//! itself in standalone mode. Scale-out with a SIGKILL, the poison path, a refused send, a job
+//! stored without its message, and a duplicate delivery.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use summary_womble::jobs::request::{JobRequest, Limit, Priority, Source};
+use summary_womble::jobs::{JobId, StatusDocument};
+use summary_womble::reddit::Subreddit;
+use summary_womble::store::{BlobName, WriteCondition};
+use testkit::app::{job, post, JobApi, TestApp, QUEUE_VISIBILITY_UNDER_TEST};
+use testkit::azurite::{self, Container, Queue};
+use testkit::fake_reddit::FakeReddit;
+use testkit::host::{HostOptions, HostSimulator, QueueListenerOptions};
+use testkit::poll;
+use testkit::process::{HandlerProcess, Listen};
+use testkit::storage_proxy::StorageProxy;
+
+const WAIT: Duration = Duration::from_secs(60);
+/// Heartbeats every 1.25 s; a job quiet for 5 s has lost its worker.
+const QUICK_ADOPTION: (&str, &str) = ("JOB_STALE_AFTER_SECONDS", "5");
+
+/// The simulated host's listener, with a killed instance's messages back after seconds and a
+/// failed delivery tried again after one.
+fn listener() -> QueueListenerOptions {
+    QueueListenerOptions::default()
+        .visibility_timeout(QUEUE_VISIBILITY_UNDER_TEST)
+        .retry_after_failure(Duration::from_secs(1))
+}
+
+/// An app with queue dispatch on a queue named as its container, under the simulated host.
+async fn queued_app(container: Container, extra: Vec<(&str, &str)>) -> TestApp {
+    let queue = container.name.clone();
+    let mut settings = vec![
+        ("JOB_DISPATCH", "queue"),
+        ("JOB_QUEUE", queue.as_str()),
+        QUICK_ADOPTION,
+    ];
+    settings.extend(extra);
+    TestApp::start_hosted(
+        container,
+        settings,
+        HostOptions::default().queue_listener(listener()),
+    )
+    .await
+}
+
+/// The subreddit a listing request asked for (`/r/<name>/hot`).
+fn listed(path: &str) -> Option<&str> {
+    path.strip_prefix("/r/")?.strip_suffix("/hot")
+}
+
+/// Subreddit name of an output blob (`<stamp>_reddit_<subreddit>[_<id>].json`).
+fn subreddit_of_output(name: &str) -> Option<&str> {
+    let rest = name.split_once("_reddit_")?.1;
+    rest.split(['_', '.']).next()
+}
+
+async fn submit_to(instance: &HostSimulator, body: &Value) -> String {
+    let response = instance.forward(post(body)).await;
+    assert_eq!(response.status, 202, "start answered {}", response.text());
+    response.json()["job_id"].as_str().unwrap().to_owned()
+}
+
+/// 3 instances share one queue; 300 jobs from 20 clients; one instance is SIGKILLed mid-run
+/// and started again. Every job completes, every subreddit of every job has one output blob,
+/// and the fake Reddit's log shows no job run by two processes at once: a subreddit is fetched
+/// a second time only after the kill, and only when its first fetch was the killed process's.
+#[tokio::test]
+async fn three_instances_share_three_hundred_jobs_and_a_killed_one_loses_none() {
+    let app = queued_app(
+        Container::fresh().await,
+        vec![("REDDIT_USER_AGENT", "instance-0")],
+    )
+    .await;
+    app.reddit.set_unlimited();
+    app.reddit.set_latency(Duration::from_millis(100));
+    let mut instances = vec![
+        app.another_instance_with(vec![("REDDIT_USER_AGENT", "instance-1")])
+            .await,
+        app.another_instance_with(vec![("REDDIT_USER_AGENT", "instance-2")])
+            .await,
+    ];
+
+    let clients = (0..20).map(|client| {
+        let targets = [&app.host, &instances[0], &instances[1]];
+        async move {
+            let mut ids = Vec::new();
+            for k in 0..15 {
+                let n = client * 15 + k;
+                let body = job(&[&format!("j{n:03}a"), &format!("j{n:03}b")], 2);
+                ids.push(submit_to(targets[n % 3], &body).await);
+            }
+            ids
+        }
+    });
+    let ids: Vec<String> = futures::future::join_all(clients)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(ids.len(), 300);
+
+    // Kill instance-1 while the work is in full swing.
+    poll::until("a fifth of the listings to be fetched", WAIT, async || {
+        app.reddit.listing_requests_total() >= 120
+    })
+    .await;
+    instances[0].kill();
+    let killed_at = Instant::now();
+    instances[0].restart().await;
+
+    let mut waiting: HashSet<String> = ids.iter().cloned().collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !waiting.is_empty() {
+        let mut done = Vec::new();
+        for id in &waiting {
+            if let Some(document) = app.stored_status(id).await {
+                match document["status"].as_str() {
+                    Some("completed") => done.push(id.clone()),
+                    Some("failed" | "cancelled") => panic!("job {id} ended {document}"),
+                    _ => {}
+                }
+            }
+        }
+        for id in done {
+            waiting.remove(&id);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} jobs not completed; instance-1 log:\n{}",
+            waiting.len(),
+            instances[0].logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // One output blob per subreddit of every job.
+    let mut outputs: BTreeMap<String, usize> = BTreeMap::new();
+    for name in app.container.names().await {
+        if let Some(subreddit) = subreddit_of_output(&name) {
+            *outputs.entry(subreddit.to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(outputs.len(), 600, "a subreddit has no output blob");
+    let doubled: Vec<_> = outputs.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "subreddits with several blobs: {doubled:?}"
+    );
+
+    // Who fetched what, and when.
+    let mut fetches: BTreeMap<String, Vec<(String, Instant)>> = BTreeMap::new();
+    for seen in app.reddit.requests() {
+        if let Some(subreddit) = listed(&seen.path) {
+            fetches
+                .entry(subreddit.to_owned())
+                .or_default()
+                .push((seen.user_agent.unwrap_or_default(), seen.at));
+        }
+    }
+    assert_eq!(fetches.len(), 600);
+    let mut refetched = 0;
+    for (subreddit, seen) in &fetches {
+        match seen.as_slice() {
+            [_] => {}
+            [(first_by, first_at), (_, second_at)] => {
+                refetched += 1;
+                assert!(
+                    first_by.contains("instance-1") && *first_at < killed_at && *second_at > killed_at,
+                    "r/{subreddit} was fetched twice, not only because of the kill: {seen:?} (kill at {killed_at:?})"
+                );
+            }
+            more => panic!("r/{subreddit} was fetched {} times", more.len()),
+        }
+    }
+    eprintln!(
+        "300 jobs on 3 instances, one killed: {refetched} subreddits fetched again after the kill"
+    );
+}
+
+/// Storage refuses every write that would start the job: each delivery fails after its
+/// retries, the host delivers again, and the last delivery ends the job `failed`, naming the
+/// cause, before the message goes to the poison queue.
+#[tokio::test]
+async fn a_job_whose_deliveries_keep_failing_ends_failed_naming_the_cause_and_its_message_is_poisoned(
+) {
+    let proxy = StorageProxy::start(&azurite::connection_string()).await;
+    let container = Container::fresh().await;
+    let queue = container.name.clone();
+    let app = queued_app(
+        container,
+        vec![("AzureWebJobsStorage", proxy.connection_string.as_str())],
+    )
+    .await;
+    // A claim writes `running`; the create (`queued`) and the end (`failed`) get through.
+    proxy.fail(|seen| {
+        let claim = seen.method.as_str() == "PUT"
+            && seen.path.ends_with("/status.json")
+            && String::from_utf8_lossy(seen.body).contains(r#""status":"running""#);
+        claim.then_some(503)
+    });
+    let id = app.submit(job(&["neverfetched"], 2)).await;
+
+    let poison = Queue::named(&azurite::connection_string(), &queue).poison();
+    poll::until(
+        "the message to reach the poison queue",
+        WAIT * 2,
+        async || !poison.visible_texts().await.is_empty(),
+    )
+    .await;
+    // The stale-job scan may have sent the quiet job's message a second time; every message
+    // in the poison queue names this job, and the first went through every delivery.
+    for text in poison.visible_texts().await {
+        let message: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(message["job_id"], id.as_str(), "{text}");
+    }
+    let record = app.host.queue_record();
+    let poisoned = record.poisoned();
+    let counts: Vec<u32> = record
+        .deliveries_of(&poisoned[0].message_id)
+        .iter()
+        .map(|delivery| delivery.dequeue_count)
+        .collect();
+    assert_eq!(counts, [1, 2, 3, 4, 5]);
+
+    let stored = app.stored_status(&id).await.unwrap();
+    assert_eq!(stored["status"], "failed", "{stored}");
+    let error = stored["error"].as_str().unwrap();
+    assert!(error.contains("storage is unavailable"), "{error}");
+    assert!(error.contains("delivery 5, the last"), "{error}");
+    assert_eq!(app.reddit.listing_requests("neverfetched"), 0);
+}
+
+/// The queue service cannot be reached: the caller gets a 503 and the job is ended, not left
+/// `queued` with nothing to run it.
+#[tokio::test]
+async fn a_job_whose_message_cannot_be_sent_gets_503_and_is_not_left_queued() {
+    let container = Container::fresh().await;
+    // Nothing listens on port 1 of this machine: every queue call is refused at once.
+    let unreachable_queue = azurite::connection_string().replace(
+        &azurite::queue_endpoint(),
+        "http://127.0.0.1:1/devstoreaccount1",
+    );
+    let app = queued_app(
+        container,
+        vec![("AzureWebJobsStorage", unreachable_queue.as_str())],
+    )
+    .await;
+    let response = app.call(post(&job(&["unsent"], 2))).await;
+    assert_eq!(response.status, 503, "{}", response.text());
+    assert!(response.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("Storage is unavailable"));
+
+    let documents: Vec<String> = app
+        .container
+        .names()
+        .await
+        .into_iter()
+        .filter(|name| name.ends_with("/status.json"))
+        .collect();
+    assert_eq!(documents.len(), 1, "{documents:?}");
+    let stored = app.container.read_json(&documents[0]).await.unwrap();
+    assert_eq!(stored["status"], "failed", "{stored}");
+    assert!(stored["error"]
+        .as_str()
+        .unwrap()
+        .contains("could not be queued"));
+    assert_eq!(app.reddit.listing_requests("unsent"), 0);
+}
+
+/// A process that died between storing a job and sending its message left a `queued` job with
+/// no message: the stale-job scan sends it, once, and the job runs.
+#[tokio::test]
+async fn a_job_stored_without_its_message_is_sent_again_and_runs() {
+    let app = queued_app(Container::fresh().await, vec![]).await;
+    let created = summary_womble::jobs::status::now() - chrono::TimeDelta::minutes(5);
+    let request = JobRequest {
+        source: Source::Reddit,
+        topics: vec![Subreddit::parse("stranded").unwrap()],
+        limit: Limit::DEFAULT,
+        priority: Priority::Normal,
+        callback_url: None,
+    };
+    let stranded = StatusDocument::queued(JobId::new(), request, None, created);
+    let id = stranded.job_id.to_string();
+    app.container
+        .store
+        .put(
+            &BlobName::parse(format!("jobs/{id}/status.json")).unwrap(),
+            serde_json::to_vec(&stranded).unwrap().into(),
+            "application/json",
+            WriteCondition::IfNotExists,
+        )
+        .await
+        .unwrap();
+
+    let done = app.wait_stored_terminal(&id, WAIT).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(done["requeued_at"].is_string(), "{done}");
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(app.reddit.listing_requests("stranded"), 1);
+}
+
+/// A second message for a job that runs elsewhere, alive: its delivery waits for the job to
+/// end and runs nothing.
+#[tokio::test]
+async fn a_second_message_for_a_running_job_does_not_run_it_again() {
+    let app = queued_app(Container::fresh().await, vec![]).await;
+    let hold = app.reddit.hold(&["slowone"]);
+    let id = app.submit(job(&["slowone"], 2)).await;
+    hold.until_arrived(1, WAIT).await;
+    Queue::named(&azurite::connection_string(), &app.container.name)
+        .send(&format!(r#"{{"job_id":"{id}"}}"#))
+        .await;
+    poll::until("the second message to be delivered", WAIT, async || {
+        app.host.queue_record().invocations().len() == 2
+    })
+    .await;
+    hold.release();
+
+    let done = app.wait_terminal(&id, WAIT).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 1, "claimed once");
+    poll::until("both deliveries to succeed", WAIT, async || {
+        app.host.queue_record().succeeded().len() == 2
+    })
+    .await;
+    assert_eq!(app.reddit.listing_requests("slowone"), 1);
+}
+
+/// Two containers in standalone mode take the jobs of one queue between them.
+#[tokio::test]
+async fn standalone_processes_share_one_queue() {
+    let reddit = FakeReddit::start().await;
+    reddit.set_latency(Duration::from_millis(100));
+    let container = Container::fresh().await;
+    let mut env = container.env();
+    env.extend(reddit.env());
+    env.extend(
+        [
+            ("JOB_DISPATCH", "queue"),
+            ("JOB_QUEUE", container.name.as_str()),
+            ("MAX_CONCURRENT_JOBS", "2"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let root = testkit::app_root();
+    let (first, second) = tokio::join!(
+        HandlerProcess::start(&root, Listen::Standalone, &env),
+        HandlerProcess::start(&root, Listen::Standalone, &env)
+    );
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let answer = client
+            .post(first.url("/api/SummaryWomble"))
+            .json(&job(&[&format!("s{n:02}")], 2))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+        let ticket: Value = answer.json().await.unwrap();
+        ids.push(ticket["job_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        poll::until("the job to complete", WAIT, async || {
+            container
+                .read_json(&format!("jobs/{id}/status.json"))
+                .await
+                .is_some_and(|document| document["status"] == "completed")
+        })
+        .await;
+    }
+    for n in 0..20 {
+        assert_eq!(reddit.listing_requests(&format!("s{n:02}")), 1);
+    }
+    for process in [&first, &second] {
+        assert!(
+            process.logs().contains("delivery done"),
+            "one process ran no job; its log:\n{}",
+            process.logs()
+        );
+    }
+}
