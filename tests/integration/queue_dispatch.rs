@@ -78,7 +78,7 @@ async fn three_instances_share_three_hundred_jobs_and_a_killed_one_loses_none() 
     .await;
     app.reddit.set_unlimited();
     app.reddit.set_latency(Duration::from_millis(100));
-    let mut instances = vec![
+    let mut instances = [
         app.another_instance_with(vec![("REDDIT_USER_AGENT", "instance-1")])
             .await,
         app.another_instance_with(vec![("REDDIT_USER_AGENT", "instance-2")])
