@@ -19,8 +19,8 @@
 //! every instance: there, without a storage setting, the handler refuses to start and names the
 //! settings it looked for.
 //!
-//! The queue service URI is parsed and carried for queue dispatch (api.md section 9), which the
-//! handler does not implement yet; nothing reads it today.
+//! The queue service URI is where queue dispatch (api.md section 9) finds its queues; without it
+//! they are at the account's default queue service.
 
 use std::path::PathBuf;
 
@@ -55,7 +55,7 @@ pub struct IdentityConnection {
     pub account: String,
     /// The blob service, without a trailing `/`.
     pub blob_endpoint: Url,
-    /// The queue service, for queue dispatch (not implemented yet). `None` when only a blob
+    /// The queue service, for queue dispatch. `None` when only a blob
     /// service URI was given.
     pub queue_endpoint: Option<Url>,
     pub identity: Identity,
