@@ -373,6 +373,24 @@ mod tests {
             .document
     }
 
+    #[test]
+    fn the_queue_service_is_found_beside_the_blob_service() {
+        let blob = url::Url::parse("https://acct.blob.core.windows.net").unwrap();
+        assert_eq!(
+            queue_endpoint_of(&blob).unwrap().as_str(),
+            "https://acct.queue.core.windows.net/"
+        );
+        let sovereign = url::Url::parse("https://acct.blob.core.chinacloudapi.cn/").unwrap();
+        assert_eq!(
+            queue_endpoint_of(&sovereign).unwrap().as_str(),
+            "https://acct.queue.core.chinacloudapi.cn/"
+        );
+        // A private endpoint or an emulator says nothing about its queue service.
+        let private = url::Url::parse("http://127.0.0.1:10000/devstoreaccount1").unwrap();
+        let error = queue_endpoint_of(&private).unwrap_err().to_string();
+        assert!(error.contains("__queueServiceUri"), "{error}");
+    }
+
     /// A one-off collection runs its own job to the end and leaves a job whose worker died
     /// alone, however long it runs; a server adopts that job.
     #[tokio::test]
