@@ -15,6 +15,7 @@ mod load;
 mod openapi;
 mod reddit;
 mod secrets;
+mod shared_quota;
 mod standalone;
 mod storage_settings;
 mod timer;

@@ -17,6 +17,7 @@ fn quick_retries() -> RetryPolicy {
             .jitter(0.5)
             .max_attempts(4)
             .max_elapsed(Duration::from_secs(20)),
+        rate_limited_patience: Duration::from_secs(20),
         request_timeout: Duration::from_secs(2),
     }
 }
