@@ -13,9 +13,10 @@
 //!   window the one with the higher `X-Ratelimit-Used` (or, without it, the lower remainder) is
 //!   the newer. An answer about a window that has already been replaced is ignored.
 //! - **A window is probed before its budget is used**: while no answer has reported the current
-//!   window (at start, and once a reset has passed) one request goes out at a time. Each process
-//!   used to start a new window with the size of the last one, and N processes then sent N times
-//!   the quota at once.
+//!   window (at start, and once a reset has passed) one request goes out at a time, and another
+//!   only if that one has been on its way for [`PROBE_PATIENCE`] (a held or slow answer must not
+//!   stall the process). Each process used to start a new window with the size of the last
+//!   one, and N processes then sent N times the quota at once.
 //! - **Others' share is reserved**: the headers say how much the quota fell between two answers;
 //!   what this process did not send itself, others did. From that the limiter keeps the ratio
 //!   of others' requests to its own in the window (carried into the next window as a first
@@ -29,8 +30,10 @@
 //!
 //! The price: near the end of a window the last requests of a shared quota (about one per other
 //! process) may go unused, and a window's first request waits for no one but pays one round
-//! trip before the rest. The limiter never retries; a 429 marks the window refused for the
-//! wait the client chose ([`RateLimiter::exhaust_for`]).
+//! trip before the rest. Weighed and not taken: a random delay before the probe (N probes are N
+//! requests, well inside any window; a random start would only cost time). The limiter never
+//! retries; a 429 marks the window refused for the wait the client chose
+//! ([`RateLimiter::exhaust_for`]).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -44,6 +47,11 @@ use crate::retry::MAX_SERVER_WAIT;
 /// Two answers whose resets are this close describe the same window: Reddit reports whole
 /// seconds, and answers take a while to arrive.
 const SAME_WINDOW: Duration = Duration::from_secs(1);
+
+/// How long a probe may be on its way before another request may probe in its place: longer
+/// than Reddit usually takes to answer, short enough that a held or timed-out probe costs the
+/// other requests of the process little.
+const PROBE_PATIENCE: Duration = Duration::from_secs(1);
 
 /// A process may run ahead of its even pace by this share of its share of the window: a
 /// quarter, so that up to four processes starting a window at once stay inside it before their
@@ -68,8 +76,9 @@ struct Window {
     resets_at: Option<Instant>,
     /// Requests sent and not yet answered.
     in_flight: u32,
-    /// A request is out to learn the window: the others wait for its answer.
-    probing: bool,
+    /// When the request out to learn the window was sent: the others wait for its answer, or
+    /// for [`PROBE_PATIENCE`].
+    probing: Option<Instant>,
     /// After a 429: nothing is sent before this, whatever other answers say.
     refused_until: Option<Instant>,
     /// The window's first report, from which others' requests are counted.
@@ -179,7 +188,7 @@ impl RateLimiter {
             let mut window = self.window.lock().expect("rate limit lock");
             window.in_flight = window.in_flight.saturating_sub(1);
             if permit.probe {
-                window.probing = false;
+                window.probing = None;
             }
             match headers.and_then(Report::read) {
                 Some(report) => window.record(report, permit, Instant::now()),
@@ -229,12 +238,14 @@ impl Window {
         }
         let (Some(remaining), Some(resets_at)) = (self.remaining, self.resets_at) else {
             // The probe: one request at a time until an answer reports the window (a probe
-            // that ends without a report lets the next one ask). Requests of the window before
-            // that are still on their way do not hold it up.
-            if self.probing {
-                return Err(None);
+            // that ends without a report, or takes too long, lets the next one ask). Requests
+            // of the window before that are still on their way do not hold it up.
+            if let Some(since) = self.probing {
+                if now < since + PROBE_PATIENCE {
+                    return Err(Some(since + PROBE_PATIENCE));
+                }
             }
-            self.probing = true;
+            self.probing = Some(now);
             self.in_flight += 1;
             return Ok(true);
         };

@@ -107,7 +107,7 @@ async fn a_new_window_is_probed_with_one_request_before_its_budget_is_used() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     // The window reset: one request asks what the new one holds; the others wait for it.
     let probe = limiter.acquire().await;
-    assert!(!passes_within(&limiter, Duration::from_secs(1)).await);
+    assert!(!passes_within(&limiter, PROBE_PATIENCE / 2).await);
     // Other processes have spent all but two of it already.
     probe.observe(&report("9", "1", "2"));
     assert_eq!(sent_within(&limiter, Duration::from_secs(1)).await.len(), 1);
@@ -117,11 +117,22 @@ async fn a_new_window_is_probed_with_one_request_before_its_budget_is_used() {
 async fn an_unknown_window_is_probed_one_request_at_a_time() {
     let limiter = RateLimiter::new();
     let probe = limiter.acquire().await;
-    assert!(!passes_within(&limiter, Duration::from_secs(1)).await);
+    assert!(!passes_within(&limiter, PROBE_PATIENCE / 2).await);
     // Ended without a report: the next request asks in its turn.
     drop(probe);
     let _second = limiter.acquire().await;
-    assert!(!passes_within(&limiter, Duration::from_secs(1)).await);
+    assert!(!passes_within(&limiter, PROBE_PATIENCE / 2).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_takes_long_lets_one_more_request_ask_in_its_place() {
+    let limiter = RateLimiter::new();
+    let start = Instant::now();
+    let _held = limiter.acquire().await;
+    let _second = limiter.acquire().await;
+    assert_eq!(start.elapsed(), PROBE_PATIENCE);
+    let _third = limiter.acquire().await;
+    assert_eq!(start.elapsed(), PROBE_PATIENCE * 2);
 }
 
 #[tokio::test(start_paused = true)]
