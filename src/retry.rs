@@ -92,7 +92,7 @@ impl Backoff {
     }
 
     /// The wait after the `attempt`-th failed attempt (1-based), jitter applied.
-    fn delay(&self, attempt: u32) -> Duration {
+    pub fn delay(&self, attempt: u32) -> Duration {
         let step = self.factor.max(1).saturating_pow(attempt.saturating_sub(1));
         let delay = self.first_delay.saturating_mul(step).min(self.max_delay);
         let share = self.jitter.clamp(0.0, 1.0);
@@ -108,10 +108,7 @@ impl Backoff {
         let wait = match verdict {
             Verdict::Final => return None,
             Verdict::Retry => self.delay(attempt),
-            Verdict::RetryAfter(wait) => {
-                let wait = (*wait).min(MAX_SERVER_WAIT);
-                wait + up_to(wait / 10 + SERVER_WAIT_SPREAD)
-            }
+            Verdict::RetryAfter(wait) => spread_server_wait(*wait),
         };
         let out_of_attempts = attempt >= self.max_attempts;
         let out_of_time = self
@@ -192,6 +189,13 @@ where
         }
         attempt += 1;
     }
+}
+
+/// A wait a server asked for, capped to [`MAX_SERVER_WAIT`] and lengthened by a random share
+/// (up to a tenth of it plus 50 ms), so that the clients it told do not all come back at once.
+pub fn spread_server_wait(wait: Duration) -> Duration {
+    let wait = wait.min(MAX_SERVER_WAIT);
+    wait + up_to(wait / 10 + SERVER_WAIT_SPREAD)
 }
 
 /// A random duration from zero to `max`, both included.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::outbound::failure;
-use crate::retry::{retry, Backoff, Verdict};
+use crate::retry::{retry, spread_server_wait, Backoff, Verdict};
 
 mod auth;
 
@@ -36,15 +36,20 @@ const MAX_PAGE: u32 = 100;
 /// How persistent to be with one page of a subreddit's listing.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
-    /// Between attempts after a retryable failure (connection trouble, timeouts, 429, 5xx).
+    /// Between attempts after a retryable failure (connection trouble, timeouts, 5xx).
     pub backoff: Backoff,
+    /// How long one page keeps waiting out 429s. A 429 is no failure of Reddit's but the shared
+    /// quota running out (other instances spend it too): it is waited out and the request sent
+    /// again as often as it takes, without spending the backoff's attempts, for this long.
+    pub rate_limited_patience: Duration,
     /// One request, connect to last byte.
     pub request_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
     /// Five attempts; waits of 0.5 s doubling to 20 s, each drawn at random from the upper half
-    /// of its step; no retry that would start 90 s after the first attempt.
+    /// of its step; no retry that would start 90 s after the first attempt. 429s are waited
+    /// out for 30 minutes: three of Reddit's longest windows (10 minutes).
     fn default() -> Self {
         Self {
             backoff: Backoff::new(Duration::from_millis(500))
@@ -52,6 +57,7 @@ impl Default for RetryPolicy {
                 .jitter(0.5)
                 .max_attempts(5)
                 .max_elapsed(Duration::from_secs(90)),
+            rate_limited_patience: Duration::from_secs(30 * 60),
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -82,9 +88,12 @@ type Page = (Vec<Post>, Option<String>);
 
 /// Why one attempt at a page failed.
 enum Failure {
-    /// Asking again may help: after `after` when Reddit said how long (429).
-    Retry {
-        after: Option<Duration>,
+    /// Asking again may help, after the backoff.
+    Retry(FetchError),
+    /// Reddit answered 429: the shared quota is spent for `wait` (from `Retry-After`, else
+    /// `X-Ratelimit-Reset`; `None` when it said neither).
+    RateLimited {
+        wait: Option<Duration>,
         error: FetchError,
     },
     /// Reddit refused the access token (401).
@@ -97,22 +106,20 @@ enum Failure {
 impl Failure {
     /// Reddit could not be reached, or its answer was cut off: worth another attempt.
     fn unreachable(subreddit: &str, error: &reqwest::Error) -> Self {
-        Failure::Retry {
-            after: None,
-            error: FetchError::Unreachable {
-                subreddit: subreddit.to_owned(),
-                reason: failure(error).to_owned(),
-            },
-        }
+        Failure::Retry(FetchError::Unreachable {
+            subreddit: subreddit.to_owned(),
+            reason: failure(error).to_owned(),
+        })
     }
 
+    /// 429s never reach the backoff: [`RedditClient::attempt_until_admitted`] waits them out.
     fn verdict(&self) -> Verdict {
         match self {
-            Failure::Retry {
-                after: Some(wait), ..
-            } => Verdict::RetryAfter(*wait),
-            Failure::Retry { after: None, .. } => Verdict::Retry,
-            Failure::TokenRejected | Failure::Final(_) | Failure::Cancelled => Verdict::Final,
+            Failure::Retry(_) => Verdict::Retry,
+            Failure::RateLimited { .. }
+            | Failure::TokenRejected
+            | Failure::Final(_)
+            | Failure::Cancelled => Verdict::Final,
         }
     }
 
@@ -120,10 +127,12 @@ impl Failure {
     /// ends as [`FetchError::Cancelled`]: the wait was given up, not the subreddit.
     fn into_error(self, cancel: &CancellationToken) -> FetchError {
         match self {
-            Failure::Retry { .. } | Failure::Cancelled if cancel.is_cancelled() => {
+            Failure::Retry(_) | Failure::Cancelled if cancel.is_cancelled() => {
                 FetchError::Cancelled
             }
-            Failure::Retry { error, .. } | Failure::Final(error) => error,
+            Failure::Retry(error) | Failure::RateLimited { error, .. } | Failure::Final(error) => {
+                error
+            }
             Failure::TokenRejected => FetchError::BadCredentials(401),
             Failure::Cancelled => FetchError::Cancelled,
         }
@@ -161,14 +170,13 @@ impl RedditClient {
         })
     }
 
-    /// One request for a page. `number` is the attempt's, 1-based.
+    /// One request for a page.
     async fn attempt(
         &self,
         subreddit: &Subreddit,
         limit: u32,
         after: Option<&str>,
         token: Option<&Token>,
-        number: u32,
         cancel: &CancellationToken,
     ) -> Result<Page, Failure> {
         let name = subreddit.as_str();
@@ -222,25 +230,19 @@ impl RedditClient {
                 let headers = answer.headers();
                 let wait = header_wait(headers, "retry-after")
                     .or_else(|| header_wait(headers, "x-ratelimit-reset"));
-                if let Some(wait) = wait {
-                    self.limiter.exhaust_for(wait);
-                }
-                return Err(Failure::Retry {
-                    after: wait,
+                return Err(Failure::RateLimited {
+                    wait,
                     error: FetchError::RateLimited {
                         subreddit: name.to_owned(),
-                        attempts: number,
+                        attempts: 1,
                     },
                 });
             }
             code if status.is_server_error() => {
-                return Err(Failure::Retry {
-                    after: None,
-                    error: FetchError::Status {
-                        subreddit: name.to_owned(),
-                        status: code,
-                    },
-                })
+                return Err(Failure::Retry(FetchError::Status {
+                    subreddit: name.to_owned(),
+                    status: code,
+                }))
             }
             code => {
                 return Err(Failure::Final(FetchError::Status {
@@ -287,16 +289,54 @@ impl RedditClient {
         retry(
             &self.retry.backoff,
             Some(cancel),
-            |number| self.attempt_with_token(subreddit, limit, after, number, &renewed, cancel),
+            |_| self.attempt_until_admitted(subreddit, limit, after, &renewed, cancel),
             Failure::verdict,
             |failure, retrying| {
-                if let Failure::Retry { error, .. } = failure {
+                if let Failure::Retry(error) = failure {
                     tracing::warn!(subreddit = %subreddit, attempt = retrying.attempt, wait_ms = retrying.wait.as_millis() as u64, error = %crate::telemetry::Chain(error), "retrying Reddit listing");
                 }
             },
         )
         .await
         .map_err(|failure| failure.into_error(cancel))
+    }
+
+    /// One attempt that Reddit admits: a 429 is waited out and the request sent again, for
+    /// up to [`RetryPolicy::rate_limited_patience`], so that a quota spent by other instances
+    /// fails no subreddit. The wait is Reddit's (`Retry-After`, else `X-Ratelimit-Reset`, else
+    /// the backoff's step), capped and spread at random so that the processes it refused do not
+    /// come back at once; it is set on the rate limiter, so that every request of the process
+    /// waits with this one, and a cancel ends it there.
+    async fn attempt_until_admitted(
+        &self,
+        subreddit: &Subreddit,
+        limit: u32,
+        after: Option<&str>,
+        renewed: &AtomicBool,
+        cancel: &CancellationToken,
+    ) -> Result<Page, Failure> {
+        let started = tokio::time::Instant::now();
+        let mut refusals = 0;
+        loop {
+            let wait = match self
+                .attempt_with_token(subreddit, limit, after, renewed, cancel)
+                .await
+            {
+                Err(Failure::RateLimited { wait, .. }) => wait,
+                outcome => return outcome,
+            };
+            refusals += 1;
+            let wait =
+                spread_server_wait(wait.unwrap_or_else(|| self.retry.backoff.delay(refusals)));
+            if started.elapsed() + wait > self.retry.rate_limited_patience {
+                return Err(Failure::Final(FetchError::RateLimited {
+                    subreddit: subreddit.as_str().to_owned(),
+                    attempts: refusals,
+                }));
+            }
+            tracing::info!(subreddit = %subreddit, refusals, wait_ms = wait.as_millis() as u64, "Reddit answered 429; waiting for the shared quota");
+            self.limiter.exhaust_for(wait);
+        }
     }
 
     /// One attempt with the current token. A refused token is renewed, and the request sent
@@ -306,19 +346,18 @@ impl RedditClient {
         subreddit: &Subreddit,
         limit: u32,
         after: Option<&str>,
-        number: u32,
         renewed: &AtomicBool,
         cancel: &CancellationToken,
     ) -> Result<Page, Failure> {
         let token = self.token(false).await.map_err(Failure::Final)?;
         match self
-            .attempt(subreddit, limit, after, token.as_ref(), number, cancel)
+            .attempt(subreddit, limit, after, token.as_ref(), cancel)
             .await
         {
             Err(Failure::TokenRejected) if !renewed.swap(true, Ordering::Relaxed) => {
                 tracing::info!(subreddit = %subreddit, "Reddit refused the access token; renewing it once");
                 let token = self.token(true).await.map_err(Failure::Final)?;
-                self.attempt(subreddit, limit, after, token.as_ref(), number, cancel)
+                self.attempt(subreddit, limit, after, token.as_ref(), cancel)
                     .await
             }
             outcome => outcome,

@@ -4,7 +4,8 @@
 //! - [`subreddit`]: the validated [`Subreddit`] name.
 //! - [`topic`]: Reddit's listing JSON and the [`Topic`] documents made from it.
 //! - [`client`]: [`RedditClient`], application-only OAuth, the hot listing, retries.
-//! - [`rate_limit`]: pacing from Reddit's `X-Ratelimit-*` headers, shared by the process.
+//! - [`rate_limit`]: pacing from Reddit's `X-Ratelimit-*` headers, one limiter per process for a
+//!   quota shared with every other instance.
 
 pub mod client;
 pub mod rate_limit;

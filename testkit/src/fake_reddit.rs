@@ -5,6 +5,13 @@
 //! does not exist, 401 for a bad or expired token, 429 with `Retry-After`, 5xx, slow answers and
 //! malformed JSON. Every request is recorded so tests can count what the handler sent.
 //!
+//! The rate limit is Reddit's: a quota per OAuth client id ([`FakeReddit::set_fixed_window`]),
+//! shared by every process that holds a token of that client, whichever process asks. Each
+//! answer reports that client's window (`X-Ratelimit-Used` counts every request of the window,
+//! refused ones too, so it orders answers); a request over the limit is answered 429 with
+//! `Retry-After`. What a benchmark reads: [`FakeReddit::listings_answered`],
+//! [`FakeReddit::rate_limited`] and [`FakeReddit::window_usage`] (requests per window).
+//!
 //! A test that needs a listing to answer only after something else has happened holds it
 //! ([`FakeReddit::hold`], [`FakeReddit::hold_listings`]) and releases it then: no sleeps.
 
@@ -76,7 +83,14 @@ struct State {
     asked: HashMap<String, usize>,
     requests: Vec<Seen>,
     tokens_issued: usize,
-    valid_tokens: Vec<String>,
+    /// The apps Reddit knows: client secret by client id.
+    clients: HashMap<String, String>,
+    /// The client id each valid token was issued to.
+    valid_tokens: HashMap<String, String>,
+    /// Listing requests answered 200.
+    listings_answered: usize,
+    /// Every 429 answered, for the window or by a subreddit's behaviour.
+    rate_limited: usize,
     latency: Duration,
     /// Rate-limit window the fake reports: remaining requests and seconds to reset.
     window_remaining: f64,
@@ -92,14 +106,19 @@ struct State {
     answer_headers: Vec<(String, String)>,
     /// `expires_in` of the token answer, when not the usual 3600.
     token_expires_in: Option<Value>,
-    /// A real fixed window, enforced with 429s, when set.
-    fixed_window: Option<FixedWindow>,
+    /// A real fixed window per client id, enforced with 429s, when set: `(limit, period)`.
+    window_rule: Option<(usize, Duration)>,
+    /// Each client id's window (requests without a token count as [`ANONYMOUS`]'s).
+    windows: HashMap<String, FixedWindow>,
     /// 429s answered because the fixed window was exceeded.
     window_refusals: usize,
     /// Subreddits whose answers are held this long after they were made, so that they arrive
     /// after newer ones (their rate-limit headers stale by then).
     late: HashMap<String, Duration>,
 }
+
+/// Whose window requests without a token count against.
+const ANONYMOUS: &str = "";
 
 /// A window of `limit` listing requests per `period`, starting with the first request after the
 /// last one ended, as Reddit counts them; requests beyond `limit` are answered 429.
@@ -109,9 +128,39 @@ struct FixedWindow {
     period: Duration,
     started: Option<Instant>,
     used: usize,
+    /// Every window so far, the current one last.
+    history: Vec<WindowUsage>,
+}
+
+/// What one window of a client id saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowUsage {
+    /// Requests the window allows.
+    pub limit: usize,
+    /// Requests it admitted (at most `limit`).
+    pub admitted: usize,
+    /// Requests it refused with a 429.
+    pub refused: usize,
+}
+
+impl WindowUsage {
+    /// The share of the window used, from 0 to 1.
+    pub fn share(&self) -> f64 {
+        self.admitted as f64 / self.limit as f64
+    }
 }
 
 impl FixedWindow {
+    fn new(limit: usize, period: Duration) -> Self {
+        Self {
+            limit,
+            period,
+            started: None,
+            used: 0,
+            history: Vec::new(),
+        }
+    }
+
     /// Counts a request arriving now; `false` when it is over the limit.
     fn admit(&mut self, now: Instant) -> bool {
         if self
@@ -120,9 +169,21 @@ impl FixedWindow {
         {
             self.started = Some(now);
             self.used = 0;
+            self.history.push(WindowUsage {
+                limit: self.limit,
+                admitted: 0,
+                refused: 0,
+            });
         }
         self.used += 1;
-        self.used <= self.limit
+        let admitted = self.used <= self.limit;
+        let current = self.history.last_mut().expect("a window was started");
+        if admitted {
+            current.admitted += 1;
+        } else {
+            current.refused += 1;
+        }
+        admitted
     }
 
     /// `(used, remaining, seconds to reset)` as the headers report them.
@@ -152,7 +213,10 @@ impl FakeReddit {
             asked: HashMap::new(),
             requests: Vec::new(),
             tokens_issued: 0,
-            valid_tokens: Vec::new(),
+            clients: HashMap::from([(CLIENT_ID.to_owned(), CLIENT_SECRET.to_owned())]),
+            valid_tokens: HashMap::new(),
+            listings_answered: 0,
+            rate_limited: 0,
             latency: Duration::ZERO,
             window_remaining: 600.0,
             window_reset: 600.0,
@@ -162,7 +226,8 @@ impl FakeReddit {
             listings_hold: None,
             answer_headers: Vec::new(),
             token_expires_in: None,
-            fixed_window: None,
+            window_rule: None,
+            windows: HashMap::new(),
             window_refusals: 0,
             late: HashMap::new(),
         }));
@@ -250,15 +315,45 @@ impl FakeReddit {
         self.state.lock().unwrap().token_expires_in = Some(expires_in);
     }
 
-    /// Enforces a real window of `limit` listing requests per `period`: a request beyond it is
-    /// answered 429 with `Retry-After` (the seconds left), and every answer reports the window.
+    /// Enforces a real window of `limit` listing requests per `period` for each client id,
+    /// shared by every process holding one of its tokens: a request beyond it is answered 429
+    /// with `Retry-After` (the seconds left, rounded up), and every answer reports the window of
+    /// the client that asked.
     pub fn set_fixed_window(&self, limit: usize, period: Duration) {
-        self.state.lock().unwrap().fixed_window = Some(FixedWindow {
-            limit,
-            period,
-            started: None,
-            used: 0,
-        });
+        let mut state = self.state.lock().unwrap();
+        state.window_rule = Some((limit, period));
+        state.windows.clear();
+    }
+
+    /// Another app Reddit knows, with a quota of its own.
+    pub fn add_client(&self, client_id: &str, client_secret: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .clients
+            .insert(client_id.to_owned(), client_secret.to_owned());
+    }
+
+    /// Listing requests answered 200 so far.
+    pub fn listings_answered(&self) -> usize {
+        self.state.lock().unwrap().listings_answered
+    }
+
+    /// Every 429 answered so far: for a client's window, or by a subreddit's behaviour.
+    pub fn rate_limited(&self) -> usize {
+        self.state.lock().unwrap().rate_limited
+    }
+
+    /// The windows of `client_id` so far, oldest first; the last may still be running. Empty
+    /// without [`set_fixed_window`](Self::set_fixed_window).
+    pub fn window_usage(&self, client_id: &str) -> Vec<WindowUsage> {
+        self.state
+            .lock()
+            .unwrap()
+            .windows
+            .get(client_id)
+            .map(|window| window.history.clone())
+            .unwrap_or_default()
     }
 
     /// Holds every answer for `subreddit` for `delay` after it was made (headers included).
@@ -399,13 +494,17 @@ async fn answer(
         _ => {
             return json_answer(
                 &state,
+                ANONYMOUS,
                 StatusCode::NOT_FOUND,
                 json!({"message": "Not Found", "error": 404}),
             )
         }
     };
-    if !public {
-        let authorized = header(&headers, "authorization")
+    // Whose quota the request spends: the client id its token was issued to.
+    let client = if public {
+        ANONYMOUS.to_owned()
+    } else {
+        let client = header(&headers, "authorization")
             .and_then(|value| {
                 // Reddit takes the scheme in any case.
                 let (scheme, token) = value.split_once(' ')?;
@@ -413,15 +512,19 @@ async fn answer(
                     .eq_ignore_ascii_case("bearer")
                     .then(|| token.to_owned())
             })
-            .is_some_and(|token| state.lock().unwrap().valid_tokens.contains(&token));
-        if !authorized {
-            return json_answer(
-                &state,
-                StatusCode::UNAUTHORIZED,
-                json!({"message": "Unauthorized", "error": 401}),
-            );
+            .and_then(|token| state.lock().unwrap().valid_tokens.get(&token).cloned());
+        match client {
+            Some(client) => client,
+            None => {
+                return json_answer(
+                    &state,
+                    ANONYMOUS,
+                    StatusCode::UNAUTHORIZED,
+                    json!({"message": "Unauthorized", "error": 401}),
+                )
+            }
         }
-    }
+    };
     let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -435,9 +538,16 @@ async fn answer(
     let refused_after = {
         let mut state = state.lock().unwrap();
         let now = Instant::now();
-        let admitted = state.fixed_window.as_mut().map(|window| {
-            let admitted = window.admit(now);
-            (admitted, window.report(now).2)
+        let State {
+            window_rule,
+            windows,
+            ..
+        } = &mut *state;
+        let admitted = window_rule.map(|(limit, period)| {
+            let window = windows
+                .entry(client.clone())
+                .or_insert_with(|| FixedWindow::new(limit, period));
+            (window.admit(now), window.report(now).2)
         });
         match admitted {
             Some((false, reset)) => {
@@ -450,6 +560,7 @@ async fn answer(
     if let Some(reset) = refused_after {
         let mut response = json_answer(
             &state,
+            &client,
             StatusCode::TOO_MANY_REQUESTS,
             json!({"message": "Too Many Requests", "error": 429}),
         );
@@ -485,6 +596,7 @@ async fn answer(
         Behaviour::FailTimes { status, times } if asked <= times => {
             return json_answer(
                 &state,
+                &client,
                 StatusCode::from_u16(status).unwrap(),
                 json!({"message": "Internal Server Error", "error": status}),
             )
@@ -492,6 +604,7 @@ async fn answer(
         Behaviour::RateLimitedTimes { times, retry_after } if asked <= times => {
             let mut response = json_answer(
                 &state,
+                &client,
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"message": "Too Many Requests", "error": 429}),
             );
@@ -514,21 +627,24 @@ async fn answer(
     match behaviour {
         Behaviour::Private => json_answer(
             &state,
+            &client,
             StatusCode::FORBIDDEN,
             json!({"reason": "private", "message": "Forbidden", "error": 403}),
         ),
         Behaviour::Quarantined => json_answer(
             &state,
+            &client,
             StatusCode::FORBIDDEN,
             json!({"reason": "quarantined", "message": "Forbidden", "error": 403, "quarantine_message": "..."}),
         ),
         Behaviour::Banned => json_answer(
             &state,
+            &client,
             StatusCode::NOT_FOUND,
             json!({"reason": "banned", "message": "Not Found", "error": 404}),
         ),
         Behaviour::Missing => {
-            let mut response = json_answer(&state, StatusCode::FOUND, json!({}));
+            let mut response = json_answer(&state, &client, StatusCode::FOUND, json!({}));
             *response.body_mut() = String::new();
             response.headers_mut().insert(
                 "location",
@@ -540,19 +656,24 @@ async fn answer(
         }
         Behaviour::NotAListing(kind) => json_answer(
             &state,
+            &client,
             StatusCode::OK,
             json!({"kind": kind, "data": {"after": null, "children": []}}),
         ),
         Behaviour::Malformed => {
-            let mut response = json_answer(&state, StatusCode::OK, json!({}));
+            let mut response = json_answer(&state, &client, StatusCode::OK, json!({}));
             *response.body_mut() = "<html>we're doing some maintenance".into();
             response
         }
-        Behaviour::Posts { posts, stickied } => json_answer(
-            &state,
-            StatusCode::OK,
-            listing(&name, posts, stickied, limit, after.as_deref()),
-        ),
+        Behaviour::Posts { posts, stickied } => {
+            state.lock().unwrap().listings_answered += 1;
+            json_answer(
+                &state,
+                &client,
+                StatusCode::OK,
+                listing(&name, posts, stickied, limit, after.as_deref()),
+            )
+        }
         Behaviour::FailTimes { .. }
         | Behaviour::RateLimitedTimes { .. }
         | Behaviour::Slow(_)
@@ -562,39 +683,61 @@ async fn answer(
     }
 }
 
+/// The client id of a Basic `authorization` holding the id and secret of an app Reddit knows.
+fn client_id(authorization: Option<&str>, state: &State) -> Option<String> {
+    let encoded = authorization?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let (id, secret) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    (state.clients.get(id)? == secret).then(|| id.to_owned())
+}
+
 fn token(headers: &HeaderMap, state: &Arc<Mutex<State>>) -> Response<String> {
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
-    );
-    if header(headers, "authorization").as_deref() != Some(expected.as_str()) {
+    let authorization = header(headers, "authorization");
+    let issued = {
+        let mut state = state.lock().unwrap();
+        client_id(authorization.as_deref(), &state).map(|client| {
+            state.tokens_issued += 1;
+            let token = format!("token-{}", state.tokens_issued);
+            state.valid_tokens.insert(token.clone(), client);
+            (token, state.token_expires_in.clone().unwrap_or(json!(3600)))
+        })
+    };
+    let Some((token, expires_in)) = issued else {
         return json_answer(
             state,
+            ANONYMOUS,
             StatusCode::UNAUTHORIZED,
             json!({"message": "Unauthorized", "error": 401}),
         );
-    }
-    let (token, expires_in) = {
-        let mut state = state.lock().unwrap();
-        state.tokens_issued += 1;
-        let token = format!("token-{}", state.tokens_issued);
-        state.valid_tokens.push(token.clone());
-        (token, state.token_expires_in.clone().unwrap_or(json!(3600)))
     };
     json_answer(
         state,
+        ANONYMOUS,
         StatusCode::OK,
         json!({"access_token": token, "token_type": "bearer", "expires_in": expires_in, "scope": "*"}),
     )
 }
 
-/// The rate-limit headers Reddit puts on every answer.
-fn json_answer(state: &Arc<Mutex<State>>, status: StatusCode, body: Value) -> Response<String> {
+/// An answer with the rate-limit headers Reddit puts on every answer: about `client`'s window.
+fn json_answer(
+    state: &Arc<Mutex<State>>,
+    client: &str,
+    status: StatusCode,
+    body: Value,
+) -> Response<String> {
     let (used, remaining, reset, overrides) = {
         let mut state = state.lock().unwrap();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            state.rate_limited += 1;
+        }
         let overrides = state.answer_headers.clone();
-        if let Some(window) = &state.fixed_window {
-            let (used, remaining, reset) = window.report(Instant::now());
+        if let Some((limit, period)) = state.window_rule {
+            let (used, remaining, reset) = match state.windows.get(client) {
+                Some(window) => window.report(Instant::now()),
+                None => (0, limit as f64, period.as_secs_f64()),
+            };
             // Fractional, so that a client is never told the window resets before it does.
             let reset = format!("{reset:.3}");
             (used, remaining, reset, overrides)

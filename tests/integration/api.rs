@@ -674,6 +674,10 @@ async fn the_readiness_probe_and_unknown_routes_answer_json() {
 #[tokio::test]
 async fn a_seven_subreddit_job_fetches_its_subreddits_concurrently() {
     let app = TestApp::start().await;
+    // The first listing of a process probes Reddit's rate-limit window alone; once the window
+    // is known, a job's listings go together.
+    let first = app.submit(job(&["warmup"], 1)).await;
+    app.wait_terminal(&first, WAIT).await;
     let listings = app.reddit.hold_listings();
     let ticket = app.start_job(json!({"limit": 3})).await;
     // All seven listings reach Reddit before any is answered.

@@ -17,6 +17,7 @@ mod queue_dispatch;
 mod queue_listener;
 mod reddit;
 mod secrets;
+mod shared_quota;
 mod standalone;
 mod storage_settings;
 mod timer;

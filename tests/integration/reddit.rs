@@ -17,6 +17,7 @@ fn quick_retries() -> RetryPolicy {
             .jitter(0.5)
             .max_attempts(4)
             .max_elapsed(Duration::from_secs(20)),
+        rate_limited_patience: Duration::from_secs(20),
         request_timeout: Duration::from_secs(2),
     }
 }
@@ -299,6 +300,53 @@ async fn a_429_waits_for_retry_after_before_asking_again() {
         "asked again after {:?}",
         times[1] - times[0]
     );
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_however_often_it_comes_and_fails_no_subreddit() {
+    let reddit = FakeReddit::start().await;
+    // More 429s than the policy's 4 attempts: the quota is other instances' to spend too, and
+    // waiting for it is no failure.
+    reddit.set(
+        "crowded",
+        Behaviour::RateLimitedTimes {
+            times: 6,
+            retry_after: 0.1,
+        },
+    );
+    let topics = client(&reddit)
+        .hot_topics(&sub("crowded"), 5, "x")
+        .await
+        .unwrap();
+    assert_eq!(topics.len(), 5);
+    assert_eq!(reddit.listing_requests("crowded"), 7);
+}
+
+#[tokio::test]
+async fn each_client_id_spends_a_window_of_its_own() {
+    let reddit = FakeReddit::start().await;
+    reddit.set_fixed_window(2, Duration::from_secs(60));
+    reddit.add_client("other-client-id", "other-secret");
+    let other = client_with(
+        &reddit,
+        Arc::new(FixedCredentials(Some(Credentials {
+            client_id: "other-client-id".to_owned().into(),
+            client_secret: "other-secret".to_owned().into(),
+            user_agent: None,
+        }))),
+    );
+    let ours = client(&reddit);
+    for name in ["first", "second"] {
+        ours.hot_topics(&sub(name), 5, "x").await.unwrap();
+        other.hot_topics(&sub(name), 5, "x").await.unwrap();
+    }
+    assert_eq!(reddit.rate_limited(), 0);
+    assert_eq!(reddit.listings_answered(), 4);
+    for client_id in [CLIENT_ID, "other-client-id"] {
+        let windows = reddit.window_usage(client_id);
+        assert_eq!(windows.len(), 1, "{client_id}: {windows:?}");
+        assert_eq!(windows[0].admitted, 2, "{client_id}: {windows:?}");
+    }
 }
 
 #[tokio::test]
