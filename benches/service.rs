@@ -29,6 +29,9 @@
 //!    finishes in a few minutes. Jobs are paced by their completion callbacks, and finished
 //!    jobs' blobs deleted (see [`memory_phase`]).
 //!
+//! 7. Scale: queue dispatch with 1, 2 and 4 instances, then several instances under one shared
+//!    Reddit window (see [`scale`]).
+//!
 //! `BENCH_HANDLER=<path>` measures another build of the handler (the `make handler` one, or one
 //! with symbols for a profiler).
 //!
@@ -53,6 +56,7 @@ use testkit::port::{is_bind_conflict, start_on_a_free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use warp::Filter as _;
 
+mod scale;
 mod storage_cost;
 
 /// The release handler `cargo bench` built alongside this benchmark.
@@ -252,6 +256,12 @@ impl Bench {
             drop(azurite);
             show(std::slice::from_ref(&requests));
             figures.push(requests);
+        }
+
+        if wanted("scale") {
+            // 7. Queue dispatch across instances.
+            progress("queue dispatch with 1, 2 and 4 instances, then a shared Reddit window");
+            figures.extend(scale::scale_phase().await?);
         }
 
         // Every start, from spawn to the first answer of `GET /`.
