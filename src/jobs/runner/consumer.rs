@@ -123,6 +123,9 @@ impl JobRunner {
         let delivered = tokio::select! {
             delivered = self.run_delivered(job, message.dequeue_count) => delivered,
             _ = async { renew.await; std::future::pending::<()>().await } => unreachable!("renewal never ends the delivery"),
+            // Left as it is: the message reappears when its hold lapses, and its next delivery
+            // resumes the job.
+            _ = self.inner.shutdown.cancelled() => return,
         };
         let settle = match delivered {
             Ok(outcome) => {
