@@ -56,10 +56,12 @@ pub(super) async fn scale_phase() -> anyhow::Result<Vec<Figure>> {
         rates.push(SCALE_JOBS as f64 / took.as_secs_f64());
     }
     let one = rates[0];
-    figures.push(Figure::new("queue: jobs/s, 1 instance", one, "jobs/s").note(format!(
-        "{SCALE_JOBS} one-subreddit jobs, listing latency {} ms, no rate limit",
-        SCALE_LATENCY.as_millis()
-    )));
+    figures.push(
+        Figure::new("queue: jobs/s, 1 instance", one, "jobs/s").note(format!(
+            "{SCALE_JOBS} one-subreddit jobs, listing latency {} ms, no rate limit",
+            SCALE_LATENCY.as_millis()
+        )),
+    );
     figures.push(
         Figure::new("queue: jobs/s, 2 instances", rates[1], "jobs/s")
             .against(one, "1 instance, same run"),

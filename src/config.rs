@@ -21,7 +21,7 @@ mod queues;
 mod references;
 mod storage;
 
-pub use queues::{DispatchSettings, DEFAULT_JOB_QUEUE};
+pub use queues::{parse_time_span, DispatchSettings, DEFAULT_JOB_QUEUE};
 pub use storage::{IdentityConnection, StorageSettings};
 
 /// Everything the handler needs to run, decided once at start.
@@ -292,14 +292,7 @@ impl Settings {
 /// Azure's container naming rules: 3 to 63 lowercase letters, digits and single hyphens,
 /// starting and ending with a letter or digit.
 fn validate_container(name: &str) -> Result<(), ConfigError> {
-    let valid = (3..=63).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if valid {
+    if crate::store::azure::is_resource_name(name) {
         Ok(())
     } else {
         Err(ConfigError {

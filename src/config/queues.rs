@@ -45,14 +45,7 @@ impl DispatchSettings {
 /// lowercase letters, digits and single hyphens, starting and ending with a letter or digit.
 fn validate_queue_name(name: &str) -> Result<(), ConfigError> {
     let longest = 63 - "-poison".len();
-    let valid = (3..=longest).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if valid {
+    if name.len() <= longest && crate::store::azure::is_resource_name(name) {
         Ok(())
     } else {
         Err(ConfigError {
@@ -140,7 +133,8 @@ fn host_json_error(reason: String) -> ConfigError {
 
 /// A .NET time span as host.json writes it: `hh:mm:ss`, optionally `d.hh:mm:ss` and fractional
 /// seconds.
-fn parse_time_span(text: &str) -> Option<Duration> {
+pub fn parse_time_span(text: &str) -> Option<Duration> {
+    let text = text.trim();
     let (days, clock) = match text.split_once('.') {
         Some((days, rest)) if rest.contains(':') && !days.contains(':') => {
             (days.parse::<u64>().ok()?, rest)

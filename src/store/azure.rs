@@ -25,7 +25,7 @@ use std::num::NonZeroU32;
 
 use azure_core::request_options::{IfMatchCondition, MaxResults, NextMarker};
 use azure_core::{StatusCode, Url};
-use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage::CloudLocation;
 use azure_storage_blobs::prelude::{BlobClient, ClientBuilder, ContainerClient, PublicAccess};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -38,8 +38,8 @@ pub(crate) mod errors;
 mod identity;
 pub(crate) mod sdk;
 
-pub use connection::account_from_endpoint;
-use connection::{parse_endpoint, validate_account, validate_container, Service, StorageTarget};
+pub use connection::{account_from_endpoint, is_resource_name};
+use connection::{validate_container, Service, StorageTarget};
 use errors::{
     classify, error_code_of, is_client_error, is_condition_failure, is_missing_container,
     status_of, ChangedDuringRead, ContainerWasMissing,
@@ -125,17 +125,7 @@ impl AzureBlobStore {
         identity: &Identity,
         container: &str,
     ) -> Result<Self, AzureConfigError> {
-        validate_account(account)?;
-        let endpoint = parse_endpoint(endpoint.as_str())
-            .ok_or(AzureConfigError::Invalid("blob service URI"))?;
-        let credential = identity
-            .credential()
-            .map_err(AzureConfigError::Credential)?;
-        let target = StorageTarget {
-            account: account.to_owned(),
-            endpoint,
-            credentials: StorageCredentials::token_credential(credential),
-        };
+        let target = StorageTarget::with_identity(account, endpoint, identity, Service::Blob)?;
         Self::build(target, container)
     }
 

@@ -64,8 +64,8 @@ use serde_json::{json, Map, Value};
 mod queue_listener;
 
 pub use queue_listener::{
-    parse_timespan, queue_envelope, InvocationOutcome, PoisonedMessage, QueueInvocation,
-    QueueListener, QueueListenerOptions, QueueRecord, QueueSettings, HOST_VISIBILITY_TIMEOUT,
+    queue_envelope, InvocationOutcome, PoisonedMessage, QueueInvocation, QueueListener,
+    QueueListenerOptions, QueueRecord, QueueSettings, HOST_VISIBILITY_TIMEOUT,
     MIN_POLLING_INTERVAL,
 };
 

@@ -55,6 +55,29 @@ pub(crate) struct StorageTarget {
 }
 
 impl StorageTarget {
+    /// `service` of `account` at `endpoint`, reached with Entra ID tokens of `identity`.
+    pub(crate) fn with_identity(
+        account: &str,
+        endpoint: &Url,
+        identity: &super::Identity,
+        service: Service,
+    ) -> Result<Self, AzureConfigError> {
+        validate_account(account)?;
+        let endpoint =
+            parse_endpoint(endpoint.as_str()).ok_or(AzureConfigError::Invalid(match service {
+                Service::Blob => "blob service URI",
+                Service::Queue => "queue service URI",
+            }))?;
+        let credential = identity
+            .credential()
+            .map_err(AzureConfigError::Credential)?;
+        Ok(Self {
+            account: account.to_owned(),
+            endpoint,
+            credentials: StorageCredentials::token_credential(credential),
+        })
+    }
+
     /// Where `connection_string` points for `service`: its `BlobEndpoint` or `QueueEndpoint`,
     /// else the endpoint built from the account, `DefaultEndpointsProtocol` and
     /// `EndpointSuffix`. Endpoints of other services are ignored.
@@ -243,7 +266,7 @@ pub(crate) fn validate_queue(queue: &str) -> Result<(), AzureConfigError> {
 
 /// Azure's rule for container and queue names alike: 3 to 63 lowercase letters, digits and
 /// single hyphens, starting and ending with a letter or digit.
-fn is_resource_name(name: &str) -> bool {
+pub fn is_resource_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     (3..=63).contains(&bytes.len())
         && bytes

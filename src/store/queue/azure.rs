@@ -27,15 +27,13 @@ use async_trait::async_trait;
 use azure_core::headers::{rfc1123_from_headers_mandatory, HeaderName, Headers};
 use azure_core::{Context, Method, Pipeline, StatusCode, Url};
 use azure_storage::clients::{finalize_request, new_pipeline_from_options, ServiceType};
-use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage::CloudLocation;
 use azure_storage_queues::operations::Message;
 use azure_storage_queues::{QueueClient, QueueServiceClientBuilder};
 use base64::Engine as _;
 
 use super::{MessageQueue, QueueMessage, Renewal};
-use crate::store::azure::connection::{
-    parse_endpoint, validate_account, validate_queue, Service, StorageTarget,
-};
+use crate::store::azure::connection::{validate_queue, Service, StorageTarget};
 use crate::store::azure::errors::{classify, error_code_of, status_of};
 use crate::store::azure::{sdk, AzureConfigError, Identity};
 use crate::store::StoreError;
@@ -86,17 +84,7 @@ impl AzureQueue {
         identity: &Identity,
         queue: &str,
     ) -> Result<Self, AzureConfigError> {
-        validate_account(account)?;
-        let endpoint = parse_endpoint(endpoint.as_str())
-            .ok_or(AzureConfigError::Invalid("queue service URI"))?;
-        let credential = identity
-            .credential()
-            .map_err(AzureConfigError::Credential)?;
-        let target = StorageTarget {
-            account: account.to_owned(),
-            endpoint,
-            credentials: StorageCredentials::token_credential(credential),
-        };
+        let target = StorageTarget::with_identity(account, endpoint, identity, Service::Queue)?;
         Self::build(target, queue)
     }
 

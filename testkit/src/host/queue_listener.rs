@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
+use summary_womble::config::parse_time_span;
 use summary_womble::store::queue::azure::AzureQueue;
 use summary_womble::store::queue::{poison_queue_name, MessageQueue, QueueMessage};
 use tokio::task::{JoinHandle, JoinSet};
@@ -70,7 +71,7 @@ impl QueueSettings {
         let queues = &host["extensions"]["queues"];
         let duration = |key: &str, default: Duration| match &queues[key] {
             Value::Null => Ok(default),
-            Value::String(text) => parse_timespan(text).ok_or_else(|| {
+            Value::String(text) => parse_time_span(text).ok_or_else(|| {
                 format!("extensions.queues.{key} is not a time span (hh:mm:ss): {text:?}")
             }),
             other => Err(format!(
@@ -118,25 +119,6 @@ impl QueueSettings {
             message_encoding,
         })
     }
-}
-
-/// A .NET `TimeSpan` as host.json writes one: `[d.]hh:mm:ss[.fffffff]`.
-pub fn parse_timespan(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let (days, clock) = match text.split_once('.') {
-        // `d.hh:mm:ss`: the dot comes before the first colon.
-        Some((days, rest)) if !days.contains(':') => (days.parse::<u64>().ok()?, rest),
-        _ => (0, text),
-    };
-    let mut parts = clock.split(':');
-    let hours: u64 = parts.next()?.parse().ok()?;
-    let minutes: u64 = parts.next()?.parse().ok()?;
-    let seconds: f64 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || minutes >= 60 || !(0.0..60.0).contains(&seconds) {
-        return None;
-    }
-    let whole = days * 86_400 + hours * 3_600 + minutes * 60;
-    Some(Duration::from_secs(whole) + Duration::from_secs_f64(seconds))
 }
 
 // ---------------------------------------------------------------------------------------------
