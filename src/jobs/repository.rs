@@ -80,6 +80,8 @@ pub struct Versioned {
 #[derive(Clone)]
 pub struct StatusRepository {
     pub(super) store: Arc<dyn BlobStore>,
+    /// List entries being written in the background, shared by every clone.
+    pub(super) index_writes: Arc<index::IndexWrites>,
 }
 
 /// How many read-modify-write rounds an update tries before giving up on a hot document.
@@ -133,11 +135,12 @@ fn to_json<T: Serialize>(value: &T) -> Bytes {
 
 impl StatusRepository {
     pub fn new(store: Arc<dyn BlobStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            index_writes: Default::default(),
+        }
     }
 
-    /// Stores a new job's first document: the one write a ticket waits for. Fails rather
-    /// than overwrite an existing job.
     /// Writes `document` over the stored one only if that is still the version `etag` names.
     async fn replace(&self, document: &StatusDocument, etag: ETag) -> Result<ETag, StoreError> {
         self.store
@@ -150,54 +153,48 @@ impl StatusRepository {
             .await
     }
 
+    /// Stores a new job's first document: the one write a ticket waits for. Fails rather
+    /// than overwrite an existing job.
+    ///
+    /// The job's list entry is written after it, in the background (see [`index`]): until it
+    /// lands this instance's lists show the job from memory, and a job whose entry never lands
+    /// (the process died first) gets it from the next stale-job scan ([`Self::quiet_since`]).
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
-        // The index entry and the document are written at once, so a ticket waits for one
-        // write, not two. An entry whose job was never stored is skipped by the lister; a job
-        // without an entry would never be listed, so when the entry cannot be written the job
-        // is taken back (deleted) and the create fails. A repeat of a create finds the entry.
-        let index = index_blob(document.created_at, document.job_id);
-        let status = status_blob(document.job_id);
-        let (indexed, stored) = tokio::join!(
-            self.store.put(
-                &index,
-                Bytes::new(),
-                "application/octet-stream",
-                WriteCondition::IfNotExists,
-            ),
-            self.store.put(
-                &status,
+        self.store
+            .put(
+                &status_blob(document.job_id),
                 to_json(document),
                 JSON,
                 WriteCondition::IfNotExists,
             )
-        );
-        stored?;
-        match indexed {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(error) => {
-                if let Err(undo) = self.store.delete(&status).await {
-                    tracing::warn!(
-                        job_id = %document.job_id,
-                        error = %crate::telemetry::Chain(&undo),
-                        "a job whose list entry could not be written could not be taken back"
-                    );
-                }
-                Err(error.into())
-            }
-        }
+            .await?;
+        self.write_index_entry_later(document.created_at, document.job_id);
+        Ok(())
     }
 
     /// Jobs whose status document was last written before `before`: the only ones that can
     /// have lost their worker. One listing of `jobs/`, no reads: a running job's heartbeat
     /// rewrites its document, so its blob's last-modified time is its last sign of life.
+    ///
+    /// The same listing shows which quiet jobs have no list entry (their process died between
+    /// the document and the entry, or they were stored before the index existed); those
+    /// entries are written here, a read and a write each.
     pub async fn quiet_since(&self, before: DateTime<Utc>) -> Result<Vec<JobId>, RepositoryError> {
-        Ok(self
-            .list_all(JOBS_PREFIX)
-            .await?
+        let items = self.list_all(JOBS_PREFIX).await?;
+        let indexed: std::collections::HashSet<JobId> = items
+            .iter()
+            .filter_map(|item| parse_index_blob(item.name.as_str()))
+            .map(|(_, id)| id)
+            .collect();
+        let quiet: Vec<JobId> = items
             .iter()
             .filter(|item| item.last_modified <= before)
             .filter_map(|item| job_of_status_blob(item.name.as_str()))
-            .collect())
+            .collect();
+        for &id in quiet.iter().filter(|id| !indexed.contains(id)) {
+            self.backfill_index_entry(id).await;
+        }
+        Ok(quiet)
     }
 
     /// Claims a job whose worker is presumed dead: one conditional write, so of several
@@ -416,6 +413,7 @@ impl StatusRepository {
     }
 }
 
+mod index;
 mod output;
 #[cfg(test)]
 mod tests;
