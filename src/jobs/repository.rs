@@ -1,7 +1,7 @@
 //! Status documents and output blobs on a [`BlobStore`].
 //!
 //! Every status write is conditional: creation with `If-None-Match: *`, updates with `If-Match`
-//! on the ETag that was read. An update that loses a race reads again and re-applies its
+//! on the ETag that was read (or that this process's own last write returned). An update that loses a race reads again and re-applies its
 //! transition, so no update is lost; a transition refused by the state machine (the job became
 //! terminal meanwhile) writes nothing.
 
@@ -82,6 +82,8 @@ pub struct StatusRepository {
     pub(super) store: Arc<dyn BlobStore>,
     /// List entries being written in the background, shared by every clone.
     pub(super) index_writes: Arc<index::IndexWrites>,
+    /// This process's last write of each job it is writing, shared by every clone.
+    last_writes: Arc<last_write::LastWrites>,
 }
 
 /// How many read-modify-write rounds an update tries before giving up on a hot document.
@@ -138,6 +140,7 @@ impl StatusRepository {
         Self {
             store,
             index_writes: Default::default(),
+            last_writes: Default::default(),
         }
     }
 
@@ -160,7 +163,8 @@ impl StatusRepository {
     /// lands this instance's lists show the job from memory, and a job whose entry never lands
     /// (the process died first) gets it from the next stale-job scan ([`Self::quiet_since`]).
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
-        self.store
+        let etag = self
+            .store
             .put(
                 &status_blob(document.job_id),
                 to_json(document),
@@ -168,6 +172,7 @@ impl StatusRepository {
                 WriteCondition::IfNotExists,
             )
             .await?;
+        self.last_writes.keep(document, etag);
         self.write_index_entry_later(document.created_at, document.job_id);
         Ok(())
     }
@@ -219,7 +224,10 @@ impl StatusRepository {
             return Ok(StaleClaim::Declined);
         }
         match self.replace(&document, etag).await {
-            Ok(_) => Ok(StaleClaim::Adopted(Box::new(document))),
+            Ok(etag) => {
+                self.last_writes.keep(&document, etag);
+                Ok(StaleClaim::Adopted(Box::new(document)))
+            }
             Err(StoreError::ConditionFailed) => Ok(StaleClaim::Declined),
             Err(error) => Err(error.into()),
         }
@@ -305,17 +313,38 @@ impl StatusRepository {
     /// Applies `change` to the stored document and writes it back under `If-Match`, re-reading
     /// and re-applying when another writer got there first. Returns the document as written and
     /// what `change` returned.
+    ///
+    /// When this process wrote the document last, the change is first applied to that version
+    /// and written with its ETag, without a read: it lands only if nobody wrote since (see
+    /// [`last_write`]).
     pub async fn update<T>(
         &self,
         id: JobId,
         mut change: impl FnMut(&mut StatusDocument) -> Result<T, TransitionError>,
     ) -> Result<(StatusDocument, T), RepositoryError> {
+        if let Some(Versioned { mut document, etag }) = self.last_writes.take(id) {
+            // A change refused on the remembered version is tried on the stored one below,
+            // which decides.
+            if let Ok(answer) = change(&mut document) {
+                match self.replace(&document, etag).await {
+                    Ok(etag) => {
+                        self.last_writes.keep(&document, etag);
+                        return Ok((document, answer));
+                    }
+                    Err(StoreError::ConditionFailed) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
         for _ in 0..MAX_UPDATE_ROUNDS {
             let Versioned { mut document, etag } =
                 self.load(id).await?.ok_or(RepositoryError::NotFound)?;
             let answer = change(&mut document)?;
             match self.replace(&document, etag).await {
-                Ok(_) => return Ok((document, answer)),
+                Ok(etag) => {
+                    self.last_writes.keep(&document, etag);
+                    return Ok((document, answer));
+                }
                 Err(StoreError::ConditionFailed) => continue,
                 Err(error) => return Err(error.into()),
             }
@@ -414,6 +443,7 @@ impl StatusRepository {
 }
 
 mod index;
+mod last_write;
 mod output;
 #[cfg(test)]
 mod tests;

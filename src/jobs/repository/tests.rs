@@ -175,3 +175,49 @@ async fn a_job_whose_entry_was_never_written_is_listed_after_the_stale_job_scan(
     assert_eq!(listed(&page), [job.job_id]);
     assert_eq!(page.jobs[0].created_at, job.created_at);
 }
+
+#[tokio::test]
+async fn an_update_over_its_own_last_write_still_sees_what_another_instance_wrote_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn BlobStore> = Arc::new(LocalDirStore::new(dir.path(), "hot-topics"));
+    store.ensure_container().await.unwrap();
+    let ours = StatusRepository::new(store.clone());
+    let theirs = StatusRepository::new(store.clone());
+    let at = crate::jobs::status::now();
+
+    // Cancelled by another instance after our create, which we remember: our claim is refused.
+    let cancelled = queued_job();
+    ours.create(&cancelled).await.unwrap();
+    theirs
+        .update(cancelled.job_id, |doc| doc.request_cancel(at))
+        .await
+        .unwrap();
+    let claim = ours.update(cancelled.job_id, |doc| doc.claim(at, 0)).await;
+    assert!(
+        matches!(claim, Err(RepositoryError::Transition(_))),
+        "{claim:?}"
+    );
+
+    // Running here, a cancel requested elsewhere, then our heartbeat: the cancel is kept.
+    let job = queued_job();
+    ours.create(&job).await.unwrap();
+    ours.update(job.job_id, |doc| doc.claim(at, 0))
+        .await
+        .unwrap();
+    theirs
+        .update(job.job_id, |doc| doc.request_cancel(at))
+        .await
+        .unwrap();
+    let (beat, ()) = ours
+        .update(job.job_id, |doc| doc.heartbeat(at))
+        .await
+        .unwrap();
+    assert_eq!(beat.cancel_requested_at, Some(at));
+    // Our own write is now the stored version: the next update goes over it, and loses nothing.
+    ours.update(job.job_id, |doc| doc.heartbeat(at))
+        .await
+        .unwrap();
+    let stored = ours.load(job.job_id).await.unwrap().unwrap().document;
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.cancel_requested_at, Some(at));
+}
