@@ -171,12 +171,14 @@ impl StatusRepository {
         }
     }
 
-    /// The jobs created at or after `since`: the index is listed back to `since` only.
+    /// The jobs created at or after `since`: the index is listed back to `since` only, and the
+    /// entries this instance is still writing are added.
     pub async fn created_since(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<StatusDocument>, RepositoryError> {
-        let mut ids = Vec::new();
+        let pending = self.pending_index_entries();
+        let mut ids = std::collections::HashSet::new();
         let mut marker = None;
         'listing: loop {
             let page = self.store.list(INDEX_PREFIX, marker, 250).await?;
@@ -187,13 +189,20 @@ impl StatusRepository {
                 if created_at < since {
                     break 'listing;
                 }
-                ids.push(id);
+                ids.insert(id);
             }
             match page.next_marker {
                 Some(next) => marker = Some(next),
                 None => break,
             }
         }
+        ids.extend(
+            pending
+                .iter()
+                .filter_map(|name| parse_index_blob(name))
+                .filter(|(created_at, _)| *created_at >= since)
+                .map(|(_, id)| id),
+        );
         let loaded: Vec<_> = futures::stream::iter(ids)
             .map(|id| async move { (id, self.load(id).await) })
             .buffer_unordered(READS_IN_FLIGHT)

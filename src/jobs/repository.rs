@@ -159,7 +159,8 @@ impl StatusRepository {
     /// Stores a new job's first document: the one write a ticket waits for. Fails rather
     /// than overwrite an existing job.
     ///
-    /// The job's list entry is written after it, in the background (see [`index`]): until it
+    /// The job's list entry is written after it, in the background (see [`index`]; a ticket
+    /// waits for a slot only while 64 entries are being written already): until it
     /// lands this instance's lists show the job from memory, and a job whose entry never lands
     /// (the process died first) gets it from the next stale-job scan ([`Self::quiet_since`]).
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
@@ -173,7 +174,8 @@ impl StatusRepository {
             )
             .await?;
         self.last_writes.keep(document, etag);
-        self.write_index_entry_later(document.created_at, document.job_id);
+        self.write_index_entry_later(document.created_at, document.job_id)
+            .await;
         Ok(())
     }
 

@@ -9,11 +9,12 @@
 //! [`StatusRepository::backfill_index_entry`].
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use super::{index_blob, RepositoryError, StatusRepository, Versioned};
@@ -21,22 +22,47 @@ use crate::jobs::id::JobId;
 use crate::retry::{retry, Backoff, Verdict};
 use crate::store::{BlobName, StoreError, WriteCondition};
 
+/// Entries written at once, at most. A ticket that finds them all in flight waits for a slot:
+/// without the bound, tickets arriving faster than storage takes writes would pile up entry
+/// writes without end, and the status writes of later tickets would wait behind them until they
+/// time out.
+const ENTRIES_IN_FLIGHT: usize = 64;
+
 /// Entries are retried for about a minute; past that the stale-job scan repairs them.
 const ENTRY_RETRY: Backoff = Backoff::new(Duration::from_millis(100))
     .max_delay(Duration::from_secs(10))
     .max_elapsed(Duration::from_secs(60));
 
 /// The list entries this process is writing in the background.
-#[derive(Default)]
 pub(crate) struct IndexWrites {
     /// Names of the entries not yet written, which lists merge with what they read.
     pending: Mutex<BTreeSet<String>>,
+    /// One permit per entry write in flight.
+    slots: Arc<Semaphore>,
     tracker: TaskTracker,
 }
 
+impl Default for IndexWrites {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::default(),
+            slots: Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT)),
+            tracker: TaskTracker::new(),
+        }
+    }
+}
+
 impl StatusRepository {
-    /// Writes the list entry of a job just created, in a task of its own.
-    pub(super) fn write_index_entry_later(&self, created_at: DateTime<Utc>, id: JobId) {
+    /// Writes the list entry of a job just created, in a task of its own; waits only while
+    /// [`ENTRIES_IN_FLIGHT`] entries are being written already.
+    pub(super) async fn write_index_entry_later(&self, created_at: DateTime<Utc>, id: JobId) {
+        let slot = self
+            .index_writes
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let entry = index_blob(created_at, id);
         self.index_writes
             .pending
@@ -58,6 +84,7 @@ impl StatusRepository {
                 .lock()
                 .expect("pending entries lock")
                 .remove(entry.as_str());
+            drop(slot);
             if let Err(error) = written {
                 tracing::warn!(
                     job_id = %id,
