@@ -66,7 +66,7 @@ pub(super) async fn list_phase(
             ms(few.raw_reads.p50)
         )),
         Figure::new(
-            "list top=20 p50, 10,000 jobs kept ",
+            "list top=20 p50 against raw, 10,000 jobs",
             ms(many.list.p50),
             "ms",
         )
