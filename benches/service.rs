@@ -239,8 +239,8 @@ impl Bench {
             progress("list with 100 and then 10,000 jobs kept");
             self.fake.set_latency(HOLD_WORKERS);
             let azurite = Azurite::start(&self.out_dir, "list").await?;
-            let (handler, _store) = self.handler(&azurite, "list", &[]).await?;
-            let list = storage_cost::list_phase(&handler).await?;
+            let (handler, store) = self.handler(&azurite, "list", &[]).await?;
+            let list = storage_cost::list_phase(&handler, &store).await?;
             drop(handler);
             drop(azurite);
             show(&list);

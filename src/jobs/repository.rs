@@ -1,7 +1,7 @@
 //! Status documents and output blobs on a [`BlobStore`].
 //!
 //! Every status write is conditional: creation with `If-None-Match: *`, updates with `If-Match`
-//! on the ETag that was read. An update that loses a race reads again and re-applies its
+//! on the ETag that was read (or that this process's own last write returned). An update that loses a race reads again and re-applies its
 //! transition, so no update is lost; a transition refused by the state machine (the job became
 //! terminal meanwhile) writes nothing.
 
@@ -80,6 +80,10 @@ pub struct Versioned {
 #[derive(Clone)]
 pub struct StatusRepository {
     pub(super) store: Arc<dyn BlobStore>,
+    /// List entries being written in the background, shared by every clone.
+    pub(super) index_writes: Arc<index::IndexWrites>,
+    /// This process's last write of each job it is writing, shared by every clone.
+    last_writes: Arc<last_write::LastWrites>,
 }
 
 /// How many read-modify-write rounds an update tries before giving up on a hot document.
@@ -133,11 +137,13 @@ fn to_json<T: Serialize>(value: &T) -> Bytes {
 
 impl StatusRepository {
     pub fn new(store: Arc<dyn BlobStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            index_writes: Default::default(),
+            last_writes: Default::default(),
+        }
     }
 
-    /// Stores a new job's first document: the one write a ticket waits for. Fails rather
-    /// than overwrite an existing job.
     /// Writes `document` over the stored one only if that is still the version `etag` names.
     async fn replace(&self, document: &StatusDocument, etag: ETag) -> Result<ETag, StoreError> {
         self.store
@@ -150,54 +156,52 @@ impl StatusRepository {
             .await
     }
 
+    /// Stores a new job's first document: the one write a ticket waits for. Fails rather
+    /// than overwrite an existing job.
+    ///
+    /// The job's list entry is written after it, in the background (see [`index`]; a ticket
+    /// waits for a slot only while 64 entries are being written already): until it
+    /// lands this instance's lists show the job from memory, and a job whose entry never lands
+    /// (the process died first) gets it from the next stale-job scan ([`Self::quiet_since`]).
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
-        // The index entry and the document are written at once, so a ticket waits for one
-        // write, not two. An entry whose job was never stored is skipped by the lister; a job
-        // without an entry would never be listed, so when the entry cannot be written the job
-        // is taken back (deleted) and the create fails. A repeat of a create finds the entry.
-        let index = index_blob(document.created_at, document.job_id);
-        let status = status_blob(document.job_id);
-        let (indexed, stored) = tokio::join!(
-            self.store.put(
-                &index,
-                Bytes::new(),
-                "application/octet-stream",
-                WriteCondition::IfNotExists,
-            ),
-            self.store.put(
-                &status,
+        let etag = self
+            .store
+            .put(
+                &status_blob(document.job_id),
                 to_json(document),
                 JSON,
                 WriteCondition::IfNotExists,
             )
-        );
-        stored?;
-        match indexed {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(error) => {
-                if let Err(undo) = self.store.delete(&status).await {
-                    tracing::warn!(
-                        job_id = %document.job_id,
-                        error = %crate::telemetry::Chain(&undo),
-                        "a job whose list entry could not be written could not be taken back"
-                    );
-                }
-                Err(error.into())
-            }
-        }
+            .await?;
+        self.last_writes.keep(document, etag);
+        self.write_index_entry_later(document.created_at, document.job_id)
+            .await;
+        Ok(())
     }
 
     /// Jobs whose status document was last written before `before`: the only ones that can
     /// have lost their worker. One listing of `jobs/`, no reads: a running job's heartbeat
     /// rewrites its document, so its blob's last-modified time is its last sign of life.
+    ///
+    /// The same listing shows which quiet jobs have no list entry (their process died between
+    /// the document and the entry, or they were stored before the index existed); those
+    /// entries are written here, a read and a write each.
     pub async fn quiet_since(&self, before: DateTime<Utc>) -> Result<Vec<JobId>, RepositoryError> {
-        Ok(self
-            .list_all(JOBS_PREFIX)
-            .await?
+        let items = self.list_all(JOBS_PREFIX).await?;
+        let indexed: std::collections::HashSet<JobId> = items
+            .iter()
+            .filter_map(|item| parse_index_blob(item.name.as_str()))
+            .map(|(_, id)| id)
+            .collect();
+        let quiet: Vec<JobId> = items
             .iter()
             .filter(|item| item.last_modified <= before)
             .filter_map(|item| job_of_status_blob(item.name.as_str()))
-            .collect())
+            .collect();
+        for &id in quiet.iter().filter(|id| !indexed.contains(id)) {
+            self.backfill_index_entry(id).await;
+        }
+        Ok(quiet)
     }
 
     /// Claims a job whose worker is presumed dead: one conditional write, so of several
@@ -222,7 +226,10 @@ impl StatusRepository {
             return Ok(StaleClaim::Declined);
         }
         match self.replace(&document, etag).await {
-            Ok(_) => Ok(StaleClaim::Adopted(Box::new(document))),
+            Ok(etag) => {
+                self.last_writes.keep(&document, etag);
+                Ok(StaleClaim::Adopted(Box::new(document)))
+            }
             Err(StoreError::ConditionFailed) => Ok(StaleClaim::Declined),
             Err(error) => Err(error.into()),
         }
@@ -308,17 +315,38 @@ impl StatusRepository {
     /// Applies `change` to the stored document and writes it back under `If-Match`, re-reading
     /// and re-applying when another writer got there first. Returns the document as written and
     /// what `change` returned.
+    ///
+    /// When this process wrote the document last, the change is first applied to that version
+    /// and written with its ETag, without a read: it lands only if nobody wrote since (see
+    /// [`last_write`]).
     pub async fn update<T>(
         &self,
         id: JobId,
         mut change: impl FnMut(&mut StatusDocument) -> Result<T, TransitionError>,
     ) -> Result<(StatusDocument, T), RepositoryError> {
+        if let Some(Versioned { mut document, etag }) = self.last_writes.take(id) {
+            // A change refused on the remembered version is tried on the stored one below,
+            // which decides.
+            if let Ok(answer) = change(&mut document) {
+                match self.replace(&document, etag).await {
+                    Ok(etag) => {
+                        self.last_writes.keep(&document, etag);
+                        return Ok((document, answer));
+                    }
+                    Err(StoreError::ConditionFailed) => {}
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
         for _ in 0..MAX_UPDATE_ROUNDS {
             let Versioned { mut document, etag } =
                 self.load(id).await?.ok_or(RepositoryError::NotFound)?;
             let answer = change(&mut document)?;
             match self.replace(&document, etag).await {
-                Ok(_) => return Ok((document, answer)),
+                Ok(etag) => {
+                    self.last_writes.keep(&document, etag);
+                    return Ok((document, answer));
+                }
                 Err(StoreError::ConditionFailed) => continue,
                 Err(error) => return Err(error.into()),
             }
@@ -416,6 +444,8 @@ impl StatusRepository {
     }
 }
 
+mod index;
+mod last_write;
 mod output;
 #[cfg(test)]
 mod tests;

@@ -294,6 +294,7 @@ impl JobRunner {
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        self.inner.repository.finish_index_writes().await;
     }
 
     async fn work(&self) {

@@ -42,3 +42,182 @@ async fn jobs_of_one_second_never_share_an_output_blob() {
         .unwrap();
     assert_eq!(again, names[2]);
 }
+
+/// A local store whose list-entry writes wait until the test lets them through.
+struct HeldEntries {
+    inner: LocalDirStore,
+    let_through: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for HeldEntries {
+    async fn ensure_container(&self) -> Result<(), StoreError> {
+        self.inner.ensure_container().await
+    }
+
+    async fn get(&self, name: &BlobName) -> Result<Option<crate::store::Blob>, StoreError> {
+        self.inner.get(name).await
+    }
+
+    async fn put(
+        &self,
+        name: &BlobName,
+        body: Bytes,
+        content_type: &str,
+        condition: WriteCondition,
+    ) -> Result<ETag, StoreError> {
+        if name.as_str().starts_with(INDEX_PREFIX) {
+            self.let_through
+                .acquire()
+                .await
+                .expect("never closed")
+                .forget();
+        }
+        self.inner.put(name, body, content_type, condition).await
+    }
+
+    async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
+        self.inner.delete(name).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        marker: Option<String>,
+        max_results: u32,
+    ) -> Result<crate::store::ListPage, StoreError> {
+        self.inner.list(prefix, marker, max_results).await
+    }
+
+    fn describe(&self) -> String {
+        "a local store holding list entries".into()
+    }
+}
+
+fn queued_job() -> StatusDocument {
+    let request = crate::jobs::request::JobRequest {
+        source: crate::jobs::request::Source::Reddit,
+        topics: vec![crate::reddit::Subreddit::parse("technology").unwrap()],
+        limit: crate::jobs::request::Limit::DEFAULT,
+        priority: crate::jobs::request::Priority::Normal,
+        callback_url: None,
+    };
+    StatusDocument::queued(JobId::new(), request, None, crate::jobs::status::now())
+}
+
+fn listed(page: &crate::jobs::JobPage) -> Vec<JobId> {
+    page.jobs.iter().map(|doc| doc.job_id).collect()
+}
+
+#[tokio::test]
+async fn a_job_is_listed_by_its_instance_while_its_entry_is_still_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(HeldEntries {
+        inner: LocalDirStore::new(dir.path(), "hot-topics"),
+        let_through: tokio::sync::Semaphore::new(0),
+    });
+    store.ensure_container().await.unwrap();
+    let repository = StatusRepository::new(store.clone());
+    let other_instance = StatusRepository::new(store.clone());
+    let everything = crate::jobs::ListFilter {
+        status: None,
+        top: 20,
+        after: None,
+    };
+    let older = queued_job();
+    repository.create(&older).await.unwrap();
+    store.let_through.add_permits(1);
+    repository.finish_index_writes().await;
+
+    let job = queued_job();
+    repository.create(&job).await.unwrap();
+    let page = repository.list(&everything).await.unwrap();
+    assert_eq!(listed(&page), [job.job_id, older.job_id]);
+    let elsewhere = other_instance.list(&everything).await.unwrap();
+    assert_eq!(listed(&elsewhere), [older.job_id], "not written yet");
+
+    store.let_through.add_permits(1);
+    repository.finish_index_writes().await;
+    let elsewhere = other_instance.list(&everything).await.unwrap();
+    assert_eq!(listed(&elsewhere), [job.job_id, older.job_id]);
+}
+
+#[tokio::test]
+async fn a_job_whose_entry_was_never_written_is_listed_after_the_stale_job_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn BlobStore> = Arc::new(LocalDirStore::new(dir.path(), "hot-topics"));
+    store.ensure_container().await.unwrap();
+    let repository = StatusRepository::new(store.clone());
+    // The process died between the status document and its list entry.
+    let job = queued_job();
+    store
+        .put(
+            &status_blob(job.job_id),
+            to_json(&job),
+            JSON,
+            WriteCondition::IfNotExists,
+        )
+        .await
+        .unwrap();
+    let everything = crate::jobs::ListFilter {
+        status: None,
+        top: 20,
+        after: None,
+    };
+    assert!(repository.list(&everything).await.unwrap().jobs.is_empty());
+
+    let quiet = repository
+        .quiet_since(crate::jobs::status::now())
+        .await
+        .unwrap();
+    assert_eq!(quiet, [job.job_id]);
+    let page = repository.list(&everything).await.unwrap();
+    assert_eq!(listed(&page), [job.job_id]);
+    assert_eq!(page.jobs[0].created_at, job.created_at);
+}
+
+#[tokio::test]
+async fn an_update_over_its_own_last_write_still_sees_what_another_instance_wrote_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn BlobStore> = Arc::new(LocalDirStore::new(dir.path(), "hot-topics"));
+    store.ensure_container().await.unwrap();
+    let ours = StatusRepository::new(store.clone());
+    let theirs = StatusRepository::new(store.clone());
+    let at = crate::jobs::status::now();
+
+    // Cancelled by another instance after our create, which we remember: our claim is refused.
+    let cancelled = queued_job();
+    ours.create(&cancelled).await.unwrap();
+    theirs
+        .update(cancelled.job_id, |doc| doc.request_cancel(at))
+        .await
+        .unwrap();
+    let claim = ours.update(cancelled.job_id, |doc| doc.claim(at, 0)).await;
+    assert!(
+        matches!(claim, Err(RepositoryError::Transition(_))),
+        "{claim:?}"
+    );
+
+    // Running here, a cancel requested elsewhere, then our heartbeat: the cancel is kept.
+    let job = queued_job();
+    ours.create(&job).await.unwrap();
+    ours.update(job.job_id, |doc| doc.claim(at, 0))
+        .await
+        .unwrap();
+    theirs
+        .update(job.job_id, |doc| doc.request_cancel(at))
+        .await
+        .unwrap();
+    let (beat, ()) = ours
+        .update(job.job_id, |doc| doc.heartbeat(at))
+        .await
+        .unwrap();
+    assert_eq!(beat.cancel_requested_at, Some(at));
+    // Our own write is now the stored version: the next update goes over it, and loses nothing.
+    ours.update(job.job_id, |doc| doc.heartbeat(at))
+        .await
+        .unwrap();
+    let stored = ours.load(job.job_id).await.unwrap().unwrap().document;
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.cancel_requested_at, Some(at));
+}
