@@ -3,12 +3,11 @@
 //!
 //! Phase 6 puts a counting proxy between the handler and Azurite: every request the handler
 //! sends to storage passes through it and is counted. Shared-key signatures cover the path,
-//! query and `x-ms-*` headers, not the host, so Azurite accepts the proxied requests as they are.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! query and `x-ms-*` headers, not the host, so Azurite accepts the proxied requests as they
+//! are (`testkit::storage_proxy`).
 
 use futures::StreamExt as _;
-use http::HeaderMap;
+use testkit::storage_proxy::StorageProxy;
 
 use super::*;
 
@@ -199,7 +198,7 @@ pub(super) async fn requests_per_job(
     bench: &mut Bench,
     azurite: &Azurite,
 ) -> anyhow::Result<Figure> {
-    let proxy = CountingProxy::start(&azurite.connection_string).await?;
+    let proxy = StorageProxy::start(&azurite.connection_string).await;
     let (handler, store) = bench
         .handler(
             azurite,
@@ -212,9 +211,9 @@ pub(super) async fn requests_per_job(
         )
         .await?;
     // Start-up (the container, the first scan) is not the job's.
-    proxy.requests.store(0, Ordering::SeqCst);
+    let before = proxy.requests();
     standard_job(&handler, &store).await?;
-    let counted = proxy.requests.load(Ordering::SeqCst) as f64;
+    let counted = (proxy.requests() - before) as f64;
     drop(handler);
     Ok(
         Figure::new("storage requests, 7-subreddit job", counted, "requests").against(
@@ -222,99 +221,4 @@ pub(super) async fn requests_per_job(
             "1 create + 7 output writes + 1 final write",
         ),
     )
-}
-
-/// An HTTP proxy in front of Azurite that counts the requests it forwards.
-struct CountingProxy {
-    connection_string: String,
-    requests: Arc<AtomicUsize>,
-}
-
-impl CountingProxy {
-    async fn start(azurite_connection_string: &str) -> anyhow::Result<Self> {
-        let target = azurite_connection_string
-            .split(';')
-            .find_map(|part| part.strip_prefix("BlobEndpoint="))
-            .context("the Azurite connection string has no BlobEndpoint")?
-            .to_owned();
-        let origin = {
-            let url = url::Url::parse(&target)?;
-            format!(
-                "http://{}:{}",
-                url.host_str().context("no host")?,
-                url.port().context("no port")?
-            )
-        };
-        let requests = Arc::new(AtomicUsize::new(0));
-        let client = reqwest::Client::new();
-        let counter = requests.clone();
-        let route = warp::method()
-            .and(warp::path::full())
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-            .and(warp::header::headers_cloned())
-            .and(warp::body::bytes())
-            .then(
-                move |method: http::Method,
-                      path: warp::path::FullPath,
-                      query: String,
-                      headers: HeaderMap,
-                      body: Bytes| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let url = match query.as_str() {
-                        "" => format!("{origin}{}", path.as_str()),
-                        query => format!("{origin}{}?{query}", path.as_str()),
-                    };
-                    forward(client.clone(), method, url, headers, body)
-                },
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let port = listener.local_addr()?.port();
-        tokio::spawn(warp::serve(route).incoming(listener).run());
-        let proxied = {
-            let mut url = url::Url::parse(&target)?;
-            url.set_port(Some(port))
-                .map_err(|()| anyhow::anyhow!("{target} takes no port"))?;
-            url.as_str().trim_end_matches('/').to_owned()
-        };
-        let connection_string = azurite_connection_string.replace(&target, &proxied);
-        Ok(Self {
-            connection_string,
-            requests,
-        })
-    }
-}
-
-async fn forward(
-    client: reqwest::Client,
-    method: http::Method,
-    url: String,
-    headers: HeaderMap,
-    body: Bytes,
-) -> http::Response<Bytes> {
-    let mut request = client.request(method, url).body(body);
-    for (name, value) in &headers {
-        // Content-Length stays: a Put Blob of an empty body must say `0`, and it is signed.
-        if !matches!(name.as_str(), "host" | "connection" | "transfer-encoding") {
-            request = request.header(name, value);
-        }
-    }
-    match request.send().await {
-        Ok(answer) => {
-            let mut response = http::Response::builder().status(answer.status());
-            for (name, value) in answer.headers() {
-                if !matches!(
-                    name.as_str(),
-                    "content-length" | "transfer-encoding" | "connection"
-                ) {
-                    response = response.header(name, value);
-                }
-            }
-            let body = answer.bytes().await.unwrap_or_default();
-            response.body(body).expect("a response from a response")
-        }
-        Err(_) => http::Response::builder()
-            .status(502)
-            .body(Bytes::new())
-            .expect("a plain 502"),
-    }
 }
