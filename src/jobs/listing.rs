@@ -242,11 +242,8 @@ fn readable(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    use async_trait::async_trait;
-    use bytes::Bytes;
     use chrono::TimeDelta;
 
     use super::*;
@@ -254,65 +251,8 @@ mod tests {
     use crate::jobs::status::SubredditOutcome;
     use crate::reddit::Subreddit;
     use crate::store::local::LocalDirStore;
-    use crate::store::{Blob, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
-
-    /// Counts every storage request it passes on.
-    struct Counting {
-        inner: LocalDirStore,
-        requests: AtomicUsize,
-    }
-
-    impl Counting {
-        fn count(&self) {
-            self.requests.fetch_add(1, Ordering::SeqCst);
-        }
-
-        fn take(&self) -> usize {
-            self.requests.swap(0, Ordering::SeqCst)
-        }
-    }
-
-    #[async_trait]
-    impl BlobStore for Counting {
-        async fn ensure_container(&self) -> Result<(), StoreError> {
-            self.inner.ensure_container().await
-        }
-
-        async fn get(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
-            self.count();
-            self.inner.get(name).await
-        }
-
-        async fn put(
-            &self,
-            name: &BlobName,
-            body: Bytes,
-            content_type: &str,
-            condition: WriteCondition,
-        ) -> Result<ETag, StoreError> {
-            self.count();
-            self.inner.put(name, body, content_type, condition).await
-        }
-
-        async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
-            self.count();
-            self.inner.delete(name).await
-        }
-
-        async fn list(
-            &self,
-            prefix: &str,
-            marker: Option<String>,
-            max_results: u32,
-        ) -> Result<ListPage, StoreError> {
-            self.count();
-            self.inner.list(prefix, marker, max_results).await
-        }
-
-        fn describe(&self) -> String {
-            "a counting local store".into()
-        }
-    }
+    use crate::store::steered::Steered;
+    use crate::store::BlobStore;
 
     fn finished(created_at: DateTime<Utc>) -> StatusDocument {
         let subreddit = Subreddit::parse("technology").unwrap();
@@ -337,10 +277,7 @@ mod tests {
     #[tokio::test]
     async fn list_and_metrics_cost_what_they_answer_with_not_every_job_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Counting {
-            inner: LocalDirStore::new(dir.path().to_owned(), "hot-topics"),
-            requests: AtomicUsize::new(0),
-        });
+        let store = Arc::new(Steered::new(dir.path(), ()));
         store.ensure_container().await.unwrap();
         let repository = StatusRepository::new(store.clone());
         let now = crate::jobs::status::now();
@@ -358,7 +295,7 @@ mod tests {
         }
         // Every list entry in storage, none left for the list to take from memory.
         repository.finish_index_writes().await;
-        store.take();
+        store.take_calls();
 
         let filter = ListFilter {
             status: None,
@@ -366,7 +303,7 @@ mod tests {
             after: None,
         };
         let page = repository.list(&filter).await.unwrap();
-        let list_requests = store.take();
+        let list_requests = store.take_calls();
         assert_eq!(page.jobs.len(), 1);
         assert_eq!(Some(page.jobs[0].job_id), newest);
         assert!(page.next.is_some());
@@ -376,7 +313,7 @@ mod tests {
             .created_since(now - TimeDelta::hours(24))
             .await
             .unwrap();
-        let metrics_requests = store.take();
+        let metrics_requests = store.take_calls();
         assert_eq!(recent.len(), 20);
         assert!(
             metrics_requests <= 50,

@@ -15,6 +15,8 @@
 pub mod azure;
 pub mod local;
 pub mod queue;
+#[cfg(test)]
+pub mod steered;
 
 use std::fmt;
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::store::local::LocalDirStore;
+use crate::store::steered::{Steer, Steered};
 
 #[tokio::test]
 async fn jobs_of_one_second_never_share_an_output_blob() {
@@ -43,29 +44,14 @@ async fn jobs_of_one_second_never_share_an_output_blob() {
     assert_eq!(again, names[2]);
 }
 
-/// A local store whose list-entry writes wait until the test lets them through.
-struct HeldEntries {
-    inner: LocalDirStore,
+/// List-entry writes wait until the test lets them through.
+struct HoldEntries {
     let_through: tokio::sync::Semaphore,
 }
 
 #[async_trait::async_trait]
-impl BlobStore for HeldEntries {
-    async fn ensure_container(&self) -> Result<(), StoreError> {
-        self.inner.ensure_container().await
-    }
-
-    async fn get(&self, name: &BlobName) -> Result<Option<crate::store::Blob>, StoreError> {
-        self.inner.get(name).await
-    }
-
-    async fn put(
-        &self,
-        name: &BlobName,
-        body: Bytes,
-        content_type: &str,
-        condition: WriteCondition,
-    ) -> Result<ETag, StoreError> {
+impl Steer for HoldEntries {
+    async fn before_put(&self, name: &BlobName) {
         if name.as_str().starts_with(INDEX_PREFIX) {
             self.let_through
                 .acquire()
@@ -73,24 +59,6 @@ impl BlobStore for HeldEntries {
                 .expect("never closed")
                 .forget();
         }
-        self.inner.put(name, body, content_type, condition).await
-    }
-
-    async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
-        self.inner.delete(name).await
-    }
-
-    async fn list(
-        &self,
-        prefix: &str,
-        marker: Option<String>,
-        max_results: u32,
-    ) -> Result<crate::store::ListPage, StoreError> {
-        self.inner.list(prefix, marker, max_results).await
-    }
-
-    fn describe(&self) -> String {
-        "a local store holding list entries".into()
     }
 }
 
@@ -112,10 +80,12 @@ fn listed(page: &crate::jobs::JobPage) -> Vec<JobId> {
 #[tokio::test]
 async fn a_job_is_listed_by_its_instance_while_its_entry_is_still_being_written() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(HeldEntries {
-        inner: LocalDirStore::new(dir.path(), "hot-topics"),
-        let_through: tokio::sync::Semaphore::new(0),
-    });
+    let store = Arc::new(Steered::new(
+        dir.path(),
+        HoldEntries {
+            let_through: tokio::sync::Semaphore::new(0),
+        },
+    ));
     store.ensure_container().await.unwrap();
     let repository = StatusRepository::new(store.clone());
     let other_instance = StatusRepository::new(store.clone());
@@ -126,7 +96,7 @@ async fn a_job_is_listed_by_its_instance_while_its_entry_is_still_being_written(
     };
     let older = queued_job();
     repository.create(&older).await.unwrap();
-    store.let_through.add_permits(1);
+    store.steer.let_through.add_permits(1);
     repository.finish_index_writes().await;
 
     let job = queued_job();
@@ -136,7 +106,7 @@ async fn a_job_is_listed_by_its_instance_while_its_entry_is_still_being_written(
     let elsewhere = other_instance.list(&everything).await.unwrap();
     assert_eq!(listed(&elsewhere), [older.job_id], "not written yet");
 
-    store.let_through.add_permits(1);
+    store.steer.let_through.add_permits(1);
     repository.finish_index_writes().await;
     let elsewhere = other_instance.list(&everything).await.unwrap();
     assert_eq!(listed(&elsewhere), [job.job_id, older.job_id]);

@@ -4,70 +4,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-
 use crate::jobs::callback::CallbackSender;
 use crate::jobs::repository::StatusRepository;
 use crate::jobs::request::{IdempotencyKey, JobRequest, Limit, Priority, Source};
 use crate::jobs::runner::{JobRunner, RunnerOptions, SubmitError};
 use crate::reddit::{NoTopics, Subreddit};
-use crate::store::local::LocalDirStore;
-use crate::store::{BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
+use crate::store::steered::{Steer, Steered};
+use crate::store::{BlobName, BlobStore, StoreError, WriteCondition};
 
-/// A store whose next `creations` creates of a status document land, but whose answer is lost:
-/// the caller sees a timeout.
-struct LostAnswers {
-    inner: LocalDirStore,
+/// The next `creations` creates of a status document land, but their answer is lost: the
+/// caller sees a timeout.
+struct LoseCreateAnswers {
     creations: AtomicUsize,
 }
 
-#[async_trait]
-impl BlobStore for LostAnswers {
-    async fn ensure_container(&self) -> Result<(), StoreError> {
-        self.inner.ensure_container().await
-    }
-
-    async fn get(&self, name: &BlobName) -> Result<Option<crate::store::Blob>, StoreError> {
-        self.inner.get(name).await
-    }
-
-    async fn put(
-        &self,
-        name: &BlobName,
-        body: Bytes,
-        content_type: &str,
-        condition: WriteCondition,
-    ) -> Result<ETag, StoreError> {
+impl Steer for LoseCreateAnswers {
+    fn after_put(&self, name: &BlobName, condition: &WriteCondition) -> Option<StoreError> {
         let creates_a_job =
-            name.as_str().ends_with("/status.json") && condition == WriteCondition::IfNotExists;
-        let written = self.inner.put(name, body, content_type, condition).await?;
+            name.as_str().ends_with("/status.json") && *condition == WriteCondition::IfNotExists;
         let lose = creates_a_job
             && self
                 .creations
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok();
-        if lose {
-            return Err(StoreError::Unavailable("operation timed out".into()));
-        }
-        Ok(written)
-    }
-
-    async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
-        self.inner.delete(name).await
-    }
-
-    async fn list(
-        &self,
-        prefix: &str,
-        marker: Option<String>,
-        max_results: u32,
-    ) -> Result<ListPage, StoreError> {
-        self.inner.list(prefix, marker, max_results).await
-    }
-
-    fn describe(&self) -> String {
-        "a local store that loses answers".into()
+        lose.then(|| StoreError::Unavailable("operation timed out".into()))
     }
 }
 
@@ -112,10 +72,12 @@ async fn status_blobs(store: &dyn BlobStore) -> Vec<String> {
 #[tokio::test]
 async fn a_create_that_timed_out_but_landed_keeps_its_key_so_a_repeat_makes_no_second_job() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(LostAnswers {
-        inner: LocalDirStore::new(dir.path().to_owned(), "hot-topics"),
-        creations: AtomicUsize::new(1),
-    });
+    let store = Arc::new(Steered::new(
+        dir.path(),
+        LoseCreateAnswers {
+            creations: AtomicUsize::new(1),
+        },
+    ));
     store.ensure_container().await.unwrap();
     let runner = runner(store.clone());
     let key = IdempotencyKey::parse(b"nightly-2026-11-28").unwrap();
