@@ -20,7 +20,6 @@
 //! - Reads use the SDK's ranged GET. Azure answers a ranged GET of an empty blob with
 //!   `416 InvalidRange`, so that case is answered from the blob's properties.
 
-use std::future::Future;
 use std::num::NonZeroU32;
 
 use azure_core::request_options::{IfMatchCondition, MaxResults, NextMarker};
@@ -158,19 +157,6 @@ impl AzureBlobStore {
 
     fn blob(&self, name: &BlobName) -> BlobClient {
         self.container.blob_client(name.as_str())
-    }
-
-    /// Runs `attempt` under the shared retry policy ([`sdk::retrying`]).
-    async fn retrying<T, F, Fut>(
-        &self,
-        operation: &'static str,
-        attempt: F,
-    ) -> Result<T, StoreError>
-    where
-        F: FnMut(u32) -> Fut,
-        Fut: Future<Output = Result<T, StoreError>>,
-    {
-        sdk::retrying(operation, attempt).await
     }
 
     async fn get_once(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
@@ -330,7 +316,7 @@ impl AzureBlobStore {
         name: &BlobName,
         body: &Bytes,
     ) -> Result<ETag, StoreError> {
-        match self.retrying("get", |_| self.get_once(name)).await? {
+        match sdk::retrying("get", |_| self.get_once(name)).await? {
             Some(blob) if blob.body == *body => Ok(blob.etag),
             _ => Err(StoreError::ConditionFailed),
         }

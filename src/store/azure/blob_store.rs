@@ -6,18 +6,17 @@ use bytes::Bytes;
 
 use std::num::NonZeroU32;
 
-use super::{AzureBlobStore, MAX_LIST_RESULTS};
+use super::{sdk, AzureBlobStore, MAX_LIST_RESULTS};
 use crate::store::{Blob, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
 
 #[async_trait]
 impl BlobStore for AzureBlobStore {
     async fn ensure_container(&self) -> Result<(), StoreError> {
-        self.retrying("ensure_container", |_| self.ensure_container_once())
-            .await
+        sdk::retrying("ensure_container", |_| self.ensure_container_once()).await
     }
 
     async fn get(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
-        self.retrying("get", |_| self.get_once(name)).await
+        sdk::retrying("get", |_| self.get_once(name)).await
     }
 
     async fn put(
@@ -28,12 +27,11 @@ impl BlobStore for AzureBlobStore {
         condition: WriteCondition,
     ) -> Result<ETag, StoreError> {
         let mut retried = false;
-        let outcome = self
-            .retrying("put", |attempt| {
-                retried = attempt > 1;
-                self.put_once(name, body.clone(), content_type, &condition)
-            })
-            .await;
+        let outcome = sdk::retrying("put", |attempt| {
+            retried = attempt > 1;
+            self.put_once(name, body.clone(), content_type, &condition)
+        })
+        .await;
         match outcome {
             Err(StoreError::ConditionFailed) if retried => {
                 self.earlier_attempt_landed(name, &body).await
@@ -43,7 +41,7 @@ impl BlobStore for AzureBlobStore {
     }
 
     async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
-        self.retrying("delete", |_| self.delete_once(name)).await
+        sdk::retrying("delete", |_| self.delete_once(name)).await
     }
 
     async fn list(
@@ -54,7 +52,7 @@ impl BlobStore for AzureBlobStore {
     ) -> Result<ListPage, StoreError> {
         let max_results =
             NonZeroU32::new(max_results.min(MAX_LIST_RESULTS)).unwrap_or(NonZeroU32::MIN);
-        self.retrying("list", |_| {
+        sdk::retrying("list", |_| {
             self.list_once(prefix, marker.clone(), max_results)
         })
         .await
