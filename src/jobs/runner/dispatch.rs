@@ -173,7 +173,8 @@ impl JobRunner {
     }
 
     /// Ends a job whose message could not be sent, if nothing has touched it since it was
-    /// stored: it must not stay `queued` with no message to run it.
+    /// stored: it must not stay `queued` with no message to run it. It owes no callback: its
+    /// caller got a 503, not a ticket.
     pub(super) async fn withdraw(&self, job: JobId) {
         let withdrawn = self
             .update(job, |doc| {
@@ -183,7 +184,10 @@ impl JobRunner {
                         actual: doc.status,
                     });
                 }
-                doc.fail(NOT_QUEUED.to_owned(), status::now())
+                doc.fail(NOT_QUEUED.to_owned(), status::now())?;
+                // The caller was refused (503) and never heard of this job: no callback either.
+                doc.callback = None;
+                Ok(())
             })
             .await;
         if let Err(error) = withdrawn {

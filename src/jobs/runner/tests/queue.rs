@@ -164,7 +164,17 @@ async fn a_job_whose_message_cannot_be_sent_is_refused_and_does_not_stay_queued(
     )
     .await;
     let key = IdempotencyKey::parse(b"once").unwrap();
-    let refused = runner.submit(request(), None, Some(&key)).await;
+    let with_callback = JobRequest {
+        callback_url: Some(
+            crate::jobs::request::CallbackUrl::parse(
+                "https://example.com/hook",
+                crate::jobs::CallbackPolicy::PublicHttps,
+            )
+            .unwrap(),
+        ),
+        ..request()
+    };
+    let refused = runner.submit(with_callback, None, Some(&key)).await;
     assert!(
         matches!(refused, Err(SubmitError::StorageUnavailable(_))),
         "{refused:?}"
@@ -174,6 +184,10 @@ async fn a_job_whose_message_cannot_be_sent_is_refused_and_does_not_stay_queued(
     let stored = status(&runner, jobs[0]).await;
     assert_eq!(stored.status, JobStatus::Failed);
     assert!(stored.error.unwrap().contains("could not be queued"));
+    assert!(
+        stored.callback.is_none(),
+        "a caller refused with 503 gets no callback"
+    );
     // The key was freed: a repeat makes a new job rather than answering the failed one.
     let again = runner.submit(request(), None, Some(&key)).await;
     assert!(again.is_err());
