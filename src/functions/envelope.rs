@@ -265,10 +265,10 @@ pub async fn run_job(context: &FunctionContext, body: &[u8]) -> ApiResponse {
             logs,
             return_value: Value::Null,
         }),
-        Err(failure) => ApiError::InvocationFailed {
+        Err(reason) => ApiError::InvocationFailed {
             function: "RunJob",
-            reason: failure.reason,
-            logs: failure.logs,
+            reason,
+            logs: Vec::new(),
         }
         .into_response(),
     }

@@ -9,19 +9,14 @@ use super::FunctionContext;
 use crate::jobs::runner::{Delivered, JobMessage};
 use crate::telemetry::Chain;
 
-/// A delivery that failed: the message is to be delivered again.
-pub struct Failure {
-    pub reason: String,
-    pub logs: Vec<String>,
-}
-
 /// Runs the job `message` names. `Ok` with the invocation's log lines when the message is done
-/// with (including messages that name no job, which no delivery could ever run).
+/// with (including messages that name no job, which no delivery could ever run); `Err` with the
+/// reason when the message is to be delivered again.
 pub async fn run(
     context: &FunctionContext,
     message: &Value,
     dequeue_count: u32,
-) -> Result<Vec<String>, Failure> {
+) -> Result<Vec<String>, String> {
     let job = match JobMessage::job_of(message) {
         Ok(job) => job,
         Err(reason) => {
@@ -43,10 +38,7 @@ pub async fn run(
         .await
     {
         Ok(delivered) => Ok(vec![describe(job, &delivered)]),
-        Err(error) => Err(Failure {
-            reason: format!("Job {job} could not be run: {}", Chain(&error)),
-            logs: Vec::new(),
-        }),
+        Err(error) => Err(format!("Job {job} could not be run: {}", Chain(&error))),
     }
 }
 

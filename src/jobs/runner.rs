@@ -196,8 +196,9 @@ impl JobRunner {
                     let document = existing.document;
                     // Stored by a submit that failed to hear back, the job may wait for no
                     // worker yet: queue it here (a worker's claim is conditional, so a job
-                    // queued twice still runs once).
-                    if document.status == JobStatus::Queued {
+                    // queued twice still runs once). Under queue dispatch its message was sent,
+                    // or the stale-job scan sends it: a repeat sends no copy of its own.
+                    if document.status == JobStatus::Queued && self.queue_dispatch().is_none() {
                         self.dispatch(&document).await.ok();
                     }
                     return Ok(document);

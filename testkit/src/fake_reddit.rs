@@ -558,16 +558,7 @@ async fn answer(
         }
     };
     if let Some(reset) = refused_after {
-        let mut response = json_answer(
-            &state,
-            &client,
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({"message": "Too Many Requests", "error": 429}),
-        );
-        response
-            .headers_mut()
-            .insert("retry-after", format!("{}", reset.ceil()).parse().unwrap());
-        return response;
+        return too_many_requests(&state, &client, reset.ceil());
     }
 
     let (behaviour, asked) = {
@@ -578,19 +569,8 @@ async fn answer(
             *count += 1;
             *count
         };
-        let behaviour = state
-            .behaviours
-            .get(&key)
-            .cloned()
-            .unwrap_or(Behaviour::Posts {
-                posts: 25,
-                stickied: 2,
-            });
+        let behaviour = state.behaviours.get(&key).cloned().unwrap_or(NORMAL);
         (behaviour, asked)
-    };
-    let normal = Behaviour::Posts {
-        posts: 25,
-        stickied: 2,
     };
     let behaviour = match behaviour {
         Behaviour::FailTimes { status, times } if asked <= times => {
@@ -602,25 +582,16 @@ async fn answer(
             )
         }
         Behaviour::RateLimitedTimes { times, retry_after } if asked <= times => {
-            let mut response = json_answer(
-                &state,
-                &client,
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"message": "Too Many Requests", "error": 429}),
-            );
-            response
-                .headers_mut()
-                .insert("retry-after", retry_after.to_string().parse().unwrap());
-            return response;
+            return too_many_requests(&state, &client, retry_after);
         }
-        Behaviour::FailTimes { .. } | Behaviour::RateLimitedTimes { .. } => normal,
+        Behaviour::FailTimes { .. } | Behaviour::RateLimitedTimes { .. } => NORMAL,
         Behaviour::Slow(delay) => {
             tokio::time::sleep(delay).await;
-            normal
+            NORMAL
         }
         Behaviour::Held(hold) => {
             hold.pass().await;
-            normal
+            NORMAL
         }
         other => other,
     };
@@ -721,6 +692,30 @@ fn token(headers: &HeaderMap, state: &Arc<Mutex<State>>) -> Response<String> {
 }
 
 /// An answer with the rate-limit headers Reddit puts on every answer: about `client`'s window.
+/// What a subreddit answers unless a test set another behaviour.
+const NORMAL: Behaviour = Behaviour::Posts {
+    posts: 25,
+    stickied: 2,
+};
+
+/// A 429 as Reddit sends it, asking for `retry_after` seconds.
+fn too_many_requests(
+    state: &Arc<Mutex<State>>,
+    client: &str,
+    retry_after: impl std::fmt::Display,
+) -> Response<String> {
+    let mut response = json_answer(
+        state,
+        client,
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"message": "Too Many Requests", "error": 429}),
+    );
+    response
+        .headers_mut()
+        .insert("retry-after", retry_after.to_string().parse().unwrap());
+    response
+}
+
 fn json_answer(
     state: &Arc<Mutex<State>>,
     client: &str,

@@ -37,6 +37,15 @@ impl MemoryQueue {
         }
     }
 
+    /// How many times each message, visible or not, has been received, in the order sent.
+    pub fn dequeue_counts(&self) -> Vec<u32> {
+        let messages = self.messages.lock().expect("queue lock");
+        messages
+            .iter()
+            .map(|stored| stored.message.dequeue_count)
+            .collect()
+    }
+
     /// Every message's text, visible or not, in the order sent.
     pub fn texts(&self) -> Vec<String> {
         let messages = self.messages.lock().expect("queue lock");

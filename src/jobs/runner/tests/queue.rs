@@ -38,12 +38,22 @@ async fn setup(
     consume: bool,
     stale_after: Duration,
 ) -> (JobRunner, Arc<dyn BlobStore>, Arc<MemoryQueue>) {
+    setup_with(dir, queue, consume, stale_after, Arc::new(NoTopics)).await
+}
+
+async fn setup_with(
+    dir: &std::path::Path,
+    queue: Arc<dyn MessageQueue>,
+    consume: bool,
+    stale_after: Duration,
+    topics: Arc<dyn TopicSource>,
+) -> (JobRunner, Arc<dyn BlobStore>, Arc<MemoryQueue>) {
     let store: Arc<dyn BlobStore> = Arc::new(LocalDirStore::new(dir.to_owned(), "hot-topics"));
     store.ensure_container().await.unwrap();
     let poison = Arc::new(MemoryQueue::new("jobs-poison"));
     let runner = JobRunner::start(
         StatusRepository::new(store.clone()),
-        Arc::new(NoTopics),
+        topics,
         RunnerOptions {
             max_concurrent_jobs: 2,
             fetch_concurrency: 4,
@@ -287,4 +297,78 @@ async fn a_job_left_queued_with_no_message_is_sent_again_once() {
         "sent once, not at every scan"
     );
     assert_eq!(queue.texts().len(), 2);
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_sends_no_second_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = queued_setup(dir.path(), false).await;
+    let key = IdempotencyKey::parse(b"twice").unwrap();
+    let first = setup
+        .runner
+        .submit(request(), None, Some(&key))
+        .await
+        .unwrap();
+    let again = setup
+        .runner
+        .submit(request(), None, Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(again.job_id, first.job_id);
+    assert_eq!(setup.queue.texts(), vec![JobMessage::text(first.job_id)]);
+}
+
+/// Every listing waits until the test lets it through.
+struct Held(Arc<tokio::sync::Semaphore>);
+
+#[async_trait]
+impl TopicSource for Held {
+    async fn hot_topics(
+        &self,
+        _: &Subreddit,
+        _: u32,
+        _: &str,
+    ) -> Result<Vec<crate::reddit::Topic>, crate::reddit::FetchError> {
+        self.0.acquire().await.expect("never closed").forget();
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn the_standalone_listener_keeps_a_running_jobs_message_hidden_past_its_first_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(MemoryQueue::new("jobs"));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    // Messages are held for `stale_after` (1 s) and renewed every third of it.
+    let (runner, _, _) = setup_with(
+        dir.path(),
+        queue.clone(),
+        true,
+        Duration::from_secs(1),
+        Arc::new(Held(gate.clone())),
+    )
+    .await;
+    let job = runner.submit(request(), None, None).await.unwrap().job_id;
+    let running = runner.clone();
+    eventually("the job to run", async || {
+        status(&running, job).await.status == JobStatus::Running
+    })
+    .await;
+    // Three holds' worth: without renewals the message would have come back and been taken
+    // again (a second delivery).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        queue.dequeue_counts(),
+        vec![1],
+        "delivered again while it ran"
+    );
+
+    gate.add_permits(1);
+    let done = runner.clone();
+    eventually("the job to complete", async || {
+        status(&done, job).await.status == JobStatus::Completed
+    })
+    .await;
+    let emptied = queue.clone();
+    eventually("the message deleted", async || emptied.texts().is_empty()).await;
 }
