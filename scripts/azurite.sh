@@ -7,7 +7,10 @@
 #   scripts/azurite.sh stop <state-dir>    stop both; stopping a stopped emulator is fine
 #
 # <state-dir>/env exports AZURITE_BLOB_PORT, AZURITE_QUEUE_PORT and AZURITE_CONNECTION_STRING
-# (with both BlobEndpoint and QueueEndpoint), so a caller can `source` it. The ports are chosen
+# (with both BlobEndpoint and QueueEndpoint), so a caller can `source` it. Azurite serves two
+# accounts: the well-known development account, which that connection string names, and a
+# second one (AZURITE_SECOND_CONNECTION_STRING) for tests of an app whose output account is not
+# its host storage account. The ports are chosen
 # at start so that parallel runs never collide on 10000 and 10001; set AZURITE_BLOB_PORT and
 # AZURITE_QUEUE_PORT to insist on them (10000 and 10001 are what `UseDevelopmentStorage=true`
 # expects).
@@ -21,6 +24,10 @@ services=(blob queue)
 # The well-known development account of Azurite and the storage emulator; it is public.
 account=devstoreaccount1
 account_key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+
+# The second account (AZURITE_ACCOUNTS replaces the default list, so both are named there).
+second_account=womblehost
+second_account_key='c2Vjb25kLWFjY291bnQta2V5LWZvci1sb2NhbC10ZXN0cy1vbmx5LW5vdC1hLXNlY3JldA=='
 
 start_timeout_seconds=30
 
@@ -146,6 +153,7 @@ start() {
 export AZURITE_BLOB_PORT=$blob_port
 export AZURITE_QUEUE_PORT=$queue_port
 export AZURITE_CONNECTION_STRING='DefaultEndpointsProtocol=http;AccountName=$account;AccountKey=$account_key;BlobEndpoint=http://127.0.0.1:$blob_port/$account;QueueEndpoint=http://127.0.0.1:$queue_port/$account;'
+export AZURITE_SECOND_CONNECTION_STRING='DefaultEndpointsProtocol=http;AccountName=$second_account;AccountKey=$second_account_key;BlobEndpoint=http://127.0.0.1:$blob_port/$second_account;QueueEndpoint=http://127.0.0.1:$queue_port/$second_account;'
 EOF
     echo "azurite.sh: Azurite blob service on 127.0.0.1:$blob_port, queue service on 127.0.0.1:$queue_port; source $state_dir/env" >&2
 }
@@ -196,7 +204,8 @@ launch() {
     # --loose accepts headers Azurite does not implement instead of failing the request.
     # setsid puts Azurite in its own session, so it outlives this script and a terminal's ^C.
     # Both services keep their data under data/, each in files of its own.
-    setsid "$(service_bin "$service")" \
+    AZURITE_ACCOUNTS="$account:$account_key;$second_account:$second_account_key" \
+        setsid "$(service_bin "$service")" \
         "--${service}Host" 127.0.0.1 \
         "--${service}Port" "$port" \
         --location "$state_dir/data" \

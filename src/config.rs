@@ -22,7 +22,7 @@ mod references;
 mod storage;
 
 pub use queues::{parse_time_span, DispatchSettings, DEFAULT_JOB_QUEUE};
-pub use storage::{IdentityConnection, StorageSettings};
+pub use storage::{IdentityConnection, StorageAccount, StorageSettings};
 
 /// Everything the handler needs to run, decided once at start.
 #[derive(Debug, Clone)]
@@ -98,6 +98,9 @@ pub struct JobSettings {
     pub callback_policy: CallbackPolicy,
     /// `JOB_DISPATCH` and `JOB_QUEUE`.
     pub dispatch: DispatchSettings,
+    /// Where the job queue lives under queue dispatch: the account `RunJob`'s trigger watches.
+    /// `None` under inline dispatch.
+    pub queue_account: Option<StorageAccount>,
 }
 
 #[derive(Debug, Clone)]
@@ -179,7 +182,7 @@ impl Settings {
             key_vault_client_id: env.get("AZURE_CLIENT_ID").map(str::to_owned),
         };
 
-        let jobs = JobSettings {
+        let mut jobs = JobSettings {
             max_concurrent_jobs: env.parse_in("MAX_CONCURRENT_JOBS", 4, 1..=256)?,
             stale_after: Duration::from_secs(env.parse_in(
                 "JOB_STALE_AFTER_SECONDS",
@@ -194,17 +197,19 @@ impl Settings {
                 CallbackPolicy::PublicHttps
             },
             dispatch: DispatchSettings::from_env(&env)?,
+            queue_account: None,
         };
-
-        if matches!(jobs.dispatch, DispatchSettings::Queue { .. })
-            && matches!(storage, StorageSettings::LocalDir { .. })
-        {
-            return Err(ConfigError {
-                variable: "JOB_DISPATCH",
-                reason: "\"queue\" needs a storage account for its queue: set AzureWebJobsStorage \
-                         (UseDevelopmentStorage=true for Azurite) or another storage connection"
-                    .into(),
-            });
+        if matches!(jobs.dispatch, DispatchSettings::Queue { .. }) {
+            jobs.queue_account =
+                Some(storage::queue_account(&env, &storage)?.ok_or_else(|| {
+                    ConfigError {
+                        variable: "JOB_DISPATCH",
+                        reason: "\"queue\" needs a storage account for its queue: set \
+                             AzureWebJobsStorage (UseDevelopmentStorage=true for Azurite) or \
+                             another storage connection"
+                            .into(),
+                    }
+                })?);
         }
 
         let subreddits = match env.get("HOT_TOPICS_SUBREDDITS") {

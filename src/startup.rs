@@ -12,7 +12,9 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::client::ApiClient;
-use crate::config::{DispatchSettings, Mode, RedditSettings, Settings, StorageSettings};
+use crate::config::{
+    DispatchSettings, Mode, RedditSettings, Settings, StorageAccount, StorageSettings,
+};
 use crate::functions::FunctionContext;
 use crate::jobs::callback::CallbackSender;
 use crate::jobs::runner::{Dispatch, ListenerSettings, QueueDispatch, RunnerOptions};
@@ -72,10 +74,17 @@ impl Services {
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         let queues = match &settings.jobs.dispatch {
             DispatchSettings::Inline => None,
-            DispatchSettings::Queue { queue } => Some(JobQueues {
-                jobs: open_queue(&settings.storage, queue)?,
-                poison: open_queue(&settings.storage, &poison_queue_name(queue))?,
-            }),
+            DispatchSettings::Queue { queue } => {
+                let account = settings
+                    .jobs
+                    .queue_account
+                    .as_ref()
+                    .context("queue dispatch has no storage account for its queue")?;
+                Some(JobQueues {
+                    jobs: open_queue(account, queue)?,
+                    poison: open_queue(account, &poison_queue_name(queue))?,
+                })
+            }
         };
         Ok(Self {
             store: open_store(&settings.storage)?,
@@ -157,16 +166,14 @@ fn listener_settings() -> anyhow::Result<ListenerSettings> {
     ))?)
 }
 
-/// Opens the queue `name` in the storage account of `settings`.
-fn open_queue(settings: &StorageSettings, name: &str) -> anyhow::Result<Arc<dyn MessageQueue>> {
-    Ok(match settings {
-        StorageSettings::ConnectionString {
-            connection_string, ..
-        } => Arc::new(
+/// Opens the queue `name` in `account`.
+fn open_queue(account: &StorageAccount, name: &str) -> anyhow::Result<Arc<dyn MessageQueue>> {
+    Ok(match account {
+        StorageAccount::ConnectionString(connection_string) => Arc::new(
             AzureQueue::from_connection_string(connection_string.expose_secret(), name)
                 .context("the storage connection string cannot be used for the job queue")?,
         ),
-        StorageSettings::Identity { connection, .. } => {
+        StorageAccount::Identity(connection) => {
             let endpoint = match &connection.queue_endpoint {
                 Some(endpoint) => endpoint.clone(),
                 None => queue_endpoint_of(&connection.blob_endpoint)?,
@@ -184,11 +191,6 @@ fn open_queue(settings: &StorageSettings, name: &str) -> anyhow::Result<Arc<dyn 
                         connection.source
                     )
                 })?,
-            )
-        }
-        StorageSettings::LocalDir { .. } => {
-            anyhow::bail!(
-                "queue dispatch needs a storage account; the local directory has no queue"
             )
         }
     })

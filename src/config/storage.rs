@@ -19,8 +19,13 @@
 //! every instance: there, without a storage setting, the handler refuses to start and names the
 //! settings it looked for.
 //!
-//! The queue service URI is where queue dispatch (api.md section 9) finds its queues; without it
-//! they are at the account's default queue service.
+//! The job queue of queue dispatch (api.md section 9) lives in another place: the account of
+//! `AzureWebJobsStorage` (either form), because that is the connection `RunJob`'s queue trigger
+//! names and so the queue the host watches. Job documents and topic blobs stay in the output
+//! account. Only without `AzureWebJobsStorage` (standalone mode with an output connection alone)
+//! is the queue in the output account: the standalone listener consumes the queue it sends to,
+//! wherever that is. The queue service URI (`__queueServiceUri`) says where an identity-based
+//! account's queues are; without it they are at the account's default queue service.
 
 use std::path::PathBuf;
 
@@ -45,6 +50,13 @@ pub enum StorageSettings {
     },
     /// A directory on this machine: one process only.
     LocalDir { dir: PathBuf, container: String },
+}
+
+/// A storage account, as one connection reaches it: for the queues of queue dispatch.
+#[derive(Debug, Clone)]
+pub enum StorageAccount {
+    ConnectionString(SecretString),
+    Identity(Box<IdentityConnection>),
 }
 
 /// An identity-based storage connection, resolved.
@@ -138,6 +150,31 @@ pub(super) fn storage_settings(
     Ok(StorageSettings::LocalDir {
         dir: PathBuf::from(dir.unwrap_or("./.data")),
         container,
+    })
+}
+
+/// The account of the job queue; see the module documentation. `None` when jobs are kept in the
+/// local directory and no `AzureWebJobsStorage` is set: there is no queue service then.
+pub(super) fn queue_account(
+    env: &Env,
+    storage: &StorageSettings,
+) -> Result<Option<StorageAccount>, ConfigError> {
+    if let Some(connection_string) = env.get(HOST_CONNECTION.connection_string) {
+        return Ok(Some(StorageAccount::ConnectionString(SecretString::from(
+            connection_string.to_owned(),
+        ))));
+    }
+    if let Some(connection) = identity_connection(env, &HOST_CONNECTION)? {
+        return Ok(Some(StorageAccount::Identity(Box::new(connection))));
+    }
+    Ok(match storage {
+        StorageSettings::ConnectionString {
+            connection_string, ..
+        } => Some(StorageAccount::ConnectionString(connection_string.clone())),
+        StorageSettings::Identity { connection, .. } => {
+            Some(StorageAccount::Identity(connection.clone()))
+        }
+        StorageSettings::LocalDir { .. } => None,
     })
 }
 

@@ -35,6 +35,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("Content-Type must be application/json.")]
     UnsupportedMediaType,
+    /// A body under a label read as JSON only when it is JSON (a form, plain text) that is not.
+    #[error(
+        "The request body was sent as {label} and is not a JSON object; send a JSON object, \
+         with Content-Type: application/json."
+    )]
+    NotJson { label: &'static str },
     #[error("Storage is unavailable; nothing was changed. Try again shortly.")]
     Unavailable(#[source] anyhow::Error),
     #[error("Something went wrong on our side; it has been logged.")]
@@ -74,7 +80,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadyTerminal { .. } | ApiError::NotFinished { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType | ApiError::NotJson { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::InvocationFailed { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -25,6 +25,17 @@ pub fn connection_string() -> String {
     })
 }
 
+/// The second account of the Azurite `make test` started (`AZURITE_SECOND_CONNECTION_STRING`):
+/// for an app whose host storage (`AzureWebJobsStorage`) is not its output account.
+pub fn second_account_connection_string() -> String {
+    std::env::var("AZURITE_SECOND_CONNECTION_STRING").unwrap_or_else(|_| {
+        panic!(
+            "AZURITE_SECOND_CONNECTION_STRING is not set: run the tests with `make test` (or \
+             scripts/with-azurite.sh), which starts Azurite with its second account."
+        )
+    })
+}
+
 /// The queue service of the Azurite `make test` started
 /// (`http://127.0.0.1:<AZURITE_QUEUE_PORT>/devstoreaccount1`).
 pub fn queue_endpoint() -> String {

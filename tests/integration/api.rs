@@ -515,15 +515,22 @@ async fn bad_input_gets_a_json_error_and_changes_nothing() {
         ),
         (
             "form content type",
-            HostRequest::post("/api/SummaryWomble", b"topics=technology".to_vec())
+            HostRequest::post("/api/SummaryWomble", b"topics=technology&limit=2".to_vec())
                 .header("Content-Type", "application/x-www-form-urlencoded"),
             415,
-            "Content-Type",
+            "send a JSON object",
         ),
         (
-            "text content type",
-            HostRequest::post("/api/SummaryWomble", b"{}".to_vec())
+            "text content type with a body that is not JSON",
+            HostRequest::post("/api/SummaryWomble", b"technology".to_vec())
                 .header("Content-Type", "text/plain"),
+            415,
+            "send a JSON object",
+        ),
+        (
+            "xml content type",
+            HostRequest::post("/api/SummaryWomble", b"{}".to_vec())
+                .header("Content-Type", "application/xml"),
             415,
             "Content-Type",
         ),
@@ -690,4 +697,65 @@ async fn a_seven_subreddit_job_fetches_its_subreddits_concurrently() {
     // All seven listings were in flight at the same time: the job costs one listing round
     // trip, not seven.
     assert_eq!(app.reddit.max_in_flight(), 7);
+}
+
+/// The requests of the design document's two curl blocks, byte for byte: its "API Usage" start
+/// (labelled JSON, body spread over lines) and its "Manual Testing" start and status check,
+/// sent as `curl -d` sends them without a `-H 'Content-Type…'` (labelled as a form). The route
+/// is the document's lower-case one, and the host demands the function key the document sends.
+/// Each job must complete.
+#[tokio::test]
+async fn the_design_documents_curl_requests_start_jobs_that_complete() {
+    const KEY: &str = "design-document-function-key";
+    const ROUTE: &str = "/api/summarywomble";
+    let options = testkit::host::HostOptions::default()
+        .enforce_keys(["a-host-key-the-document-does-not-use"])
+        .function_key("SummaryWomble", KEY);
+    let app = TestApp::start_hosted(
+        testkit::azurite::Container::fresh().await,
+        Vec::new(),
+        options,
+    )
+    .await;
+    // What curl adds to every request it sends.
+    let curl = |body: &str, content_type: &str| {
+        HostRequest::post(ROUTE, body.as_bytes().to_vec())
+            .header("User-Agent", "curl/7.88.1")
+            .header("Accept", "*/*")
+            .header("x-functions-key", KEY)
+            .header("Content-Type", content_type)
+    };
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    let keyless =
+        HostRequest::post(ROUTE, br#"{"source": "reddit"}"#.to_vec()).header("Content-Type", FORM);
+    assert_eq!(app.host.call(keyless).await.status, 401);
+
+    let api_usage = curl(
+        "{\n    \"source\": \"reddit\",\n    \"topics\": [\"technology\", \"programming\"],\n    \"limit\": 10\n  }",
+        "application/json",
+    );
+    let manual_testing = curl(
+        r#"{"source": "reddit", "topics": ["technology"], "limit": 2}"#,
+        FORM,
+    );
+    for (block, start, subreddits) in [
+        ("API Usage", api_usage, 2),
+        ("Manual Testing", manual_testing, 1),
+    ] {
+        let ticket = app.host.call(start).await;
+        assert_eq!(ticket.status, 202, "{block}: {}", ticket.text());
+        let id = ticket.json()["job_id"].as_str().unwrap().to_owned();
+        let status_check = format!("{{\"action\": \"status\", \"job_id\": \"{id}\"}}");
+        let mut last = Value::Null;
+        testkit::poll::until(&format!("the {block} job to end"), WAIT, async || {
+            let answer = app.host.call(curl(&status_check, FORM)).await;
+            assert_eq!(answer.status, 200, "{block}: {}", answer.text());
+            last = answer.json();
+            !["queued", "running"].contains(&last["status"].as_str().unwrap_or(""))
+        })
+        .await;
+        assert_eq!(last["status"], "completed", "{block}: {last}");
+        assert_eq!(last["results"]["total_subreddits"], subreddits, "{block}");
+    }
 }

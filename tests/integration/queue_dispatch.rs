@@ -388,3 +388,84 @@ async fn standalone_processes_share_one_queue() {
         );
     }
 }
+
+/// The output in an account of its own (`OUTPUT_STORAGE_CONNECTION_STRING`) and the host's
+/// storage in another (`AzureWebJobsStorage`, the connection `RunJob`'s trigger names): the job
+/// messages go to the queue the trigger watches, in the host's account, and every job
+/// completes with its documents and blobs in the output account. Nothing is left on either
+/// account's job queue or poison queue.
+#[tokio::test]
+async fn with_the_output_in_an_account_of_its_own_jobs_go_through_the_queue_the_trigger_watches() {
+    let output = Container::fresh().await;
+    let output_account = azurite::connection_string();
+    let host_account = azurite::second_account_connection_string();
+    let queue = output.name.clone();
+    let app = TestApp::start_hosted(
+        output,
+        vec![
+            ("OUTPUT_STORAGE_CONNECTION_STRING", output_account.as_str()),
+            ("AzureWebJobsStorage", host_account.as_str()),
+            ("JOB_DISPATCH", "queue"),
+            ("JOB_QUEUE", queue.as_str()),
+        ],
+        HostOptions::default().queue_listener(listener()),
+    )
+    .await;
+
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(submit_to(&app.host, &job(&[&format!("acct{n}")], 2)).await);
+    }
+    for id in &ids {
+        let done = app.wait_terminal(id, WAIT).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let stored = app
+            .container
+            .read_json(&format!("jobs/{id}/status.json"))
+            .await
+            .expect("the status document is in the output account");
+        assert_eq!(stored["status"], "completed");
+        let blob = done["results"]["results"][0]["blob_name"].as_str().unwrap();
+        assert!(
+            app.container.read(blob).await.is_some(),
+            "{blob} is in the output account"
+        );
+    }
+
+    // Each job's message was delivered through the trigger's queue and deleted.
+    poll::until("every job's delivery to succeed", WAIT, async || {
+        let delivered: HashSet<String> = app
+            .host
+            .queue_record()
+            .succeeded()
+            .iter()
+            .filter(|invocation| invocation.queue == queue)
+            .filter_map(|invocation| {
+                serde_json::from_str::<Value>(&invocation.text).ok()?["job_id"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        ids.iter().all(|id| delivered.contains(id))
+    })
+    .await;
+    assert!(app.host.queue_record().poisoned().is_empty());
+    let jobs_queue = Queue::named(&host_account, &queue);
+    assert_eq!(jobs_queue.visible_texts().await, Vec::<String>::new());
+    assert_eq!(
+        jobs_queue.poison().visible_texts().await,
+        Vec::<String>::new()
+    );
+    // The output account holds no job queue at all: a queue that does not exist holds nothing.
+    for left in [
+        Queue::named(&output_account, &queue),
+        Queue::named(&output_account, &queue).poison(),
+    ] {
+        assert_eq!(
+            left.queue.peek_stored().await.unwrap_or_default(),
+            Vec::<String>::new(),
+            "the output account's {}",
+            left.name
+        );
+    }
+}

@@ -307,3 +307,72 @@ fn the_local_store_stays_the_default_off_azure_in_standalone_mode_and_when_asked
         );
     }
 }
+
+/// The job queue's account for `pairs`: `Some(connection string)` or `Some(account name)` of
+/// an identity-based one.
+fn queue_account_of(pairs: &[(&str, &str)]) -> Option<String> {
+    let vars: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let storage = resolve(pairs).unwrap();
+    match queue_account(&Env(&vars), &storage).unwrap() {
+        None => None,
+        Some(StorageAccount::ConnectionString(text)) => Some(text.expose_secret().to_owned()),
+        Some(StorageAccount::Identity(connection)) => Some(connection.account),
+    }
+}
+
+#[test]
+fn the_job_queue_is_in_the_account_the_queue_trigger_watches_when_the_output_has_its_own() {
+    const HOST: &str = "AccountName=hostacct;AccountKey=a2V5;EndpointSuffix=core.windows.net";
+    const OUTPUT: &str = "AccountName=outacct;AccountKey=a2V5;EndpointSuffix=core.windows.net";
+    let cases: [(&[(&str, &str)], Option<&str>); 6] = [
+        (
+            &[
+                ("OUTPUT_STORAGE_CONNECTION_STRING", OUTPUT),
+                ("AzureWebJobsStorage", HOST),
+            ],
+            Some(HOST),
+        ),
+        (
+            &[
+                ("OUTPUT_STORAGE_CONNECTION_STRING__accountName", "outacct"),
+                ("AzureWebJobsStorage__accountName", "hostacct"),
+                ("AzureWebJobsStorage__credential", "managedidentity"),
+            ],
+            Some("hostacct"),
+        ),
+        (
+            &[
+                ("OUTPUT_STORAGE_ACCOUNT", "outacct"),
+                (
+                    "AzureWebJobsStorage__queueServiceUri",
+                    "https://hostacct.queue.core.windows.net",
+                ),
+                (
+                    "AzureWebJobsStorage__blobServiceUri",
+                    "https://hostacct.blob.core.windows.net",
+                ),
+            ],
+            Some("hostacct"),
+        ),
+        (
+            &[
+                ("OUTPUT_STORAGE_CONNECTION_STRING", OUTPUT),
+                ("AzureWebJobsStorage__accountName", "hostacct"),
+                ("AzureWebJobsStorage__clientId", CLIENT_ID),
+            ],
+            Some("hostacct"),
+        ),
+        // Without AzureWebJobsStorage, the output account is the only one there is.
+        (
+            &[("OUTPUT_STORAGE_CONNECTION_STRING", OUTPUT)],
+            Some(OUTPUT),
+        ),
+        (&[("OUTPUT_STORAGE_DIR", "/tmp/x")], None),
+    ];
+    for (pairs, expected) in cases {
+        assert_eq!(queue_account_of(pairs).as_deref(), expected, "{pairs:?}");
+    }
+}

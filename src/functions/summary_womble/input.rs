@@ -241,29 +241,65 @@ fn list_filter(
 }
 
 /// The body of a POST as a JSON object. An empty body is an empty object (a start with every
-/// default). A Content-Type, when sent, must be JSON.
+/// default). A body labelled JSON is parsed as JSON. A body sent without a label, or with one of
+/// the labels `curl -d` and simple HTML clients send by default (a form, plain text), is read as
+/// JSON too when it is a JSON object, so the shortest curl call works; anything else under those
+/// labels is refused, asking for JSON. Every other label is refused as it is.
 fn json_body(request: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
-    if let Some(content_type) = request.headers.get(header::CONTENT_TYPE) {
-        let content_type = content_type
-            .to_str()
-            .map_err(|_| ApiError::UnsupportedMediaType)?;
-        let essence = content_type.split(';').next().unwrap_or("").trim();
-        let is_json = essence.eq_ignore_ascii_case("application/json")
-            || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"));
-        if !is_json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-    }
+    let label = BodyLabel::of(request)?;
     if request.body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge);
     }
     if request.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    match serde_json::from_slice::<Value>(&request.body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(bad("The request body must be a JSON object.")),
-        Err(error) => Err(bad(format!("The request body is not valid JSON: {error}."))),
+    let parsed = serde_json::from_slice::<Value>(&request.body);
+    match (label, parsed) {
+        (_, Ok(Value::Object(map))) => Ok(map),
+        (BodyLabel::Json | BodyLabel::Absent, Ok(_)) => {
+            Err(bad("The request body must be a JSON object."))
+        }
+        (BodyLabel::Json | BodyLabel::Absent, Err(error)) => {
+            Err(bad(format!("The request body is not valid JSON: {error}.")))
+        }
+        (BodyLabel::Lenient(label), _) => Err(ApiError::NotJson { label }),
+    }
+}
+
+/// How a POST body is labelled, as far as reading it goes.
+enum BodyLabel {
+    /// `application/json` or a `+json` type.
+    Json,
+    /// No `Content-Type` at all.
+    Absent,
+    /// A label clients send when they were not told to say JSON: read as JSON when it is.
+    Lenient(&'static str),
+}
+
+/// The labels read as JSON when the body is a JSON object: what `curl -d` sends unless told
+/// otherwise, and plain text.
+const LENIENT_LABELS: [&str; 2] = ["application/x-www-form-urlencoded", "text/plain"];
+
+impl BodyLabel {
+    /// The request's label; any other is refused as unsupported.
+    fn of(request: &ApiRequest) -> Result<Self, ApiError> {
+        let Some(content_type) = request.headers.get(header::CONTENT_TYPE) else {
+            return Ok(Self::Absent);
+        };
+        let content_type = content_type
+            .to_str()
+            .map_err(|_| ApiError::UnsupportedMediaType)?;
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        let is_json = essence.eq_ignore_ascii_case("application/json")
+            || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case("+json"));
+        if is_json {
+            return Ok(Self::Json);
+        }
+        LENIENT_LABELS
+            .into_iter()
+            .find(|label| essence.eq_ignore_ascii_case(label))
+            .map(Self::Lenient)
+            .ok_or(ApiError::UnsupportedMediaType)
     }
 }
 
@@ -374,6 +410,78 @@ mod tests {
         match parse(&request) {
             Err(ApiError::MethodNotAllowed { used, .. }) => assert_eq!(used, Method::PATCH),
             other => panic!("{other:?}"),
+        }
+    }
+
+    fn labelled(label: Option<&str>, body: &str) -> ApiRequest {
+        let mut request = post(json!({}));
+        request.body = Bytes::from(body.to_owned());
+        if let Some(label) = label {
+            request
+                .headers
+                .insert(header::CONTENT_TYPE, label.parse().unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn a_json_object_is_read_as_json_under_no_label_a_form_label_or_a_text_label() {
+        let body = r#"{"source": "reddit", "topics": ["technology"], "limit": 2}"#;
+        let expected = parse(&labelled(Some("application/json"), body)).unwrap();
+        for label in [
+            None,
+            Some("application/x-www-form-urlencoded"),
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            Some("Text/Plain"),
+        ] {
+            assert_eq!(
+                parse(&labelled(label, body)).unwrap(),
+                expected,
+                "{label:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_json_object_under_a_form_or_text_label_is_refused_asking_for_json() {
+        for label in ["application/x-www-form-urlencoded", "text/plain"] {
+            for body in ["topics=technology&limit=2", "[1, 2]", "\"technology\"", "{"] {
+                match parse(&labelled(Some(label), body)) {
+                    Err(error @ ApiError::NotJson { .. }) => {
+                        let text = error.to_string();
+                        assert!(text.contains(label), "{text}");
+                        assert!(text.contains("send a JSON object"), "{text}");
+                    }
+                    other => panic!("{label} {body:?}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_without_a_label_is_refused_as_before() {
+        for body in ["topics=technology&limit=2", "[1, 2]"] {
+            assert!(
+                matches!(parse(&labelled(None, body)), Err(ApiError::BadRequest(_))),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_labels_are_refused_whatever_the_body() {
+        for label in [
+            "application/xml",
+            "multipart/form-data; boundary=x",
+            "text/html",
+        ] {
+            assert!(
+                matches!(
+                    parse(&labelled(Some(label), "{}")),
+                    Err(ApiError::UnsupportedMediaType)
+                ),
+                "{label}"
+            );
         }
     }
 
