@@ -24,10 +24,13 @@
 //!   bind conflict.
 //! - [`hold`]: a gate a fake keeps a request at until the test opens it.
 //! - [`poll`]: waiting for a condition with a deadline.
+//! - [`docs`]: the settings the handler reads, found in its source, for the documentation's
+//!   checks.
 
 pub mod app;
 pub mod azurite;
 pub mod browser;
+pub mod docs;
 pub mod fake_reddit;
 pub mod gate;
 pub mod hold;
