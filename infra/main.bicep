@@ -2,6 +2,7 @@
 // Consumption Function App (Linux, custom handler) that runs as a user-assigned managed
 // identity, its storage account, Key Vault with the Reddit secrets, and Application Insights.
 // The resources are in resources.bicep; this file names the group and passes the parameters.
+// What runs around it (azure.yaml's hooks) and why each choice was made: docs/deploy.md.
 //
 // Not deployed by the repository's test suite: tests/infra.rs reads these files and checks
 // what can be checked offline (settings, roles, names).
@@ -28,17 +29,26 @@ param redditClientSecret string
 @description('The User-Agent Reddit asks for, stored in Key Vault as reddit-user-agent.')
 param redditUserAgent string = 'linux:summary-womble:v0.1.0 (content collection)'
 
-@description('Create the job queue hot-topics-jobs, for queue dispatch (JOB_DISPATCH=queue).')
-param queueDispatch bool = false
+// Queue dispatch by default: Flex Consumption scales instances in and out, and drains only the
+// executions under way, so a job an instance runs detached (inline dispatch) can lose its
+// instance mid-way; a queued job is an execution of RunJob (docs/deploy.md).
+@description('Queue dispatch (JOB_DISPATCH=queue, with the job queue hot-topics-jobs and its poison queue); false for inline dispatch.')
+param queueDispatch bool = true
 
-@description('The most instances Flex Consumption may run at once.')
-@minValue(40)
+// One instance per function group: every instance shares the one Reddit client id's rate
+// limit, so a second buys no throughput, only cost. Flex applies the ceiling to each group
+// (the HTTP functions, RunJob, GetHotTopics), not to the app (docs/deploy.md).
+@description('The most instances Flex Consumption may run at once for each function group.')
+@minValue(1)
 @maxValue(1000)
-param maximumInstanceCount int = 40
+param maximumInstanceCount int = 1
 
+// Generated once by the preprovision hook (infra/hooks/preprovision.sh) and kept in the azd
+// environment as SUMMARY_WOMBLE_KEY (main.parameters.json), so re-provisioning keeps it.
 @secure()
-@description('The function key GetHotTopics sends to SummaryWomble; a new one on every deployment unless given.')
-param timerFunctionKey string = newGuid()
+@minLength(32)
+@description('The function key GetHotTopics sends to SummaryWomble, kept in Key Vault as summary-womble-key; set on the app after each deployment by infra/hooks/postdeploy.sh.')
+param timerFunctionKey string
 
 var tags = {
   'azd-env-name': environmentName

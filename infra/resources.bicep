@@ -21,11 +21,13 @@ param redditClientSecret string
 
 param redditUserAgent string
 
-@description('Create the job queue for queue dispatch.')
+@description('Queue dispatch (true) or inline dispatch (false); see main.bicep.')
 param queueDispatch bool
 
+@description('The most instances for each function group; see main.bicep.')
 param maximumInstanceCount int
 
+@description('The function key GetHotTopics sends; generated once, see main.bicep.')
 @secure()
 param timerFunctionKey string
 
@@ -35,9 +37,11 @@ var jobQueueName = 'hot-topics-jobs'
 var clientIdSecretName = 'reddit-client-id'
 var clientSecretSecretName = 'reddit-client-secret'
 var userAgentSecretName = 'reddit-user-agent'
-// The function key GetHotTopics sends (SUMMARY_WOMBLE_KEY), kept in Key Vault too.
+// The function key GetHotTopics sends (SUMMARY_WOMBLE_KEY), kept in Key Vault. The host key
+// with this value is set after deployment by infra/hooks/postdeploy.sh, not here: a
+// Microsoft.Web/sites/host/functionKeys resource asks the host runtime during provisioning,
+// before any code runs, and fails now and then (docs/deploy.md).
 var timerKeySecretName = 'summary-womble-key'
-var timerKeyName = 'summary-womble-timer'
 // Flex Consumption takes the deployment package from a blob container of its own.
 var deploymentContainerName = 'app-package-${resourceToken}'
 
@@ -45,6 +49,7 @@ var deploymentContainerName = 'app-package-${resourceToken}'
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
@@ -168,8 +173,11 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
-// What the code needs, given to the app's identity.
-// Blobs: the job documents and topic blobs (the handler), leases and keys (the host).
+// What the code and the host need, given to the app's identity. For host storage
+// (AzureWebJobsStorage) Microsoft states Storage Blob Data Owner as the minimum, plus Storage
+// Table Data Contributor for the host's diagnostic events (docs/deploy.md).
+// Blobs: the job documents and topic blobs (the handler); leases, keys and the deployment
+// package (the host and Flex Consumption).
 resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, appIdentity.id, roles.storageBlobDataOwner)
   scope: storage
@@ -186,6 +194,17 @@ resource queueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: appIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Tables: the host's diagnostic events, written even when the app cannot start.
+resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appIdentity.id, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: appIdentity.properties.principalId
     principalType: 'ServicePrincipal'
   }
@@ -270,10 +289,21 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       appSettings: [
-        // Storage, identity-based, for the host and the handler alike.
+        // Storage, identity-based, for the host and the handler alike. The service URIs
+        // name the blob and queue endpoints as Microsoft's Flex Consumption samples do (the
+        // queue is where RunJob's trigger and the scale controller look); the account name
+        // gives the host the table endpoint of its diagnostic events.
         {
           name: 'AzureWebJobsStorage__accountName'
           value: storage.name
+        }
+        {
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: storage.properties.primaryEndpoints.blob
+        }
+        {
+          name: 'AzureWebJobsStorage__queueServiceUri'
+          value: storage.properties.primaryEndpoints.queue
         }
         {
           name: 'AzureWebJobsStorage__credential'
@@ -315,7 +345,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           name: 'JOB_QUEUE'
           value: jobQueueName
         }
-        // GetHotTopics' key for SummaryWomble (the host key below).
+        // GetHotTopics' key for SummaryWomble: the host key summary-womble-timer that
+        // infra/hooks/postdeploy.sh sets to the same value.
         {
           name: 'SUMMARY_WOMBLE_KEY'
           value: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${timerKeySecretName})'
@@ -327,6 +358,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     // The app starts reading storage and resolving references at once.
     blobDataOwner
     queueDataContributor
+    tableDataContributor
     vaultSecretsUser
     metricsPublisher
     storage::blobService::deploymentPackages
@@ -335,15 +367,6 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     vault::userAgentSecret
     vault::timerKeySecret
   ]
-}
-
-// A host key with the value GetHotTopics sends, so the timer can call SummaryWomble.
-resource timerKey 'Microsoft.Web/sites/host/functionKeys@2024-04-01' = {
-  name: '${app.name}/default/${timerKeyName}'
-  properties: {
-    name: timerKeyName
-    value: timerFunctionKey
-  }
 }
 
 output functionAppName string = app.name

@@ -8,7 +8,13 @@
 //!   assigned to that identity, on the right resource;
 //! - the names match the contract: container `hot-topics`, queue `hot-topics-jobs`, the Reddit
 //!   secrets, and the Key Vault references point at them;
-//! - `azure.yaml` deploys what the Makefile unpacks.
+//! - `azure.yaml` deploys what the Makefile unpacks;
+//! - the decisions of docs/deploy.md: queue dispatch by default with inline a parameter away,
+//!   one instance per function group, the roles Microsoft states for host storage, the timer's
+//!   key generated once and kept, the host key and the Key Vault references seen to by the
+//!   postdeploy hook with bounded retries, and the azd version whose zip keeps the execute bit.
+//!   The hooks are POSIX sh scripts; they are run here against stand-ins for `az`, `azd` and
+//!   `sleep` that record their arguments.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -34,9 +40,13 @@ fn settings_sources() -> Vec<String> {
 
 /// Roles by the id Azure gives them (built-in role definitions).
 const STORAGE_BLOB_DATA_OWNER: &str = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b";
-const STORAGE_BLOB_DATA_CONTRIBUTOR: &str = "ba92f5b4-2d11-453d-a403-e96b0029c9fe";
 const STORAGE_QUEUE_DATA_CONTRIBUTOR: &str = "974c5e8b-45b9-4653-ba55-5f855dd0fb88";
+const STORAGE_TABLE_DATA_CONTRIBUTOR: &str = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3";
+const MONITORING_METRICS_PUBLISHER: &str = "3913510d-42f4-4e42-8a64-420c390055eb";
 const KEY_VAULT_SECRETS_USER: &str = "4633458b-17de-408a-b874-0445c86b69e6";
+
+/// The first azd whose zip keeps a file's Unix mode (Azure/azure-dev#8599, in 1.26.0).
+const AZD_KEEPING_THE_EXECUTE_BIT: &str = ">= 1.26.0";
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -298,40 +308,40 @@ fn the_storage_settings_and_key_vault_references_use_the_identity_the_app_runs_a
     }
 }
 
+/// (role id, scope) of every role assignment to the app's identity.
+fn roles_of_the_apps_identity(bicep: &str) -> BTreeSet<(String, String)> {
+    let (identity, _) = only_resource(bicep, "Microsoft.ManagedIdentity/userAssignedIdentities");
+    let roles = role_variables(bicep);
+    resources(bicep, "Microsoft.Authorization/roleAssignments")
+        .values()
+        .filter(|body| body.contains(&format!("principalId: {identity}.properties.principalId")))
+        .map(|body| {
+            let scope = body
+                .lines()
+                .find_map(|line| line.trim().strip_prefix("scope: "))
+                .expect("an assignment with a scope")
+                .to_owned();
+            let role = roles
+                .iter()
+                .find(|(name, _)| body.contains(&format!("roles.{name})")))
+                .map(|(_, id)| id.clone())
+                .expect("an assignment of a role from `var roles`");
+            (role, scope)
+        })
+        .collect()
+}
+
 #[test]
 fn every_role_the_code_needs_is_assigned_to_the_apps_identity_on_the_right_resource() {
     let bicep = bicep();
-    let (identity, _) = only_resource(&bicep, "Microsoft.ManagedIdentity/userAssignedIdentities");
     let (storage, _) = only_resource(&bicep, "Microsoft.Storage/storageAccounts");
     let (vault, _) = only_resource(&bicep, "Microsoft.KeyVault/vaults");
-    let roles = role_variables(&bicep);
-
-    // (role id, scope) of every assignment to the app's identity.
-    let assigned: BTreeSet<(String, String)> =
-        resources(&bicep, "Microsoft.Authorization/roleAssignments")
-            .values()
-            .filter(|body| {
-                body.contains(&format!("principalId: {identity}.properties.principalId"))
-            })
-            .map(|body| {
-                let scope = body
-                    .lines()
-                    .find_map(|line| line.trim().strip_prefix("scope: "))
-                    .expect("an assignment with a scope")
-                    .to_owned();
-                let role = roles
-                    .iter()
-                    .find(|(name, _)| body.contains(&format!("roles.{name})")))
-                    .map(|(_, id)| id.clone())
-                    .expect("an assignment of a role from `var roles`");
-                (role, scope)
-            })
-            .collect();
+    let assigned = roles_of_the_apps_identity(&bicep);
     let has = |role: &str, scope: &str| assigned.contains(&(role.to_owned(), scope.to_owned()));
 
     assert!(
-        has(STORAGE_BLOB_DATA_OWNER, &storage) || has(STORAGE_BLOB_DATA_CONTRIBUTOR, &storage),
-        "no Storage Blob Data Owner or Contributor on {storage}: {assigned:?}"
+        has(STORAGE_BLOB_DATA_OWNER, &storage),
+        "no Storage Blob Data Owner on {storage}: {assigned:?}"
     );
     assert!(
         has(STORAGE_QUEUE_DATA_CONTRIBUTOR, &storage),
@@ -408,4 +418,478 @@ fn the_readme_says_the_template_was_not_deployed_by_the_tests() {
         readme.contains("The template has not been deployed from this repository's test suite"),
         "README.md must say plainly that infra/ is untested against Azure"
     );
+}
+
+// ----- the decisions of docs/deploy.md -----
+
+/// A `param` of a Bicep file: its declaration line (`param x int = 1`) and the decorators
+/// (`@minValue(1)`) on the lines just above it.
+fn parameter(bicep: &str, name: &str) -> (String, Vec<String>) {
+    let lines: Vec<&str> = bicep.lines().collect();
+    let at = lines
+        .iter()
+        .position(|line| line.starts_with(&format!("param {name} ")))
+        .unwrap_or_else(|| panic!("no param {name}"));
+    let decorators = lines[..at]
+        .iter()
+        .rev()
+        .take_while(|line| line.starts_with('@'))
+        .map(|line| line.to_string())
+        .collect();
+    (lines[at].to_owned(), decorators)
+}
+
+fn azure_yaml() -> serde_yaml::Value {
+    serde_yaml::from_str(&read("azure.yaml")).unwrap()
+}
+
+/// Every file under `infra/`, by path.
+fn infra_files() -> Vec<(String, String)> {
+    fn walk(dir: &Path, found: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else {
+                let text = std::fs::read_to_string(&path).unwrap();
+                found.push((path.display().to_string(), text));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&repository().join("infra"), &mut found);
+    assert!(
+        found.len() >= 4,
+        "{:?}",
+        found.iter().map(|(path, _)| path).collect::<Vec<_>>()
+    );
+    found
+}
+
+/// A hook script run the way azd runs it (`sh <script>`, its environment the azd
+/// environment's values), with stand-ins for `az`, `azd` and `sleep` first on the PATH. Each
+/// stand-in appends its command line to the log and answers as `behaviour` (environment
+/// variables read by the `az` stand-in) says.
+struct HookRun {
+    succeeded: bool,
+    output: String,
+    /// The command lines the stand-ins received, in order.
+    calls: Vec<String>,
+}
+
+const STAND_IN_AZ: &str = r#"#!/bin/sh
+echo "az $*" >> "$STAND_IN_LOG"
+count() {
+    n=$(cat "$STAND_IN_DIR/$1" 2>/dev/null || echo 0)
+    n=$((n + 1))
+    echo "$n" > "$STAND_IN_DIR/$1"
+    echo "$n"
+}
+case "$*" in
+*"functionapp keys set"*)
+    if [ "$(count keys)" -le "${KEY_SETS_REFUSED:-0}" ]; then
+        echo "ERROR: Encountered an error (ServiceUnavailable) from host runtime." >&2
+        exit 1
+    fi ;;
+*"rest --method get"*)
+    if [ "$(count reads)" -le "${READS_UNRESOLVED:-0}" ]; then
+        printf '%s\t%s\n' \
+            "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Web/sites/func/config/configreferences/appsettings/SUMMARY_WOMBLE_KEY" \
+            AccessToKeyVaultDenied
+    fi ;;
+esac
+"#;
+
+fn run_hook(script: &str, env: &[(&str, &str)]) -> HookRun {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    for (name, body) in [
+        ("az", STAND_IN_AZ),
+        ("azd", "#!/bin/sh\necho \"azd $*\" >> \"$STAND_IN_LOG\"\n"),
+        (
+            "sleep",
+            "#!/bin/sh\necho \"sleep $*\" >> \"$STAND_IN_LOG\"\n",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".to_owned())
+    );
+    let output = std::process::Command::new("sh")
+        .arg(repository().join(script))
+        .current_dir(repository())
+        .env_clear()
+        .env("PATH", path)
+        .env("STAND_IN_DIR", dir.path())
+        .env("STAND_IN_LOG", &log)
+        .envs(env.iter().copied())
+        .output()
+        .expect("sh runs");
+    let calls = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    HookRun {
+        succeeded: output.status.success(),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        calls,
+    }
+}
+
+/// What the postdeploy hook finds in the azd environment after `azd provision`.
+const PROVISIONED: [(&str, &str); 5] = [
+    ("AZURE_ENV_NAME", "dev"),
+    ("AZURE_SUBSCRIPTION_ID", "sub"),
+    ("AZURE_RESOURCE_GROUP", "rg"),
+    ("AZURE_FUNCTION_APP_NAME", "func"),
+    (
+        "SUMMARY_WOMBLE_KEY",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ),
+];
+
+fn provisioned_with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    PROVISIONED.iter().chain(extra).copied().collect()
+}
+
+/// The `name=<number>` assignment at the start of a line of a script.
+fn script_number(script: &str, name: &str) -> u64 {
+    read(script)
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{script} sets no number {name}"))
+}
+
+#[test]
+fn queue_dispatch_is_the_templates_default_and_inline_dispatch_stays_a_parameter() {
+    let main = read("infra/main.bicep");
+    let (declaration, _) = parameter(&main, "queueDispatch");
+    assert_eq!(declaration, "param queueDispatch bool = true");
+    assert!(
+        main.contains("    queueDispatch: queueDispatch\n"),
+        "main.bicep does not pass it on"
+    );
+    let settings = app_settings(&bicep());
+    assert_eq!(
+        settings["JOB_DISPATCH"],
+        "queueDispatch ? 'queue' : 'inline'"
+    );
+}
+
+#[test]
+fn each_function_group_runs_at_most_one_instance_because_all_share_one_reddit_quota() {
+    let main = read("infra/main.bicep");
+    let (declaration, decorators) = parameter(&main, "maximumInstanceCount");
+    assert_eq!(declaration, "param maximumInstanceCount int = 1");
+    // The lowest ceiling Flex Consumption takes is 1: no older floor (40) stays in the way.
+    assert!(
+        decorators.contains(&"@minValue(1)".to_owned()),
+        "{decorators:?}"
+    );
+    assert!(main.contains("    maximumInstanceCount: maximumInstanceCount\n"));
+    let (_, app) = only_resource(&bicep(), "Microsoft.Web/sites");
+    assert!(
+        app.contains("maximumInstanceCount: maximumInstanceCount"),
+        "the app's scaleAndConcurrency does not use the parameter"
+    );
+}
+
+#[test]
+fn no_key_is_made_anew_by_each_provision() {
+    for (path, text) in infra_files() {
+        assert!(
+            !text.to_ascii_lowercase().contains("newguid("),
+            "{path} calls newGuid(): a new value on every deployment"
+        );
+    }
+    let main = read("infra/main.bicep");
+    let (declaration, decorators) = parameter(&main, "timerFunctionKey");
+    assert_eq!(
+        declaration, "param timerFunctionKey string",
+        "the key must come from the azd environment, not from a default"
+    );
+    assert!(
+        decorators.contains(&"@secure()".to_owned()),
+        "{decorators:?}"
+    );
+    assert!(
+        decorators.contains(&"@minLength(32)".to_owned()),
+        "{decorators:?}"
+    );
+
+    let parameters: serde_json::Value =
+        serde_json::from_str(&read("infra/main.parameters.json")).unwrap();
+    assert_eq!(
+        parameters["parameters"]["timerFunctionKey"]["value"],
+        "${SUMMARY_WOMBLE_KEY}"
+    );
+    assert_eq!(
+        azure_yaml()["hooks"]["preprovision"]["run"].as_str(),
+        Some("sh infra/hooks/preprovision.sh")
+    );
+}
+
+#[test]
+fn the_preprovision_hook_generates_the_timer_key_once_and_keeps_it_after() {
+    let first = run_hook("infra/hooks/preprovision.sh", &[("AZURE_ENV_NAME", "dev")]);
+    assert!(first.succeeded, "{}", first.output);
+    assert_eq!(first.calls.len(), 1, "{:?}", first.calls);
+    let key = first.calls[0]
+        .strip_prefix("azd env set --environment dev SUMMARY_WOMBLE_KEY ")
+        .unwrap_or_else(|| panic!("not kept in the azd environment: {:?}", first.calls));
+    assert_eq!(key.len(), 64, "{key}");
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    assert!(!first.output.contains(key), "the hook printed the key");
+
+    let again = run_hook(
+        "infra/hooks/preprovision.sh",
+        &[("AZURE_ENV_NAME", "dev"), ("SUMMARY_WOMBLE_KEY", key)],
+    );
+    assert!(again.succeeded, "{}", again.output);
+    assert!(
+        again.calls.is_empty(),
+        "a kept key was replaced: {:?}",
+        again.calls
+    );
+
+    let other = run_hook("infra/hooks/preprovision.sh", &[("AZURE_ENV_NAME", "dev")]);
+    assert_ne!(
+        other.calls, first.calls,
+        "two environments got the same key"
+    );
+}
+
+#[test]
+fn the_host_key_is_set_by_the_postdeploy_hook_not_by_the_template() {
+    let found = resources(&bicep(), "Microsoft.Web/sites/host/functionKeys");
+    assert!(
+        found.is_empty(),
+        "the template still makes host keys: {:?}",
+        found.keys()
+    );
+    let service = &azure_yaml()["services"]["handler"];
+    assert_eq!(
+        service["hooks"]["postdeploy"]["run"].as_str(),
+        Some("sh infra/hooks/postdeploy.sh")
+    );
+    // The value GetHotTopics sends is the one the template puts in Key Vault.
+    let settings = app_settings(&bicep());
+    assert!(
+        settings["SUMMARY_WOMBLE_KEY"].contains("secrets/${timerKeySecretName}"),
+        "{}",
+        settings["SUMMARY_WOMBLE_KEY"]
+    );
+    assert!(bicep().contains("value: timerFunctionKey"));
+}
+
+#[test]
+fn the_postdeploy_hook_sets_the_host_key_to_the_kept_value_trying_again_until_the_host_takes_it() {
+    let run = run_hook(
+        "infra/hooks/postdeploy.sh",
+        &provisioned_with(&[("KEY_SETS_REFUSED", "2")]),
+    );
+    assert!(run.succeeded, "{}", run.output);
+    let sets: Vec<&String> = run
+        .calls
+        .iter()
+        .filter(|call| call.contains("keys set"))
+        .collect();
+    assert_eq!(sets.len(), 3, "{:?}", run.calls);
+    let expected = format!(
+        "az functionapp keys set --subscription sub --resource-group rg --name func \
+         --key-type functionKeys --key-name summary-womble-timer --key-value {} --output none",
+        PROVISIONED[4].1
+    );
+    assert!(sets.iter().all(|call| **call == expected), "{sets:?}");
+    // A pause before each try again, none after the one that worked.
+    let sleeps = run
+        .calls
+        .iter()
+        .filter(|call| call.starts_with("sleep "))
+        .count();
+    assert_eq!(sleeps, 2, "{:?}", run.calls);
+    assert!(
+        !run.output.contains(PROVISIONED[4].1),
+        "the hook printed the key"
+    );
+}
+
+#[test]
+fn the_postdeploy_hook_gives_up_after_a_bounded_number_of_tries_and_fails() {
+    let attempts = script_number("infra/hooks/postdeploy.sh", "attempts");
+    let delay = script_number("infra/hooks/postdeploy.sh", "delay");
+    assert!(
+        (2..=30).contains(&attempts) && attempts * delay <= 300,
+        "{attempts} tries {delay} s apart"
+    );
+    let run = run_hook(
+        "infra/hooks/postdeploy.sh",
+        &provisioned_with(&[("KEY_SETS_REFUSED", "1000")]),
+    );
+    assert!(!run.succeeded, "{}", run.output);
+    let sets = run
+        .calls
+        .iter()
+        .filter(|call| call.contains("keys set"))
+        .count();
+    assert_eq!(sets as u64, attempts, "{:?}", run.calls);
+    assert!(
+        run.output
+            .contains("azd hooks run postdeploy --service handler"),
+        "the failure does not say how to try again: {}",
+        run.output
+    );
+
+    let unprovisioned = run_hook("infra/hooks/postdeploy.sh", &[("AZURE_ENV_NAME", "dev")]);
+    assert!(!unprovisioned.succeeded);
+    assert!(unprovisioned.calls.is_empty(), "{:?}", unprovisioned.calls);
+}
+
+#[test]
+fn the_postdeploy_hook_has_unresolved_key_vault_references_refreshed_and_waits_for_them() {
+    let refresh = "az rest --method post --url /subscriptions/sub/resourceGroups/rg/providers/\
+                   Microsoft.Web/sites/func/config/configreferences/appsettings/refresh\
+                   ?api-version=2022-03-01 --output none";
+    let reads = |run: &HookRun| {
+        run.calls
+            .iter()
+            .filter(|c| c.contains("--method get"))
+            .count()
+    };
+    let refreshes = |run: &HookRun| run.calls.iter().filter(|c| *c == refresh).count();
+
+    let lagging = run_hook(
+        "infra/hooks/postdeploy.sh",
+        &provisioned_with(&[("READS_UNRESOLVED", "4")]),
+    );
+    assert!(lagging.succeeded, "{}", lagging.output);
+    assert_eq!(reads(&lagging), 5, "{:?}", lagging.calls);
+    assert!(refreshes(&lagging) >= 1, "{:?}", lagging.calls);
+    assert!(lagging
+        .output
+        .contains("SUMMARY_WOMBLE_KEY AccessToKeyVaultDenied"));
+
+    // A refresh restarts the app: none when every reference is resolved.
+    let resolved = run_hook("infra/hooks/postdeploy.sh", &provisioned_with(&[]));
+    assert!(resolved.succeeded, "{}", resolved.output);
+    assert_eq!(reads(&resolved), 1);
+    assert_eq!(refreshes(&resolved), 0, "{:?}", resolved.calls);
+
+    let stuck = run_hook(
+        "infra/hooks/postdeploy.sh",
+        &provisioned_with(&[("READS_UNRESOLVED", "1000")]),
+    );
+    assert!(!stuck.succeeded, "{}", stuck.output);
+    assert_eq!(
+        reads(&stuck) as u64,
+        script_number("infra/hooks/postdeploy.sh", "attempts")
+    );
+    // The host key is still set: one failure does not stop the other step.
+    assert!(stuck.calls.iter().any(|call| call.contains("keys set")));
+}
+
+#[test]
+fn the_host_gets_the_storage_and_telemetry_roles_microsoft_states_as_its_minimum() {
+    let bicep = bicep();
+    let (storage, _) = only_resource(&bicep, "Microsoft.Storage/storageAccounts");
+    let (insights, _) = only_resource(&bicep, "Microsoft.Insights/components");
+    let assigned = roles_of_the_apps_identity(&bicep);
+    for (role, scope, name) in [
+        (STORAGE_BLOB_DATA_OWNER, &storage, "Storage Blob Data Owner"),
+        (
+            STORAGE_QUEUE_DATA_CONTRIBUTOR,
+            &storage,
+            "Storage Queue Data Contributor",
+        ),
+        (
+            STORAGE_TABLE_DATA_CONTRIBUTOR,
+            &storage,
+            "Storage Table Data Contributor",
+        ),
+        (
+            MONITORING_METRICS_PUBLISHER,
+            &insights,
+            "Monitoring Metrics Publisher",
+        ),
+    ] {
+        assert!(
+            assigned.contains(&(role.to_owned(), scope.clone())),
+            "no {name} on {scope}: {assigned:?}"
+        );
+    }
+    // The app starts only after its roles are in place.
+    let (_, app) = only_resource(&bicep, "Microsoft.Web/sites");
+    let depends_on = app
+        .split("dependsOn: [")
+        .nth(1)
+        .expect("the app has dependsOn");
+    for symbol in resources(&bicep, "Microsoft.Authorization/roleAssignments").keys() {
+        assert!(
+            depends_on.contains(&format!("    {symbol}\n")),
+            "the app does not wait for {symbol}"
+        );
+    }
+    // The deployment package is read as the same identity, under the same Blob Data Owner.
+    assert!(app.contains("type: 'UserAssignedIdentity'"), "{app}");
+}
+
+#[test]
+fn the_host_storage_connection_names_its_blob_and_queue_endpoints_as_microsofts_flex_samples_do() {
+    let bicep = bicep();
+    let (storage, _) = only_resource(&bicep, "Microsoft.Storage/storageAccounts");
+    let settings = app_settings(&bicep);
+    for service in ["blob", "queue"] {
+        assert_eq!(
+            settings[&format!("AzureWebJobsStorage__{service}ServiceUri")],
+            format!("{storage}.properties.primaryEndpoints.{service}")
+        );
+    }
+}
+
+#[test]
+fn azure_yaml_requires_an_azd_whose_zip_keeps_the_handlers_execute_bit() {
+    assert_eq!(
+        azure_yaml()["requiredVersions"]["azd"].as_str(),
+        Some(AZD_KEEPING_THE_EXECUTE_BIT)
+    );
+}
+
+#[test]
+fn the_readme_asks_for_microsofts_host_storage_roles_and_points_to_docs_deploy_md() {
+    let readme = read("README.md");
+    let section = readme
+        .split("\n## Deploying\n")
+        .nth(1)
+        .expect("README.md has a Deploying section");
+    let section = section.split("\n## ").next().unwrap();
+    assert!(section.contains("(docs/deploy.md)"), "{section}");
+    assert!(section.contains("*Storage Blob Data Owner*"), "{section}");
+    assert!(
+        !section.contains("Storage Blob Data Contributor") && !section.contains("or *Contributor*"),
+        "the README still accepts a role below Microsoft's minimum for host storage"
+    );
+    let page = read("docs/deploy.md");
+    for needed in [
+        "Storage Blob Data Owner",
+        "Storage Table Data Contributor",
+        "2026-12-07",
+    ] {
+        assert!(
+            page.contains(needed),
+            "docs/deploy.md does not name {needed:?}"
+        );
+    }
 }
