@@ -5,7 +5,7 @@
 //! are wrapped in [`SecretString`] so they never reach a log through `Debug`.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -44,21 +44,67 @@ pub enum Mode {
     /// Under the Functions host: listen on loopback at the port it chose. The host checks keys
     /// and runs the timer, so we do neither.
     Host { port: u16 },
-    /// On our own: listen on every interface, check function keys ourselves (when any are
+    /// On our own: listen where [`Bind`] says, check function keys ourselves (when any are
     /// configured) and run the GetHotTopics schedule ourselves.
     Standalone {
         port: u16,
         /// `None` means no check, announced with a warning at start.
         function_keys: Option<Vec<SecretString>>,
+        bind: Bind,
     },
 }
 
+/// The address standalone mode listens on, and why: said at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub address: IpAddr,
+    pub reason: &'static str,
+}
+
+impl Bind {
+    /// `BIND_ADDRESS` when set. Otherwise every interface when function keys guard the API, and
+    /// only this machine when nothing does: an app without keys must not be open to the
+    /// network by default.
+    fn choose(env: &Env, keys_set: bool) -> Result<Self, ConfigError> {
+        if let Some(text) = env.get("BIND_ADDRESS") {
+            let address = text.trim().parse().map_err(|_| ConfigError {
+                variable: "BIND_ADDRESS",
+                reason: format!("{text:?} is not an IP address (such as 127.0.0.1 or 0.0.0.0)"),
+            })?;
+            return Ok(Self {
+                address,
+                reason: "BIND_ADDRESS says so",
+            });
+        }
+        Ok(if keys_set {
+            Self {
+                address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                reason: "every interface: FUNCTION_KEYS is set, so every call needs a key",
+            }
+        } else {
+            Self {
+                address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                reason: "this machine only: FUNCTION_KEYS is not set, so nothing checks callers; \
+                         set BIND_ADDRESS=0.0.0.0 to accept calls from the network anyway",
+            }
+        })
+    }
+}
+
 impl Mode {
+    /// Why [`listen_addr`](Self::listen_addr) is what it is, for the log line at start.
+    pub fn listen_reason(&self) -> &'static str {
+        match self {
+            Mode::Host { .. } => "loopback: the Functions host connects over 127.0.0.1",
+            Mode::Standalone { bind, .. } => bind.reason,
+        }
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         match self {
             // The host always connects to 127.0.0.1 over IPv4.
             Mode::Host { port } => SocketAddr::from((Ipv4Addr::LOCALHOST, *port)),
-            Mode::Standalone { port, .. } => SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)),
+            Mode::Standalone { port, bind, .. } => SocketAddr::from((bind.address, *port)),
         }
     }
 
@@ -149,6 +195,7 @@ impl Settings {
                         .map(|key| SecretString::from(key.to_owned()))
                         .collect()
                 }),
+                bind: Bind::choose(&env, env.get("FUNCTION_KEYS").is_some())?,
             },
         };
         if let Mode::Standalone {

@@ -337,9 +337,14 @@ pub fn serve(
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
+        let why = settings.mode.listen_reason();
         let services = Services::from_settings(&settings)?;
         let context = server(settings, services)?;
-        tracing::info!(address = %listener.local_addr()?, "listening");
+        tracing::info!(
+            address = %listener.local_addr()?,
+            why,
+            "listening"
+        );
         crate::app::serve(listener, context, shutdown).await;
         tracing::info!("stopped");
         Ok(())

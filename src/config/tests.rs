@@ -18,7 +18,8 @@ fn nothing_configured_means_standalone_on_7071_with_the_local_store() {
         settings.mode,
         Mode::Standalone {
             port: 7071,
-            function_keys: None
+            function_keys: None,
+            ..
         }
     ));
     match settings.storage {
@@ -145,4 +146,43 @@ fn queue_dispatch_without_a_storage_account_is_refused() {
     let error = settings(&[("JOB_DISPATCH", "queue")]).unwrap_err();
     assert_eq!(error.variable, "JOB_DISPATCH");
     assert!(error.to_string().contains("AzureWebJobsStorage"), "{error}");
+}
+
+#[test]
+fn standalone_mode_without_keys_listens_on_this_machine_only_and_with_keys_on_every_interface() {
+    let open = settings(&[("PORT", "8080")]).unwrap();
+    assert_eq!(open.mode.listen_addr().to_string(), "127.0.0.1:8080");
+    assert!(open
+        .mode
+        .listen_reason()
+        .contains("FUNCTION_KEYS is not set"));
+    let guarded = settings(&[("PORT", "8080"), ("FUNCTION_KEYS", "k1")]).unwrap();
+    assert_eq!(guarded.mode.listen_addr().to_string(), "0.0.0.0:8080");
+    assert!(guarded
+        .mode
+        .listen_reason()
+        .contains("FUNCTION_KEYS is set"));
+}
+
+#[test]
+fn bind_address_says_where_standalone_mode_listens_whatever_the_keys() {
+    for (keys, bind, expected) in [
+        (None, "0.0.0.0", "0.0.0.0:7071"),
+        (Some("k1"), "127.0.0.1", "127.0.0.1:7071"),
+        (None, " ::1 ", "[::1]:7071"),
+    ] {
+        let mut pairs = vec![("BIND_ADDRESS", bind)];
+        pairs.extend(keys.map(|keys| ("FUNCTION_KEYS", keys)));
+        let settings = settings(&pairs).unwrap();
+        assert_eq!(
+            settings.mode.listen_addr().to_string(),
+            expected,
+            "{pairs:?}"
+        );
+        assert_eq!(settings.mode.listen_reason(), "BIND_ADDRESS says so");
+    }
+    for bad in ["localhost", "0.0.0.0:80", "every"] {
+        let error = settings(&[("BIND_ADDRESS", bad)]).unwrap_err();
+        assert_eq!(error.variable, "BIND_ADDRESS", "{bad:?}");
+    }
 }

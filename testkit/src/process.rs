@@ -13,7 +13,8 @@ const READY_LIMIT: Duration = Duration::from_secs(30);
 /// Which variable tells the handler its port.
 #[derive(Debug, Clone, Copy)]
 pub enum Listen {
-    /// `PORT`: standalone mode, on all interfaces.
+    /// `PORT`: standalone mode (on loopback without `FUNCTION_KEYS`, on every interface with
+    /// them, unless `BIND_ADDRESS` says otherwise).
     Standalone,
     /// `FUNCTIONS_CUSTOMHANDLER_PORT`: host mode, on loopback.
     Host,

@@ -77,6 +77,19 @@ async fn without_function_keys_standalone_mode_warns_and_lets_calls_through() {
     // The log is read from the handler's pipes by other threads: it may lag the answer.
     app.wait_for_log("FUNCTION_KEYS", std::time::Duration::from_secs(10))
         .await;
+    // Nothing checks callers, so only this machine may call, and the log says so.
+    app.wait_for_log("listening", std::time::Duration::from_secs(10))
+        .await;
+    let logs = app.logs();
+    let listening = logs
+        .lines()
+        .find(|line| line.contains("listening"))
+        .unwrap();
+    assert!(listening.contains("127.0.0.1:"), "{listening}");
+    assert!(
+        listening.contains("FUNCTION_KEYS is not set"),
+        "{listening}"
+    );
 }
 
 #[test]

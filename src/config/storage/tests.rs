@@ -18,6 +18,10 @@ fn resolve(pairs: &[(&str, &str)]) -> Result<StorageSettings, ConfigError> {
         Mode::Standalone {
             port: 1,
             function_keys: None,
+            bind: crate::config::Bind {
+                address: std::net::Ipv4Addr::LOCALHOST.into(),
+                reason: "a test",
+            },
         }
     };
     storage_settings(&env, &mode, "hot-topics".to_owned())
@@ -327,7 +331,8 @@ fn queue_account_of(pairs: &[(&str, &str)]) -> Option<String> {
 fn the_job_queue_is_in_the_account_the_queue_trigger_watches_when_the_output_has_its_own() {
     const HOST: &str = "AccountName=hostacct;AccountKey=a2V5;EndpointSuffix=core.windows.net";
     const OUTPUT: &str = "AccountName=outacct;AccountKey=a2V5;EndpointSuffix=core.windows.net";
-    let cases: [(&[(&str, &str)], Option<&str>); 6] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+    let cases: [Case; 6] = [
         (
             &[
                 ("OUTPUT_STORAGE_CONNECTION_STRING", OUTPUT),
