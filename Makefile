@@ -15,6 +15,7 @@
 #   make unpack           make package, unpacked into target/package/publish (what azd deploys)
 #   make bench            the service against the storage limit (table + target/bench/results.json)
 #   make deploy APP=name  make package, then publish exactly that with Core Tools
+#   make smoke URL=https://<app>.azurewebsites.net KEY=<key>   one job against a deployment, to its end
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -83,6 +84,14 @@ deploy:
 	@command -v func >/dev/null 2>&1 || { echo "Azure Functions Core Tools (func) is required to deploy"; exit 2; }
 	$(MAKE) unpack
 	cd target/package/publish && func azure functionapp publish $(APP) --custom
+
+# The design document's manual test against any deployment: `handler smoke` (src/cli/smoke.rs).
+# The key travels in the environment, not in the handler's arguments, where `ps` would show it.
+.PHONY: smoke
+smoke:
+	@test -n "$(URL)" || { echo "usage: make smoke URL=https://<app>.azurewebsites.net KEY=<SummaryWomble function key> [TIMEOUT=5m]"; exit 2; }
+	@$(CARGO) build --locked --quiet --bin handler
+	@WOMBLE_URL='$(URL)' WOMBLE_KEY='$(KEY)' target/debug/handler smoke $(if $(TIMEOUT),--timeout '$(TIMEOUT)')
 
 clean:
 	-scripts/azurite.sh stop .test-state

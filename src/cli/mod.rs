@@ -16,10 +16,12 @@
 //! - [`progress`]: following a job until it ends, as a progress bar or as plain lines.
 //! - [`report`]: what people read: the ticket, the status, the results table, the job list.
 //! - [`collect`]: one collection in-process, through the library's runner.
+//! - [`smoke`]: the design document's manual test against a deployment, naming the failed step.
 
 pub mod collect;
 pub mod progress;
 pub mod report;
+pub mod smoke;
 
 use std::ffi::OsString;
 use std::io::IsTerminal as _;
@@ -110,6 +112,12 @@ pub enum Command {
     Collect {
         #[command(flatten)]
         job: JobArgs,
+    },
+    /// Check a deployment: start a small job, read its status, follow it to its end
+    Smoke {
+        /// How long the job may take, from the start of the check (90s, 5m, 1h or seconds)
+        #[arg(long, default_value = smoke::Timeout::DEFAULT, value_parser = smoke::Timeout::parse)]
+        timeout: smoke::Timeout,
     },
 }
 
@@ -264,6 +272,13 @@ async fn execute(options: ClientOptions, command: Command) -> anyhow::Result<Exi
             let status = client.cancel(job_id).await?;
             report::cancelled(&status, display);
             Exit::Success
+        }
+        Command::Smoke { timeout } => {
+            let target = smoke::Target {
+                url,
+                key_given: options.key.as_deref().is_some_and(|key| !key.is_empty()),
+            };
+            smoke::run(&client, target, timeout, display).await
         }
         Command::Retry { job_id, wait } => {
             let ticket = client.retry(job_id).await?;

@@ -18,6 +18,7 @@ mod queue_listener;
 mod reddit;
 mod secrets;
 mod shared_quota;
+mod smoke;
 mod standalone;
 mod storage_settings;
 mod timer;
