@@ -2,15 +2,18 @@
 //! references), else read from Key Vault with the app's managed identity.
 //!
 //! Key Vault is read when a job first needs the credentials, not at start, so a vault that is
-//! briefly unreachable fails that job with a clear error instead of the whole handler; a
-//! successful read is kept for the life of the process.
+//! briefly unreachable fails that job with a clear error instead of the whole handler. A
+//! successful read is kept for [`REREAD_AFTER`], then read again, so a secret rotated in the
+//! vault is taken up within that time without a restart; and at once when Reddit refuses the
+//! credentials kept. A vault unreachable at a re-read keeps the credentials it gave before.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use azure_security_keyvault::SecretClient;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
+use tokio::time::{Duration, Instant};
 
 use crate::config::RedditSettings;
 use crate::reddit::client::{CredentialSource, FixedCredentials};
@@ -52,7 +55,10 @@ pub fn credential_source(settings: &RedditSettings) -> Arc<dyn CredentialSource>
     }
 }
 
-/// Credentials read once from Key Vault.
+/// How long credentials read from Key Vault are used before the vault is read again.
+pub const REREAD_AFTER: Duration = Duration::from_secs(3600);
+
+/// Credentials read from Key Vault, read again after [`REREAD_AFTER`] or when refused.
 pub struct KeyVaultCredentials {
     vault_url: String,
     /// Whether to read `reddit-user-agent` too (`REDDIT_USER_AGENT` was not set).
@@ -60,7 +66,68 @@ pub struct KeyVaultCredentials {
     /// Who reads the vault: the managed identity (of this client id) where the platform offers
     /// one, else the developer's credentials.
     identity: Identity,
-    loaded: OnceCell<Credentials>,
+    kept: Kept,
+}
+
+/// The last credentials read, and until when they are used without asking the vault again.
+struct Loaded {
+    credentials: Credentials,
+    fresh_until: Instant,
+}
+
+/// Credentials kept between reads of their source: for [`REREAD_AFTER`], until refused, and
+/// past both while the source cannot be read.
+struct Kept {
+    loaded: Mutex<Option<Loaded>>,
+}
+
+impl Kept {
+    fn new() -> Self {
+        Self {
+            loaded: Mutex::new(None),
+        }
+    }
+
+    /// The kept credentials while fresh, else what `load` reads (kept in their place), else,
+    /// when it fails, the stale ones; the error only when there are none.
+    async fn get(
+        &self,
+        load: impl std::future::Future<Output = Result<Credentials, String>>,
+    ) -> Result<Credentials, String> {
+        let mut loaded = self.loaded.lock().await;
+        if let Some(kept) = loaded
+            .as_ref()
+            .filter(|kept| Instant::now() < kept.fresh_until)
+        {
+            return Ok(kept.credentials.clone());
+        }
+        match load.await {
+            Ok(credentials) => {
+                *loaded = Some(Loaded {
+                    credentials: credentials.clone(),
+                    fresh_until: Instant::now() + REREAD_AFTER,
+                });
+                Ok(credentials)
+            }
+            Err(error) => match loaded.as_ref() {
+                Some(kept) => {
+                    tracing::warn!(
+                        %error,
+                        "Key Vault could not be read again; keeping the credentials read before"
+                    );
+                    Ok(kept.credentials.clone())
+                }
+                None => Err(error),
+            },
+        }
+    }
+
+    /// The kept credentials were refused: the next [`get`](Self::get) reads them anew.
+    async fn refused(&self) {
+        if let Some(kept) = self.loaded.lock().await.as_mut() {
+            kept.fresh_until = Instant::now();
+        }
+    }
 }
 
 impl KeyVaultCredentials {
@@ -69,7 +136,7 @@ impl KeyVaultCredentials {
             vault_url: vault_url.to_owned(),
             with_user_agent,
             identity: Identity::Default { client_id },
-            loaded: OnceCell::new(),
+            kept: Kept::new(),
         }
     }
 
@@ -122,9 +189,77 @@ impl KeyVaultCredentials {
 #[async_trait]
 impl CredentialSource for KeyVaultCredentials {
     async fn credentials(&self) -> Result<Option<Credentials>, String> {
-        self.loaded
-            .get_or_try_init(|| self.load())
+        self.kept.get(self.load()).await.map(Some)
+    }
+
+    async fn refused(&self) -> bool {
+        self.kept.refused().await;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A vault whose secret is the number of its reads so far, or that cannot be read.
+    struct Vault {
+        reads: AtomicUsize,
+        down: AtomicBool,
+    }
+
+    impl Vault {
+        fn new(down: bool) -> Self {
+            Self {
+                reads: AtomicUsize::new(0),
+                down: AtomicBool::new(down),
+            }
+        }
+
+        async fn read(&self) -> Result<Credentials, String> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err("vault unreachable".into());
+            }
+            let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(Credentials {
+                client_id: SecretString::from("id".to_owned()),
+                client_secret: SecretString::from(format!("secret-{n}")),
+                user_agent: None,
+            })
+        }
+    }
+
+    async fn secret(kept: &Kept, vault: &Vault) -> Result<String, String> {
+        kept.get(vault.read())
             .await
-            .map(|credentials| Some(credentials.clone()))
+            .map(|credentials| credentials.client_secret.expose_secret().to_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn credentials_are_read_again_after_an_hour_and_at_once_when_refused() {
+        let (vault, kept) = (Vault::new(false), Kept::new());
+        assert_eq!(secret(&kept, &vault).await.unwrap(), "secret-1");
+        tokio::time::advance(REREAD_AFTER - Duration::from_secs(1)).await;
+        assert_eq!(secret(&kept, &vault).await.unwrap(), "secret-1");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(secret(&kept, &vault).await.unwrap(), "secret-2");
+        kept.refused().await;
+        assert_eq!(secret(&kept, &vault).await.unwrap(), "secret-3");
+        assert_eq!(secret(&kept, &vault).await.unwrap(), "secret-3");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vault_down_at_a_re_read_keeps_the_credentials_it_gave_and_a_first_read_fails() {
+        let (vault, kept) = (Vault::new(true), Kept::new());
+        assert!(secret(&kept, &vault).await.is_err());
+        vault.down.store(false, Ordering::SeqCst);
+        assert_eq!(secret(&kept, &vault).await.unwrap(), "secret-1");
+        vault.down.store(true, Ordering::SeqCst);
+        tokio::time::advance(REREAD_AFTER).await;
+        assert_eq!(secret(&kept, &vault).await.unwrap(), "secret-1");
+        vault.down.store(false, Ordering::SeqCst);
+        assert_eq!(secret(&kept, &vault).await.unwrap(), "secret-2");
     }
 }

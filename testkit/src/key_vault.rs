@@ -16,17 +16,18 @@ const VAULT_TOKEN: &str = "vault-access-token";
 #[derive(Clone)]
 pub struct FakeKeyVault {
     seen: Arc<Mutex<Vec<String>>>,
+    secrets: Arc<Mutex<HashMap<String, String>>>,
     url: String,
 }
 
 impl FakeKeyVault {
     pub async fn start(secrets: &[(&str, &str)]) -> Self {
-        let secrets: Arc<HashMap<String, String>> = Arc::new(
+        let secrets: Arc<Mutex<HashMap<String, String>>> = Arc::new(Mutex::new(
             secrets
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        );
+        ));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let listener = crate::port::listener().await;
         let url = format!("http://localhost:{}", listener.local_addr().unwrap().port());
@@ -35,12 +36,20 @@ impl FakeKeyVault {
             let seen = seen.clone();
             warp::path::full().and(warp::header::headers_cloned()).map(
                 move |path: warp::path::FullPath, headers: HeaderMap| {
-                    answer(path.as_str(), &headers, &secrets, &seen)
+                    answer(path.as_str(), &headers, &secrets.lock().unwrap(), &seen)
                 },
             )
         };
         tokio::spawn(warp::serve(routes).incoming(listener).run());
-        Self { seen, url }
+        Self { seen, secrets, url }
+    }
+
+    /// Sets a secret's value, as a rotation does: later reads get the new value.
+    pub fn set_secret(&self, name: &str, value: &str) {
+        self.secrets
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), value.to_owned());
     }
 
     /// `KEY_VAULT_URL` and the managed-identity variables App Service sets.

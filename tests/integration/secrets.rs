@@ -123,3 +123,44 @@ async fn environment_credentials_never_appear_in_logs_or_blobs() {
         assert!(!stored.contains(secret), "{secret} appears in storage");
     }
 }
+
+/// The Reddit secret is rotated mid-run: Reddit takes only the new one, every token it handed
+/// out is void, and the vault holds the new value. The next job succeeds without a restart:
+/// Reddit's refusal has the handler read the vault again at once.
+#[tokio::test]
+async fn a_secret_rotated_in_key_vault_mid_run_is_taken_up_without_a_restart() {
+    const ROTATED: &str = "rotated-reddit-secret";
+    let vault = FakeKeyVault::start(&[
+        ("reddit-client-id", CLIENT_ID),
+        ("reddit-client-secret", CLIENT_SECRET),
+    ])
+    .await;
+    let env = without_env_credentials(&vault);
+    let app =
+        TestApp::start_with(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).await;
+    let before = app.submit(job(&["technology"], 2)).await;
+    assert_eq!(
+        app.wait_terminal(&before, WAIT).await["status"],
+        "completed"
+    );
+
+    app.reddit.add_client(CLIENT_ID, ROTATED);
+    app.reddit.expire_tokens();
+    vault.set_secret("reddit-client-secret", ROTATED);
+
+    for topics in [["gadgets"], ["programming"]] {
+        let after = app.submit(job(&topics, 2)).await;
+        let done = app.wait_terminal(&after, WAIT).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    assert_eq!(app.host.restarts(), 0);
+    let secret_reads = vault
+        .seen()
+        .iter()
+        .filter(|path| path.trim_end_matches('/') == "/secrets/reddit-client-secret")
+        .count();
+    assert_eq!(
+        secret_reads, 2,
+        "read at the first job and once after the refusal"
+    );
+}

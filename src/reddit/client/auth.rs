@@ -1,6 +1,7 @@
 //! Application-only OAuth (docs/reddit.md): the app's credentials, where they come from, and
 //! the one bearer token the whole process shares, renewed shortly before it expires or once
-//! after a 401.
+//! after a 401. Credentials Reddit refuses are read anew, once, from a source that can change
+//! (Key Vault), so a rotated secret is taken up without a restart.
 
 use std::time::Duration;
 
@@ -37,6 +38,14 @@ impl std::fmt::Debug for Credentials {
 pub trait CredentialSource: Send + Sync + 'static {
     /// `Ok(None)`: there are no credentials; use the public listing.
     async fn credentials(&self) -> Result<Option<Credentials>, String>;
+
+    /// Reddit refused the credentials last handed out: the next [`credentials`] reads them
+    /// anew. Returns whether that can give other credentials (a fixed source cannot).
+    ///
+    /// [`credentials`]: CredentialSource::credentials
+    async fn refused(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Clone)]
@@ -81,14 +90,52 @@ impl RedditClient {
                 return Ok(Some(token.clone()));
             }
         }
-        let Some(credentials) = self
-            .credentials
-            .credentials()
-            .await
-            .map_err(FetchError::CredentialsUnavailable)?
-        else {
-            return Ok(None);
+        let mut read_anew = false;
+        let (credentials, answer) = loop {
+            let Some(credentials) = self
+                .credentials
+                .credentials()
+                .await
+                .map_err(FetchError::CredentialsUnavailable)?
+            else {
+                return Ok(None);
+            };
+            match self.request_token(&credentials).await {
+                // Rotated in the vault since they were read: read them again, once.
+                Err(FetchError::BadCredentials(_))
+                    if !read_anew && self.credentials.refused().await =>
+                {
+                    tracing::warn!("Reddit refused the credentials; reading them again");
+                    read_anew = true;
+                }
+                Err(error) => return Err(error),
+                Ok(answer) => break (credentials, answer),
+            }
         };
+        let answer: TokenAnswer = answer.json().await.map_err(|_| {
+            FetchError::CredentialsUnavailable("token endpoint answered malformed JSON".into())
+        })?;
+        let lifetime = token_lifetime(answer.expires_in);
+        let margin = (lifetime / 10).min(Duration::from_secs(300));
+        let token = Token {
+            value: SecretString::from(answer.access_token),
+            user_agent: credentials.user_agent.clone(),
+            renew_at: Instant::now() + lifetime - margin,
+        };
+        tracing::info!(
+            expires_in_s = answer.expires_in,
+            kept_s = lifetime.as_secs(),
+            "obtained a Reddit access token"
+        );
+        *cached = Some(token.clone());
+        Ok(Some(token))
+    }
+
+    /// Asks Reddit for a token with `credentials`; the answer, when it is one.
+    async fn request_token(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<reqwest::Response, FetchError> {
         let url = self
             .endpoints
             .auth
@@ -125,23 +172,7 @@ impl RedditClient {
                 status.as_u16()
             )));
         }
-        let answer: TokenAnswer = answer.json().await.map_err(|_| {
-            FetchError::CredentialsUnavailable("token endpoint answered malformed JSON".into())
-        })?;
-        let lifetime = token_lifetime(answer.expires_in);
-        let margin = (lifetime / 10).min(Duration::from_secs(300));
-        let token = Token {
-            value: SecretString::from(answer.access_token),
-            user_agent: credentials.user_agent.clone(),
-            renew_at: Instant::now() + lifetime - margin,
-        };
-        tracing::info!(
-            expires_in_s = answer.expires_in,
-            kept_s = lifetime.as_secs(),
-            "obtained a Reddit access token"
-        );
-        *cached = Some(token.clone());
-        Ok(Some(token))
+        Ok(answer)
     }
 }
 
