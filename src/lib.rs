@@ -25,6 +25,8 @@
 //! - [`retry`]: the one retry policy (backoff, jitter, bounds, server-given waits).
 //! - [`telemetry`]: `tracing` set-up and the error-chain log field.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod cli;
 pub mod client;

@@ -4,6 +4,8 @@
 //! executable is the custom handler: settings, logging, serve until stopped. Every part is
 //! built in [`summary_womble::startup`]; every exit code is in [`summary_womble::exit`].
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use summary_womble::cli::{self, Command};

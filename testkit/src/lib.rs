@@ -27,6 +27,8 @@
 //! - [`docs`]: the settings the handler reads, found in its source, for the documentation's
 //!   checks.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod azurite;
 pub mod browser;
