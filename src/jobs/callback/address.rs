@@ -2,66 +2,222 @@
 //! is submitted ([`CallbackUrl::parse`](crate::jobs::CallbackUrl::parse)), and on every address
 //! a host name resolves to when the callback is sent ([`PublicOnlyResolver`]), so that a name
 //! that resolves to this machine or a private network is never contacted.
+//!
+//! What counts as public is a table, `address/special_purpose.tsv`: every row of the IANA IPv4
+//! and IPv6 special-purpose address registries, the address-space defaults, multicast and
+//! Azure's platform addresses, each with what a callback may do there. The tests walk it, so a
+//! block that is missing is a row to add, and a rule that is wrong shows at its own row.
 
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use crate::jobs::request::CallbackPolicy;
 
-/// Whether `ip` is an address on the public internet: not this machine, not a private,
-/// shared (carrier-grade NAT), link-local, multicast, documentation or reserved range, and not
-/// one of those in IPv6 clothing (IPv4-mapped, NAT64, 6to4).
+/// Whether `ip` is an address on the public internet, by the most specific block of
+/// `address/special_purpose.tsv` that contains it: not this machine, not a private,
+/// shared (carrier-grade NAT), link-local, multicast, documentation or reserved range, not a
+/// protocol's anycast service, not Azure's platform addresses, and not one of those in IPv6
+/// clothing (IPv4-mapped, NAT64, 6to4), whose IPv4 address is judged instead.
 pub fn is_public(ip: IpAddr) -> bool {
+    let table = special_purpose();
     match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
+        IpAddr::V4(v4) => table.v4(v4) == Callback::Allow,
+        IpAddr::V6(v6) => match table.v6(v6) {
+            Callback::Allow => true,
+            Callback::Refuse => false,
+            Callback::Embedded(v4) => table.v4(v4) == Callback::Allow,
+        },
     }
 }
 
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    let refused = a == 0 // "this network", including the unspecified address
-        || a == 10
-        || a == 127
-        || (a == 100 && (64..128).contains(&b)) // shared address space (carrier-grade NAT)
-        || (a == 169 && b == 254)
-        || (a == 172 && (16..32).contains(&b))
-        || (a == 192 && b == 168)
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 192 && b == 0 && c == 2) // documentation
-        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
-        || (a == 198 && (18..20).contains(&b)) // benchmarking
-        || (a == 198 && b == 51 && c == 100) // documentation
-        || (a == 203 && b == 0 && c == 113) // documentation
-        || a >= 224; // multicast, reserved and broadcast
-    !refused
+/// Every block with a rule of its own: the IANA IPv4 and IPv6 special-purpose address
+/// registries row for row, the address-space defaults, multicast, and Azure's platform
+/// addresses. A table rather than code, so that the next gap is a missing row, not a missing
+/// idea; the file's header says how to read and extend it.
+const SPECIAL_PURPOSE: &str = include_str!("address/special_purpose.tsv");
+
+/// What a block's addresses are to a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callback {
+    Allow,
+    Refuse,
+    /// The IPv4 address this IPv6 address carries, to be judged in its stead.
+    Embedded(Ipv4Addr),
 }
 
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let segments = ip.segments();
-    // IPv4 addresses carried inside IPv6 reach the IPv4 address: judge that one.
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
+/// The `callback` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    Allow,
+    Refuse,
+    /// The IPv4 address in the 32 bits after the prefix: the low 32 bits of a /96
+    /// (IPv4-mapped, NAT64), bits 16 to 47 of 6to4's /16.
+    Embedded,
+}
+
+/// The `reachable` column: what the registry says of the block, or that it says nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reachable {
+    True,
+    False,
+    NotApplicable,
+    /// A terminated row, whose cells are empty.
+    Deprecated,
+    /// Not a row of the special-purpose registries.
+    Unlisted,
+}
+
+/// One row of the table. The registry's columns are kept for the tests, which hold the rules
+/// against them.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(test), allow(dead_code))]
+struct Block {
+    /// The network, IPv4 addresses in the low 32 bits.
+    network: u128,
+    /// 32 for IPv4, 128 for IPv6.
+    bits: u32,
+    length: u32,
+    rule: Rule,
+    reachable: Reachable,
+    name: String,
+    source: String,
+}
+
+impl Block {
+    fn mask(&self) -> u128 {
+        let all = u128::MAX >> (128 - self.bits);
+        if self.length == 0 {
+            0
+        } else {
+            all & (all << (self.bits - self.length))
+        }
     }
-    let embedded = |high: u16, low: u16| Ipv4Addr::from(((high as u32) << 16) | low as u32);
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return is_public_v4(embedded(segments[6], segments[7])); // NAT64
+
+    fn contains(&self, address: u128) -> bool {
+        address & self.mask() == self.network
     }
-    if segments[0] == 0x2002 {
-        return is_public_v4(embedded(segments[1], segments[2])); // 6to4
+
+    fn parse(line: &str) -> Result<Self, String> {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [prefix, rule, reachable, name, _reference, source] = fields[..] else {
+            return Err(format!("{} fields, expected 6", fields.len()));
+        };
+        let (address, length) = prefix
+            .split_once('/')
+            .ok_or_else(|| format!("{prefix:?} has no /length"))?;
+        let (network, bits) = match address
+            .parse::<IpAddr>()
+            .map_err(|_| format!("{address:?} is not an address"))?
+        {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+            IpAddr::V6(v6) => (u128::from(v6), 128),
+        };
+        let length: u32 = length
+            .parse()
+            .ok()
+            .filter(|length| *length <= bits)
+            .ok_or_else(|| format!("{prefix:?}: the length is not 0 to {bits}"))?;
+        let rule = match rule {
+            "allow" => Rule::Allow,
+            "refuse" => Rule::Refuse,
+            "embedded" if bits == 128 && length <= 96 => Rule::Embedded,
+            _ => {
+                return Err(format!(
+                    "{prefix:?}: {rule:?} is not a callback rule for it"
+                ))
+            }
+        };
+        let reachable = match reachable {
+            "True" => Reachable::True,
+            "False" => Reachable::False,
+            "N/A" => Reachable::NotApplicable,
+            "deprecated" => Reachable::Deprecated,
+            "-" => Reachable::Unlisted,
+            _ => return Err(format!("{prefix:?}: {reachable:?} is not a reachability")),
+        };
+        let block = Self {
+            network,
+            bits,
+            length,
+            rule,
+            reachable,
+            name: name.to_owned(),
+            source: source.to_owned(),
+        };
+        if block.network & !block.mask() != 0 {
+            return Err(format!("{prefix:?} has host bits set"));
+        }
+        Ok(block)
     }
-    let refused = segments[..6] == [0; 6] // unspecified, loopback, IPv4-compatible
-        || (segments[0] & 0xfe00) == 0xfc00 // unique local
-        || (segments[0] & 0xffc0) == 0xfe80 // link-local
-        || (segments[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed locally)
-        || (segments[0] & 0xff00) == 0xff00 // multicast
-        || segments[..4] == [0x100, 0, 0, 0] // discard-only
-        || segments[..2] == [0x2001, 0xdb8] // documentation
-        || segments[..2] == [0x2001, 0]; // Teredo: an IPv4 address in disguise
-    !refused
+}
+
+/// The table, most specific blocks first, so the first block that contains an address is the
+/// one that decides.
+struct SpecialPurpose {
+    blocks: Vec<Block>,
+}
+
+impl SpecialPurpose {
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut blocks: Vec<Block> = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let block =
+                Block::parse(line).map_err(|error| format!("line {}: {error}", number + 1))?;
+            if blocks.iter().any(|seen| {
+                (seen.bits, seen.network, seen.length) == (block.bits, block.network, block.length)
+            }) {
+                return Err(format!(
+                    "line {}: a second row for the same block",
+                    number + 1
+                ));
+            }
+            blocks.push(block);
+        }
+        blocks.sort_by_key(|block| std::cmp::Reverse(block.length));
+        Ok(Self { blocks })
+    }
+
+    /// The most specific block of this family that contains `address`.
+    fn block(&self, bits: u32, address: u128) -> Option<&Block> {
+        self.blocks
+            .iter()
+            .find(|block| block.bits == bits && block.contains(address))
+    }
+
+    fn v4(&self, ip: Ipv4Addr) -> Callback {
+        match self.block(32, u32::from(ip).into()).map(|block| block.rule) {
+            Some(Rule::Allow) => Callback::Allow,
+            // Nothing matched only if the table lost its default row: fail closed.
+            Some(Rule::Refuse | Rule::Embedded) | None => Callback::Refuse,
+        }
+    }
+
+    fn v6(&self, ip: Ipv6Addr) -> Callback {
+        let address = u128::from(ip);
+        match self.block(128, address) {
+            Some(block) if block.rule == Rule::Allow => Callback::Allow,
+            Some(block) if block.rule == Rule::Embedded => {
+                let shift = 96 - block.length;
+                Callback::Embedded(Ipv4Addr::from((address >> shift) as u32))
+            }
+            _ => Callback::Refuse,
+        }
+    }
+}
+
+/// The table, read once. It is compiled in, and a unit test reads it, so it cannot fail here.
+fn special_purpose() -> &'static SpecialPurpose {
+    static TABLE: LazyLock<SpecialPurpose> = LazyLock::new(|| {
+        SpecialPurpose::parse(SPECIAL_PURPOSE)
+            .unwrap_or_else(|error| panic!("special_purpose.tsv: {error}"))
+    });
+    &TABLE
 }
 
 /// Whether a host name (as written in a URL, already lower-cased by the URL parser) names this
