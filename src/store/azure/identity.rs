@@ -13,6 +13,10 @@
 //!   the managed identity is used where the platform offers one, and otherwise `azure_identity`'s
 //!   chain: environment variables (`AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID`),
 //!   then the developer's Azure CLI login.
+//!
+//! The token client follows no redirect: the request carries `IDENTITY_HEADER`, and a token is
+//! only ever the configured endpoint's to give. It reads at most 64 KiB of an answer, a chunk
+//! at a time, so a confused or hostile endpoint cannot make it hold an answer of any size.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,6 +43,8 @@ const IMDS_API_VERSION: &str = "2018-02-01";
 const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 /// How long a token request may take; the endpoints are local to the instance.
 const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most of an answer that is read. A token answer is a few kilobytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Who a store authenticates as when it uses Entra ID tokens instead of a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +157,8 @@ impl ManagedIdentityCredential {
             .timeout(TOKEN_REQUEST_TIMEOUT)
             // The metadata service refuses requests that come through a proxy.
             .no_proxy()
+            // A redirect would take the platform's secret header somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| Error::new(ErrorKind::Credential, error))?;
         Ok(Self {
@@ -192,6 +200,16 @@ impl ManagedIdentityCredential {
             )
         })?;
         let status = response.status();
+        if status.is_redirection() {
+            return Err(Error::message(
+                ErrorKind::Credential,
+                format!(
+                    "the identity endpoint answered a token request for {} with a redirect \
+                     (HTTP {status}), which is not followed",
+                    self.describe()
+                ),
+            ));
+        }
         if !status.is_success() {
             let kind = if status.is_server_error() || status.as_u16() == 429 {
                 ErrorKind::Io
@@ -199,8 +217,8 @@ impl ManagedIdentityCredential {
                 ErrorKind::Credential
             };
             // The body may name the identity but holds no secret; keep it short all the same.
-            let body = response.text().await.unwrap_or_default();
-            let body: String = body.chars().take(300).collect();
+            let body = read_bounded(response).await.unwrap_or_default();
+            let body: String = String::from_utf8_lossy(&body).chars().take(300).collect();
             return Err(Error::message(
                 kind,
                 format!(
@@ -209,7 +227,8 @@ impl ManagedIdentityCredential {
                 ),
             ));
         }
-        let token: TokenResponse = response.json().await.map_err(|error| {
+        let body = read_bounded(response).await?;
+        let token: TokenResponse = serde_json::from_slice(&body).map_err(|error| {
             Error::full(
                 ErrorKind::Credential,
                 error,
@@ -227,6 +246,40 @@ impl ManagedIdentityCredential {
             None => "the system-assigned identity".to_owned(),
         }
     }
+}
+
+/// The answer's body, a chunk at a time, refused once it passes [`MAX_ANSWER_BYTES`]: an
+/// answer that announces more is refused before any of it is read.
+async fn read_bounded(mut response: reqwest::Response) -> azure_core::Result<Vec<u8>> {
+    let too_large = || {
+        Error::message(
+            ErrorKind::Credential,
+            format!(
+                "the identity endpoint's answer is larger than {} KiB",
+                MAX_ANSWER_BYTES / 1024
+            ),
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| {
+        Error::full(
+            ErrorKind::Io,
+            error,
+            "the identity endpoint's answer was cut off",
+        )
+    })? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[async_trait]
@@ -289,7 +342,7 @@ impl ExpiresOn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warp::Filter;
+    use warp::{Filter, Reply};
 
     /// A token endpoint that records each query and answers with a token that expires in
     /// `lifetime` seconds.
@@ -368,6 +421,97 @@ mod tests {
             assert_eq!(seen.len(), expected, "lifetime {lifetime}: {seen:?}");
             assert!(!seen[0].contains("client_id"), "{seen:?}");
         }
+    }
+
+    /// Serves `route` on 127.0.0.1 and gives its URL with `path`.
+    async fn serve<F>(route: F, path: &str) -> Url
+    where
+        F: Filter + Clone + Send + Sync + 'static,
+        F::Extract: warp::Reply,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}{path}", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        url
+    }
+
+    fn app_service(url: Url) -> ManagedIdentityCredential {
+        ManagedIdentityCredential::new(
+            TokenEndpoint::AppService {
+                url,
+                header: Secret::new("platform-secret"),
+            },
+            None,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_token_endpoint_that_redirects_elsewhere_is_not_followed() {
+        // Another port on 127.0.0.1 is another origin, and it would hand out a token.
+        let (elsewhere, seen) = token_endpoint(3600).await;
+        type Redirect = fn(warp::http::Uri) -> warp::reply::Response;
+        let redirects: [(&str, Redirect); 2] = [
+            ("302", |uri| warp::redirect::found(uri).into_response()),
+            ("307", |uri| warp::redirect::temporary(uri).into_response()),
+        ];
+        for (status, redirect) in redirects {
+            let to: warp::http::Uri = elsewhere.as_str().parse().unwrap();
+            let url = serve(warp::any().map(move || redirect(to.clone())), "/msi/token").await;
+            let error = app_service(url)
+                .get_token(&["https://storage.azure.com/.default"])
+                .await
+                .unwrap_err();
+            assert!(matches!(error.kind(), ErrorKind::Credential), "{error:?}");
+            let message = error.to_string();
+            assert!(message.contains("redirect"), "{message}");
+            assert!(message.contains(status), "{message}");
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            seen.is_empty(),
+            "the platform header went elsewhere: {seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_answer_larger_than_64_kib_is_refused() {
+        let route = warp::any().map(|| {
+            let expires = OffsetDateTime::now_utc().unix_timestamp() + 3600;
+            warp::reply::json(&serde_json::json!({
+                "access_token": "t".repeat(MAX_ANSWER_BYTES),
+                "expires_on": expires.to_string(),
+            }))
+        });
+        let url = serve(route, "/msi/token").await;
+        let error = app_service(url)
+            .get_token(&["https://storage.azure.com/.default"])
+            .await
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("larger than 64 KiB"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_endless_token_answer_is_refused_once_it_passes_64_kib() {
+        // No length announced: the bound is found by reading, which must stop there.
+        let route = warp::any().map(|| {
+            let spaces = bytes::Bytes::from_static(&[b' '; 1024]);
+            warp::reply::stream(futures::stream::repeat(Ok::<_, std::convert::Infallible>(
+                spaces,
+            )))
+        });
+        let url = serve(route, "/msi/token").await;
+        let credential = app_service(url);
+        // Well inside the client's own 10 s timeout, which would end an unbounded read.
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            credential.get_token(&["https://storage.azure.com/.default"]),
+        )
+        .await
+        .expect("the read stops at the bound, not at the timeout");
+        let message = answer.unwrap_err().to_string();
+        assert!(message.contains("larger than 64 KiB"), "{message}");
     }
 
     #[tokio::test]
