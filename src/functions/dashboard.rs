@@ -1,11 +1,15 @@
 //! Dashboard: the job dashboard, a page for people, at `GET /api/dashboard`.
 //!
-//! Under Azure, `/api/dashboard` is the only path the host routes to this function, and it
-//! wants the function key on every request. So the page is one document: its stylesheet and
-//! script are inlined, and the `Content-Security-Policy` allows exactly those two, by hash.
-//! Nothing comes from anywhere else (no CDN, no web font), so the page also works offline.
-//! The script reads the key from the page's own `?code=` once and calls SummaryWomble with it
-//! in `x-functions-key` (see `dashboard/dashboard.js`).
+//! The page holds no data, so it is served without a key (`authLevel: anonymous`; the handler
+//! in standalone mode asks for none either); every call it makes to SummaryWomble needs one.
+//! The script takes that key from the address's fragment (`#key=`, which the browser never
+//! sends) or from a form, keeps it in memory only, and sends it only in `x-functions-key`: no
+//! address, request line or server log ever holds it (see `web/dashboard/dashboard.js`).
+//!
+//! Under Azure, `/api/dashboard` is the only path the host routes to this function, so the
+//! page is one document: its stylesheet and script are inlined, and the
+//! `Content-Security-Policy` allows exactly those two, by hash. Nothing comes from anywhere
+//! else (no CDN, no web font), so the page also works offline.
 //!
 //! The assets are kept as files of their own in `dashboard/` and compiled in with
 //! `include_str!`; the document, its policy and its headers are assembled once, on first use.
@@ -58,8 +62,9 @@ impl Page {
         }
     }
 
-    /// Every header of the answer. The key arrives in the page's URL, so nothing may send that
-    /// URL on (`no-referrer`) or keep the page (`no-store`).
+    /// Every header of the answer. The page's address is nobody else's business
+    /// (`no-referrer`), and no copy of the page is kept (`no-store`), so a deployment's page
+    /// and policy replace the old ones at the next load.
     fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
         let policy = HeaderValue::from_str(&self.content_security_policy)
             .expect("the policy is ASCII: directives and base64 hashes");
@@ -182,6 +187,16 @@ mod tests {
             .filter(|text| text.contains("://"))
             .collect();
         assert_eq!(addresses, ["http://www.w3.org/2000/svg"]);
+    }
+
+    #[test]
+    fn the_key_field_has_no_name_so_no_form_submission_can_carry_it() {
+        let start = TEMPLATE.find("<input").expect("the key field");
+        let field = &TEMPLATE[start..start + TEMPLATE[start..].find('>').unwrap()];
+        assert!(field.contains(r#"id="key-input""#), "{field}");
+        assert!(field.contains(r#"type="password""#), "{field}");
+        assert!(!field.contains("name="), "{field}");
+        assert_eq!(TEMPLATE.matches("<input").count(), 1);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! its default features, and with them aws-lc-rs: a C build, and a second rustls crypto
 //! provider in the handler's own test build.)
 //!
+//! Every request the page makes is recorded from the browser's side too: chromedriver's
+//! performance log carries Chromium's DevTools `Network.requestWillBeSent` events, read by
+//! [`Browser::sent_requests`], so a test sees each request exactly as it left the browser (the
+//! URL without its fragment, which a browser never sends, and the headers).
+//!
 //! Each [`Browser`] has its own chromedriver on a free loopback port, in a process group of its
 //! own, and a fresh profile directory; [`Browser::close`] ends the session (chromedriver then
 //! stops Chromium), and dropping a browser kills the whole group, so a failed test leaves no
@@ -15,6 +20,7 @@
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -30,11 +36,35 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 pub const ENTER: &str = "\u{E007}";
 pub const TAB: &str = "\u{E004}";
 
+/// One request as it left the browser (a DevTools `Network.requestWillBeSent` event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentRequest {
+    pub method: String,
+    /// The URL as sent: without the fragment.
+    pub url: String,
+    /// The fragment of the URL the browser was asked for (`#...`), when it had one; never sent.
+    pub fragment: Option<String>,
+    /// The headers the browser set, as DevTools reports them (`name: value`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl SentRequest {
+    /// The value of header `name` (case-insensitive), when sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header, _)| header.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
 pub struct Browser {
     driver: Child,
     http: reqwest::Client,
     /// `http://127.0.0.1:<port>/session/<id>`.
     session: String,
+    /// Every request read from the performance log so far (reading the log empties it).
+    sent: Mutex<Vec<SentRequest>>,
     /// The profile directory, removed with the browser.
     _profile: tempfile::TempDir,
 }
@@ -77,12 +107,18 @@ impl Browser {
         ];
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": args,
+                "perfLoggingPrefs": {"enableNetwork": true, "enablePage": false},
+            },
+            "goog:loggingPrefs": {"performance": "ALL"},
         }}});
         let mut browser = Self {
             driver,
             http,
             session: String::new(),
+            sent: Mutex::default(),
             _profile: profile,
         };
         let answer = browser
@@ -204,6 +240,50 @@ impl Browser {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// Types `text` into the first element matching `css` (a form field), as keystrokes.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let element = self.element(css).await;
+        self.post(
+            &format!("/element/{element}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    /// Every request the browser has sent since it started, in order, as DevTools saw them
+    /// leave: page loads, scripts' fetches, everything.
+    pub async fn sent_requests(&self) -> Vec<SentRequest> {
+        let entries = self.post("/se/log", json!({"type": "performance"})).await;
+        let mut sent = self.sent.lock().expect("sent requests lock");
+        for entry in entries.as_array().into_iter().flatten() {
+            let Some(event) = entry["message"]
+                .as_str()
+                .and_then(|message| serde_json::from_str::<Value>(message).ok())
+            else {
+                continue;
+            };
+            let event = &event["message"];
+            if event["method"] != "Network.requestWillBeSent" {
+                continue;
+            }
+            let request = &event["params"]["request"];
+            sent.push(SentRequest {
+                method: request["method"].as_str().unwrap_or_default().to_owned(),
+                url: request["url"].as_str().unwrap_or_default().to_owned(),
+                fragment: request["urlFragment"].as_str().map(str::to_owned),
+                headers: request["headers"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, value)| {
+                        (name.clone(), value.as_str().unwrap_or_default().to_owned())
+                    })
+                    .collect(),
+            });
+        }
+        sent.clone()
     }
 
     /// Presses and releases `key` on the keyboard, wherever the focus is.

@@ -2,6 +2,11 @@
 //! handler under the host simulator, with keys enforced as in Azure, on Azurite with the fake
 //! Reddit; the tests act on the page as a person would (clicks, keys) and read what it shows.
 //! Each view is saved as a screenshot under `target/dashboard/`.
+//!
+//! The page is opened as the README says: `/api/dashboard#key=<SummaryWomble's key>`, or
+//! without a key and then given one in its form. Where the key may go is checked from three
+//! sides: the requests as they left the browser (DevTools), as they reached the public address,
+//! and the host's log.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,9 +22,12 @@ use testkit::fake_reddit::Behaviour;
 use testkit::host::{HostOptions, HostRequest};
 use testkit::public::{PublicAddress, PublicRequest};
 
-/// A host key: every function accepts it.
+/// A host key: every function accepts it. The tests' own API calls use it, never the page.
 const HOST_KEY: &str = "host-key-for-the-dashboard-tests";
-/// Dashboard's own function key: SummaryWomble refuses it, as in Azure.
+/// SummaryWomble's own function key: the key the README says to open the dashboard with.
+const SUMMARY_KEY: &str = "summary-womble-own-key-7Qx+/9z==";
+/// Dashboard's own function key: SummaryWomble refuses it, as in Azure (and the page, being
+/// anonymous, needs none).
 const DASHBOARD_KEY: &str = "dashboard-only-key";
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -45,7 +53,15 @@ const FITS: &str = "document.documentElement.scrollWidth <= window.innerWidth";
 fn keys() -> HostOptions {
     HostOptions::default()
         .enforce_keys([HOST_KEY])
+        .function_key("SummaryWomble", SUMMARY_KEY)
         .function_key("Dashboard", DASHBOARD_KEY)
+}
+
+/// The page's address with `key` in its fragment, percent-encoded as a person's browser would
+/// carry it.
+fn with_key_in_fragment(key: &str) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+    format!("/api/dashboard#key={}", encoded.replace('+', "%20"))
 }
 
 /// Opens the page at `url` and waits until its first refresh has shown what the API said.
@@ -69,8 +85,12 @@ struct Dashboard {
 
 impl Dashboard {
     async fn start() -> Self {
-        let app =
-            Arc::new(TestApp::start_hosted(Container::fresh().await, Vec::new(), keys()).await);
+        Self::start_with(Vec::new()).await
+    }
+
+    /// Starts with extra settings for the handler.
+    async fn start_with(extra: Vec<(&str, &str)>) -> Self {
+        let app = Arc::new(TestApp::start_hosted(Container::fresh().await, extra, keys()).await);
         let public = PublicAddress::serve(app.clone()).await;
         let browser = Browser::start(1280, 900).await;
         Self {
@@ -80,11 +100,12 @@ impl Dashboard {
         }
     }
 
-    /// Opens the page as an operator does in Azure, and waits for its first refresh.
+    /// Opens the page as an operator does in Azure, SummaryWomble's key in the fragment, and
+    /// waits for its first refresh.
     async fn open(&self) {
         open_page(
             &self.browser,
-            &self.public.url(&format!("/api/dashboard?code={HOST_KEY}")),
+            &self.public.url(&with_key_in_fragment(SUMMARY_KEY)),
         )
         .await;
     }
@@ -207,23 +228,206 @@ async fn jobs_appear_and_their_progress_moves_to_completed() {
     );
     // The key: in the header of every call the page makes, in no URL, nowhere in storage.
     for request in requests.iter().filter(|r| r.is_api_call()) {
-        assert_eq!(request.key_header.as_deref(), Some(HOST_KEY), "{request:?}");
+        assert_eq!(
+            request.key_header.as_deref(),
+            Some(SUMMARY_KEY),
+            "{request:?}"
+        );
         assert!(!request.query.contains("code="), "{request:?}");
         assert_eq!(request.status, 200, "{request:?}");
     }
-    let address = page.browser.current_url().await;
-    assert!(
-        address.ends_with("/api/dashboard") && !address.contains(HOST_KEY),
-        "{address}"
+    assert_eq!(
+        page.browser.current_url().await,
+        page.public.url("/api/dashboard")
     );
-    let kept = page
-        .browser
+    assert_eq!(kept_by_the_browser(&page.browser).await, json!([0, 0, ""]));
+    page.close().await;
+}
+
+/// The key as it may be written anywhere: as is, and percent-encoded.
+fn spellings(key: &str) -> Vec<String> {
+    let encoded: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+    vec![key.to_owned(), encoded]
+}
+
+/// Whether `text` holds `key` in any spelling.
+fn holds(text: &str, key: &str) -> bool {
+    spellings(key)
+        .iter()
+        .any(|spelling| text.contains(spelling))
+}
+
+/// What the browser keeps for the page's origin: `[localStorage.length,
+/// sessionStorage.length, document.cookie]`.
+async fn kept_by_the_browser(browser: &Browser) -> Value {
+    browser
         .execute(
             "return [localStorage.length, sessionStorage.length, document.cookie];",
             Vec::new(),
         )
+        .await
+}
+
+/// The places a person or a server could read the key from after the page has used it: the
+/// page's own address, everything it shows and holds in its document, every request as it
+/// left the browser (URL, and for any request but an API call, every header), and every
+/// request as the public address received it. The API calls carry it in `x-functions-key`
+/// (or, before the page had a key, nothing), and only there.
+async fn assert_the_key_went_only_into_the_header(
+    browser: &Browser,
+    public: &PublicAddress,
+    key: &str,
+) {
+    let address = browser
+        .execute(
+            "return [location.href, document.URL, document.documentElement.outerHTML, document.body.innerText];",
+            Vec::new(),
+        )
         .await;
-    assert_eq!(kept, json!([0, 0, ""]));
+    for place in address.as_array().unwrap() {
+        assert!(!holds(place.as_str().unwrap(), key), "the key in {place}");
+    }
+    let sent = browser.sent_requests().await;
+    assert!(
+        sent.iter()
+            .any(|r| r.url.contains("/api/SummaryWomble")
+                && r.header("x-functions-key") == Some(key)),
+        "no API call with the key: {sent:#?}"
+    );
+    for request in &sent {
+        assert!(!holds(&request.url, key), "the key in a URL: {request:#?}");
+        if request.url.contains("/api/SummaryWomble") {
+            let header = request.header("x-functions-key");
+            assert!(header.is_none() || header == Some(key), "{request:#?}");
+        } else {
+            for (name, value) in &request.headers {
+                assert!(!holds(value, key), "the key in {name}: {request:#?}");
+            }
+        }
+    }
+    let received = public.requests();
+    for request in &received {
+        assert!(
+            !holds(&request.path, key) && !holds(&request.query, key),
+            "the key in a URL: {request:#?}"
+        );
+        let header = request.key_header.as_deref();
+        assert!(
+            header.is_none() || (request.is_api_call() && header == Some(key)),
+            "{request:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_key_in_the_fragment_is_never_sent_is_gone_from_the_address_and_is_in_no_log() {
+    // The handler logs at debug here: whatever it writes about a request, the key is not in it.
+    let page = Dashboard::start_with(vec![("RUST_LOG", "debug")]).await;
+    let id = page.app.submit(job(&["technology"], 1)).await;
+    page.app.wait_terminal(&id, WAIT).await;
+    page.open().await;
+    page.wait_for_rows("the job", &[&id]).await;
+
+    // The browser was asked for the address with the key in its fragment, and sent it without.
+    let sent = page.browser.sent_requests().await;
+    let load = sent
+        .iter()
+        .find(|r| r.url.ends_with("/api/dashboard"))
+        .unwrap_or_else(|| panic!("no page load in {sent:#?}"));
+    assert_eq!(load.url, page.public.url("/api/dashboard"));
+    assert!(load
+        .fragment
+        .as_deref()
+        .is_some_and(|f| f.starts_with("#key=")));
+    assert_the_key_went_only_into_the_header(&page.browser, &page.public, SUMMARY_KEY).await;
+    assert_eq!(
+        page.browser.current_url().await,
+        page.public.url("/api/dashboard")
+    );
+    // The address the page now stands at is the one a reload, a bookmark or a screenshot gets.
+    let fragment = page
+        .browser
+        .execute("return location.hash;", Vec::new())
+        .await;
+    assert_eq!(fragment, "");
+    assert_eq!(kept_by_the_browser(&page.browser).await, json!([0, 0, ""]));
+    let logs = page.app.host.logs();
+    assert!(
+        logs.contains("path=/api/dashboard") && logs.contains("path=/api/SummaryWomble"),
+        "the handler logs each request it answers at debug: {logs}"
+    );
+    assert!(
+        !holds(&logs, SUMMARY_KEY),
+        "the key in the host log:\n{logs}"
+    );
+    page.close().await;
+}
+
+#[tokio::test]
+async fn without_a_key_in_the_address_the_page_asks_for_one_and_then_shows_the_jobs() {
+    let page = Dashboard::start().await;
+    let id = page.app.submit(job(&["technology"], 1)).await;
+    page.app.wait_terminal(&id, WAIT).await;
+    let form_alone = "(() => !document.getElementById('key-entry').hidden
+        && document.getElementById('layout').hidden
+        && document.activeElement.id === 'key-input'
+        && document.getElementById('refresh-state').textContent)()";
+
+    // An old address with the key in its query: the key has been sent already; the page does
+    // not use it, takes it out of the address and says why. (Each load asks the API once
+    // without a key, in case it wants none; here it does.)
+    page.browser
+        .goto(&page.public.url(&format!("/api/dashboard?code={HOST_KEY}")))
+        .await;
+    page.browser.wait_until("the form", WAIT, form_alone).await;
+    let message = page.browser.wait_until("the warning", WAIT, MESSAGE).await;
+    assert!(message.as_str().unwrap().contains("?code="), "{message}");
+    assert_eq!(
+        page.browser.current_url().await,
+        page.public.url("/api/dashboard")
+    );
+
+    page.browser.goto(&page.public.url("/api/dashboard")).await;
+    let waiting = page.browser.wait_until("the form", WAIT, form_alone).await;
+    assert_eq!(waiting, "Waiting for a function key.");
+    assert_eq!(
+        page.browser
+            .execute(&format!("return {MESSAGE};"), Vec::new())
+            .await,
+        Value::Null
+    );
+    page.browser.screenshot("key-form-1280").await;
+    // The page was served without a key; it asked the API without one, and the host refused.
+    let before: Vec<PublicRequest> = page.public.requests();
+    for request in &before {
+        assert!(request.key_header.is_none(), "{request:#?}");
+        let expected = if request.is_api_call() { 401 } else { 200 };
+        assert_eq!(request.status, expected, "{request:#?}");
+    }
+    assert_eq!(
+        before.iter().filter(|r| r.is_api_call()).count(),
+        2,
+        "one call a load: {before:#?}"
+    );
+
+    page.browser.type_into("#key-input", SUMMARY_KEY).await;
+    page.browser.press(ENTER).await;
+    page.wait_for_rows("the job", &[&id]).await;
+    let form = page
+        .browser
+        .execute(
+            "return [document.getElementById('key-entry').hidden, document.getElementById('key-input').value];",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(form, json!([true, ""]), "the form is gone and emptied");
+    assert_eq!(
+        page.browser.current_url().await,
+        page.public.url("/api/dashboard")
+    );
+    assert_the_key_went_only_into_the_header(&page.browser, &page.public, SUMMARY_KEY).await;
+    assert!(!holds(&page.app.host.logs(), SUMMARY_KEY));
+    assert_eq!(kept_by_the_browser(&page.browser).await, json!([0, 0, ""]));
     page.close().await;
 }
 
@@ -482,17 +686,12 @@ async fn a_subreddit_error_text_with_markup_renders_as_text_and_runs_nothing() {
 }
 
 #[tokio::test]
-async fn a_wrong_key_shows_a_clear_message() {
+async fn a_wrong_key_shows_the_refusal_without_the_key_and_the_form_takes_another() {
     let page = Dashboard::start().await;
-    page.app.submit(job(&["technology"], 1)).await;
-    // In Azure a function key opens only its own function: the page loads with Dashboard's
-    // key, and SummaryWomble refuses it.
+    let id = page.app.submit(job(&["technology"], 1)).await;
+    // In Azure a function key opens only its own function: SummaryWomble refuses Dashboard's.
     page.browser
-        .goto(
-            &page
-                .public
-                .url(&format!("/api/dashboard?code={DASHBOARD_KEY}")),
-        )
+        .goto(&page.public.url(&with_key_in_fragment(DASHBOARD_KEY)))
         .await;
     let message = page
         .browser
@@ -500,73 +699,155 @@ async fn a_wrong_key_shows_a_clear_message() {
         .await;
     let message = message.as_str().unwrap();
     assert!(
-        message.contains("The function key was refused (HTTP 401)"),
+        message.contains("The function key was refused (HTTP 401).")
+            && message.contains("SummaryWomble accepts: its own function key"),
         "{message}"
     );
-    assert!(message.contains("/api/dashboard?code="), "{message}");
     let shown = page
         .browser
         .execute(
             &format!(
-                "return [{ROWS}.length, document.getElementById('refresh-state').textContent];"
+                "return [{ROWS}.length, document.getElementById('refresh-state').textContent,
+                    document.getElementById('layout').hidden, document.getElementById('refresh').disabled,
+                    document.getElementById('key-entry').hidden, document.getElementById('key-input').value];"
             ),
             Vec::new(),
         )
         .await;
-    assert_eq!(shown, json!([0, "Not refreshing: the key was refused."]));
-    let hidden = page
-        .browser
+    assert_eq!(
+        shown,
+        json!([
+            0,
+            "Not refreshing: the key was refused.",
+            true,
+            true,
+            false,
+            ""
+        ]),
+        "the message and the form stand alone"
+    );
+    page.browser.screenshot("wrong-key-1280").await;
+    // The refused key is shown nowhere, in no URL, in no log.
+    assert_the_key_went_only_into_the_header(&page.browser, &page.public, DASHBOARD_KEY).await;
+    assert!(!holds(&page.app.host.logs(), DASHBOARD_KEY));
+    // A refused key is not asked again: the page's one call is the refused one, and a page
+    // coming back into view (which refreshes a page that is due) asks nothing either.
+    let calls = || -> Vec<PublicRequest> {
+        page.public
+            .requests()
+            .into_iter()
+            .filter(PublicRequest::is_api_call)
+            .collect()
+    };
+    page.browser
         .execute(
-            "return [document.getElementById('layout').hidden, document.getElementById('refresh').disabled];",
+            "document.dispatchEvent(new Event('visibilitychange')); return true;",
             Vec::new(),
         )
         .await;
-    assert_eq!(hidden, json!([true, true]), "the message stands alone");
-    page.browser.screenshot("wrong-key-1280").await;
-    // A refused key is not asked again and again: longer than a poll interval, one call.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let calls: Vec<PublicRequest> = page
-        .public
-        .requests()
-        .into_iter()
-        .filter(PublicRequest::is_api_call)
-        .collect();
-    assert_eq!(calls.len(), 1, "{calls:#?}");
-    assert_eq!(calls[0].status, 401);
+    let refused = calls();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0].status, 401);
 
-    // A key the host does not know at all: its own empty 401; the page never loads.
-    page.browser
-        .goto(&page.public.url("/api/dashboard?code=nonsense"))
-        .await;
-    assert!(page
-        .public
-        .requests()
-        .iter()
-        .any(|r| r.path == "/api/dashboard" && r.status == 401));
-
-    // Standalone mode: the handler checks the key of the page itself and says why it refuses.
-    let standalone = StandaloneApp::start(vec![("FUNCTION_KEYS", "right-key")]).await;
-    page.browser
-        .goto(&standalone.url("/api/dashboard?code=wrong-key"))
-        .await;
-    let body = page.browser.text("body").await;
-    assert!(body.contains("A valid function key is required"), "{body}");
-    page.browser.screenshot("wrong-key-standalone").await;
-    open_page(
-        &page.browser,
-        &standalone.url("/api/dashboard?code=right-key"),
-    )
-    .await;
+    // The right key in the form: the jobs come.
+    page.browser.type_into("#key-input", SUMMARY_KEY).await;
+    page.browser.click("#key-form button[type=submit]").await;
+    page.wait_for_rows("the job", &[&id]).await;
+    assert_eq!(
+        page.browser
+            .execute(&format!("return {MESSAGE};"), Vec::new())
+            .await,
+        Value::Null
+    );
+    assert!(calls()[1..].iter().all(|call| call.status == 200));
     page.close().await;
+}
+
+#[tokio::test]
+async fn in_standalone_mode_the_page_needs_no_key_shows_the_apis_refusal_and_works_without_keys() {
+    let standalone = StandaloneApp::start(vec![("FUNCTION_KEYS", "right-key")]).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str| http.get(standalone.url(path)).send();
+    let page = get("/api/dashboard").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<html"));
+    // The handler checks SummaryWomble's key itself, and says why it refuses.
+    let refused = get("/api/SummaryWomble").await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let reason = refused.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        reason.contains("A valid function key is required"),
+        "{reason}"
+    );
+
+    let browser = Browser::start(1280, 900).await;
+    browser
+        .goto(&standalone.url("/api/dashboard#key=wrong-key"))
+        .await;
+    let message = browser.wait_until("the key message", WAIT, MESSAGE).await;
+    let message = message.as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "The function key was refused (HTTP 401): {reason}"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("wrong-key"), "{message}");
+    browser.screenshot("wrong-key-standalone").await;
+
+    browser.type_into("#key-input", "right-key").await;
+    browser.press(ENTER).await;
+    browser
+        .wait_until(
+            "the page's first refresh",
+            WAIT,
+            "document.getElementById('refresh-state').textContent.startsWith('Updated')",
+        )
+        .await;
+    assert_eq!(
+        browser.current_url().await,
+        standalone.url("/api/dashboard")
+    );
+    for request in browser.sent_requests().await {
+        assert!(
+            !request.url.contains("wrong-key") && !request.url.contains("right-key"),
+            "{request:#?}"
+        );
+    }
+    let logs = standalone.logs();
+    assert!(
+        !logs.contains("wrong-key") && !logs.contains("right-key"),
+        "{logs}"
+    );
+
+    // Without FUNCTION_KEYS the API wants no key, and the page, opened without one, just works.
+    let open = StandaloneApp::start(Vec::new()).await;
+    browser.goto(&open.url("/api/dashboard")).await;
+    browser
+        .wait_until(
+            "the page's first refresh",
+            WAIT,
+            "document.getElementById('refresh-state').textContent.startsWith('Updated')",
+        )
+        .await;
+    let form_hidden = browser
+        .execute(
+            "return document.getElementById('key-entry').hidden;",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(form_hidden, true);
+    browser.close().await;
 }
 
 #[tokio::test]
 async fn the_page_has_a_strict_content_security_policy_that_allows_only_its_own_script_and_style() {
     let app = TestApp::start_hosted(Container::fresh().await, Vec::new(), keys()).await;
-    let page = app
-        .host
-        .forward(HostRequest::get(&format!("/api/dashboard?code={HOST_KEY}")))
-        .await;
+    // The page holds no data: it needs no key.
+    let page = app.host.forward(HostRequest::get("/api/dashboard")).await;
     assert_eq!(page.status, 200);
     let header = |name: &str| page.header(name).unwrap_or_default();
     assert_eq!(header("content-type"), "text/html; charset=utf-8");
@@ -598,8 +879,11 @@ async fn the_page_has_a_strict_content_security_policy_that_allows_only_its_own_
             "{directive} not in {policy}"
         );
     }
-    // Without a key the host refuses the page, as it refuses the API.
-    let refused = app.host.forward(HostRequest::get("/api/dashboard")).await;
+    // Every call of the API still does.
+    let refused = app
+        .host
+        .forward(HostRequest::get("/api/SummaryWomble"))
+        .await;
     assert_eq!(refused.status, 401);
 }
 
@@ -809,7 +1093,7 @@ async fn count_requests(window: Duration) -> (RequestCount, RequestCount) {
     let public = PublicAddress::serve(idle).await;
     open_page(
         &busy.browser,
-        &public.url(&format!("/api/dashboard?code={HOST_KEY}")),
+        &public.url(&with_key_in_fragment(SUMMARY_KEY)),
     )
     .await;
     let from = Instant::now();

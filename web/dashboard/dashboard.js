@@ -4,9 +4,14 @@
 // Rules this file keeps:
 // - Every value that came from the API (subreddit names, Reddit's error texts, callback
 //   origins, ids) goes into the page as text: textContent and text nodes, never innerHTML.
-// - The function key is read from the page's own ?code= once, kept in this closure only (no
-//   storage, no cookie), removed from the address bar, and sent as x-functions-key. No URL the
-//   page builds carries it.
+// - The function key comes from the address's fragment (#key=...), which the browser never
+//   sends to a server, or from the form the page shows when the API wants a key and has none
+//   (without a fragment, the page first asks the API without a key: locally, without
+//   FUNCTION_KEYS, it needs none). The key is kept in this closure only (no storage, no
+//   cookie: a reload asks again), the fragment is removed from the address at once, and the
+//   key is sent only as x-functions-key. No URL the page builds carries it. A key in ?code=
+//   has already been sent (and logged) by the time the page runs: the page does not use it,
+//   takes it out of the address and says so.
 // - Polling: while a shown job is not finished, the next refresh comes after the Retry-After
 //   the API sent (1 to 30 s); when every shown job is finished, every 30 s; while the page is
 //   hidden, never; after the key was refused, never. The metrics are asked for only when the
@@ -26,7 +31,6 @@
   var TERMINAL = ['completed', 'failed', 'cancelled'];
   var SVG_NS = 'http://www.w3.org/2000/svg';
 
-  var key = takeKeyFromAddress();
   var apiPath = apiPathBesidePage();
 
   var state = {
@@ -50,21 +54,44 @@
     failures: 0,
     nextAt: 0,
     busy: false,
-    updatedAt: null
+    updatedAt: null,
+    // Why the page waits for a key: null (it has one), 'none' (none given) or 'refused'.
+    keyWanted: null
   };
+
+  // The function key, or null until one is given.
+  var key = null;
+  var keyWasInQuery = false;
 
   // ---------------------------------------------------------------------------------------
   // The key and the API
 
+  // The key in the fragment (#key=...), or null; the fragment's key and the query's code are
+  // removed from the address, so the page's own address (and a bookmark or screenshot of it)
+  // holds neither. The fragment is split by hand: URLSearchParams would read a + as a space.
   function takeKeyFromAddress() {
     var url = new URL(window.location.href);
-    var code = url.searchParams.get('code');
-    if (code === null) {
+    var found = null;
+    var rest = url.hash.replace(/^#/, '').split('&').filter(function (part) {
+      if (part.slice(0, 4) !== 'key=') {
+        return part !== '';
+      }
+      try {
+        found = decodeURIComponent(part.slice(4));
+      } catch (malformed) {
+        found = part.slice(4);
+      }
+      return false;
+    });
+    var inQuery = url.searchParams.has('code');
+    if (found === null && !inQuery) {
       return null;
     }
+    keyWasInQuery = keyWasInQuery || inQuery;
     url.searchParams.delete('code');
+    url.hash = rest.join('&');
     window.history.replaceState(null, '', url.pathname + url.search + url.hash);
-    return code;
+    return found ? found : null;
   }
 
   // SummaryWomble sits beside the dashboard under the same route prefix (/api by default).
@@ -74,10 +101,13 @@
     return beside === path ? '/api/SummaryWomble' : beside;
   }
 
-  function ApiFailure(kind, status, text) {
+  // sentKey: the key the failed call carried (null for none), so that a refusal of a key
+  // the page has since replaced is not taken for a refusal of the new one.
+  function ApiFailure(kind, status, text, sentKey) {
     this.kind = kind;
     this.status = status;
     this.text = text;
+    this.sentKey = sentKey;
   }
 
   function parseRetryAfter(value) {
@@ -98,8 +128,9 @@
       url += '?' + new URLSearchParams(query).toString();
     }
     var headers = { Accept: 'application/json' };
-    if (key !== null) {
-      headers['x-functions-key'] = key;
+    var sentKey = key;
+    if (sentKey !== null) {
+      headers['x-functions-key'] = sentKey;
     }
     var init = {
       method: method,
@@ -125,13 +156,13 @@
           if (!response.ok) {
             var said = data && typeof data.error === 'string' ? data.error : '';
             var kind = response.status === 401 || response.status === 403 ? 'key' : 'http';
-            throw new ApiFailure(kind, response.status, said);
+            throw new ApiFailure(kind, response.status, said, sentKey);
           }
           return { data: data, retryAfter: retryAfter };
         });
       },
       function (error) {
-        throw new ApiFailure('network', 0, String(error && error.message ? error.message : error));
+        throw new ApiFailure('network', 0, String(error && error.message ? error.message : error), sentKey);
       }
     );
   }
@@ -553,6 +584,9 @@
   }
 
   function refresh() {
+    if (state.stopped) {
+      return;
+    }
     if (state.inFlight) {
       state.again = true;
       return;
@@ -642,16 +676,20 @@
       state.failures += 1;
       return;
     }
+    if (failure.kind === 'key' && failure.sentKey !== key) {
+      // A key given while this call was out: the next refresh uses it.
+      state.again = true;
+      return;
+    }
+    if (failure.kind === 'key' && key === null) {
+      askForKey('none', keyWasInQuery ? QUERY_KEY_WARNING : null);
+      return;
+    }
     if (failure.kind === 'key') {
-      // Polling with a refused key only repeats the refusal: stop until the page is opened again.
-      state.stopped = true;
-      // Nothing on the page can be true without the API: show the message alone.
-      byId('layout').hidden = true;
-      byId('refresh').disabled = true;
-      byId('message').setAttribute('data-from-action', 'false');
-      showMessage(key === null
-        ? 'No function key was given (HTTP ' + failure.status + '). Open this page as /api/dashboard?code=<function key>.'
-        : 'The function key was refused (HTTP ' + failure.status + '). Open this page as /api/dashboard?code=<function key> with a key that SummaryWomble accepts: its own function key or a host key.');
+      // Polling with a refused key only repeats the refusal: stop, forget it, ask for another.
+      askForKey('refused', 'The function key was refused (HTTP ' + failure.status + ')' +
+        (failure.text ? ': ' + failure.text : '.') +
+        ' Enter a key that SummaryWomble accepts: its own function key.');
       return;
     }
     state.failures += 1;
@@ -692,8 +730,12 @@
 
   function describeRefresh() {
     var text;
-    if (state.stopped) {
+    if (state.keyWanted === 'refused') {
       text = 'Not refreshing: the key was refused.';
+    } else if (state.keyWanted === 'none') {
+      text = 'Waiting for a function key.';
+    } else if (state.stopped) {
+      text = 'Not refreshing.';
     } else if (document.hidden) {
       text = 'Paused while the page is hidden.';
     } else {
@@ -821,6 +863,71 @@
     refresh();
   });
 
+  // ---------------------------------------------------------------------------------------
+  // The key: shown the form when there is none, started when there is one
+
+  // Nothing on the page can be true without the API: without a key, the form (and the
+  // message, if any) stand alone.
+  function askForKey(why, text) {
+    key = null;
+    state.keyWanted = why;
+    state.stopped = true;
+    clearTimeout(state.timer);
+    state.timer = null;
+    byId('layout').hidden = true;
+    byId('refresh').disabled = true;
+    byId('key-entry').hidden = false;
+    byId('message').setAttribute('data-from-action', 'false');
+    showMessage(text || null);
+    var input = byId('key-input');
+    input.value = '';
+    input.focus();
+    describeRefresh();
+  }
+
+  function start(given) {
+    key = given;
+    state.keyWanted = null;
+    state.stopped = false;
+    state.failures = 0;
+    byId('key-entry').hidden = true;
+    byId('layout').hidden = false;
+    byId('refresh').disabled = false;
+    byId('message').setAttribute('data-from-action', 'false');
+    showMessage(null);
+    if (keyWasInQuery && given !== null) {
+      notice(QUERY_KEY_WARNING);
+    }
+    refresh();
+  }
+
+  var QUERY_KEY_WARNING = 'This page was opened with a key in its address (?code=), which the ' +
+    'browser sends to the server and its logs keep. The page did not use it and took it out of ' +
+    'the address; consider renewing that key. Open the page as /api/dashboard#key=<key>, or ' +
+    'enter the key here.';
+
+  byId('key-form').addEventListener('submit', function (event) {
+    // The field has no name, so even a submission that got past this would carry no key.
+    event.preventDefault();
+    var input = byId('key-input');
+    var given = input.value.trim();
+    input.value = '';
+    if (!given) {
+      showMessage('Enter a function key.');
+      input.focus();
+      return;
+    }
+    start(given);
+  });
+
+  // A key pasted into the address of the open page arrives as a new fragment, without a load.
+  window.addEventListener('hashchange', function () {
+    var given = takeKeyFromAddress();
+    if (given !== null) {
+      start(given);
+    }
+  });
+
   document.addEventListener('visibilitychange', function () {
     if (!document.hidden && !state.stopped && Date.now() >= state.nextAt) {
       refresh();
@@ -829,5 +936,5 @@
     }
   });
 
-  refresh();
+  start(takeKeyFromAddress());
 })();
