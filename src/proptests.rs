@@ -12,6 +12,17 @@ use crate::reddit::Subreddit;
 use crate::schedule::Schedule;
 use crate::store::BlobName;
 
+/// Whether `name` matches the subreddit rule `^[A-Za-z0-9][A-Za-z0-9_]{1,20}$`, written out
+/// here apart from the parser it checks.
+fn follows_the_subreddit_rule(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (2..=21).contains(&bytes.len())
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+}
+
 /// A POST of `body` as the API receives it.
 fn post(body: &Map<String, Value>) -> ApiRequest {
     ApiRequest {
@@ -78,7 +89,11 @@ proptest! {
     }
 
     #[test]
-    fn an_accepted_subreddit_name_is_kept_as_given_and_is_safe_in_a_blob_name(name in any::<String>()) {
+    fn an_accepted_subreddit_name_is_kept_as_given_and_is_safe_in_a_blob_name(
+        name in prop_oneof![any::<String>(), "[A-Za-z0-9][A-Za-z0-9_]{1,20}", "[A-Za-z0-9_./ -]{0,24}"],
+    ) {
+        let valid = follows_the_subreddit_rule(&name);
+        prop_assert_eq!(Subreddit::parse(&name).is_ok(), valid, "{:?}", name);
         if let Ok(subreddit) = Subreddit::parse(&name) {
             prop_assert_eq!(subreddit.as_str(), name.as_str());
             // Output blobs are named `<stamp>_<source>_<subreddit>.json`: the name must stay
@@ -107,9 +122,19 @@ proptest! {
     }
 
     #[test]
-    fn job_ids_parse_only_as_uuids_and_round_trip(text in prop_oneof![any::<String>(), "[0-9a-fA-F-]{36}"]) {
-        if let Ok(id) = JobId::parse(&text) {
-            prop_assert!(id.to_string().eq_ignore_ascii_case(&text));
+    fn job_ids_parse_only_as_uuids_and_round_trip(
+        text in prop_oneof![
+            any::<String>(),
+            "[0-9a-fA-F-]{36}",
+            any::<[u8; 16]>().prop_map(|bytes| uuid::Uuid::from_bytes(bytes).hyphenated().to_string()),
+            any::<[u8; 16]>().prop_map(|bytes| uuid::Uuid::from_bytes(bytes).hyphenated().to_string().to_uppercase()),
+        ],
+    ) {
+        let hyphenated = text.len() == 36
+            && text.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() });
+        match JobId::parse(&text) {
+            Ok(id) => prop_assert!(id.to_string().eq_ignore_ascii_case(&text)),
+            Err(_) => prop_assert!(!hyphenated, "a hyphenated UUID was refused: {:?}", text),
         }
     }
 
@@ -120,18 +145,60 @@ proptest! {
     }
 
     #[test]
-    fn any_envelope_bytes_decode_or_fail_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let _ = serde_json::from_slice::<Invocation>(&bytes);
+    fn an_envelope_decodes_only_from_a_json_object(
+        bytes in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..512),
+            json_value().prop_map(|value| serde_json::to_vec(&value).unwrap()),
+        ],
+    ) {
+        let decoded = Invocation::parse(&bytes);
+        let is_object = serde_json::from_slice::<Value>(&bytes).is_ok_and(|value| value.is_object());
+        if !is_object {
+            prop_assert!(decoded.is_err(), "{:?} decoded", String::from_utf8_lossy(&bytes));
+        }
     }
 
     #[test]
-    fn any_timer_binding_decodes_or_fails_without_panicking(value in json_value()) {
-        let _ = binding::<TimerInfo>(&value);
+    fn a_well_formed_envelope_decodes_with_its_bindings(
+        data in prop::collection::hash_map("[a-zA-Z]{1,10}", json_value(), 0..4),
+        dequeue_count in 1u32..10,
+    ) {
+        let body = serde_json::json!({
+            "Data": data,
+            "Metadata": {"DequeueCount": dequeue_count.to_string(), "sys": {"UtcNow": "2026-01-01T00:00:00Z"}},
+        });
+        let invocation = Invocation::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        prop_assert_eq!(invocation.data, data);
+        prop_assert_eq!(invocation.metadata.dequeue_count(), dequeue_count);
     }
 
     #[test]
-    fn continuation_tokens_round_trip_and_garbage_is_refused(text in any::<String>(), secs in 0i64..4_000_000_000, bytes in any::<[u8; 16]>()) {
-        let _ = ListPosition::parse(&text);
+    fn a_timer_binding_decodes_as_an_object_or_its_text_and_nothing_else(value in json_value(), past_due in any::<bool>()) {
+        // The binding arrives as an object, or as that object's JSON text.
+        let timer = serde_json::json!({"IsPastDue": past_due, "ScheduleStatus": {"Next": "2026-01-01T06:00:00Z"}});
+        for form in [timer.clone(), Value::String(timer.to_string())] {
+            let decoded = binding::<TimerInfo>(&form).unwrap();
+            prop_assert_eq!(decoded.is_past_due, past_due);
+        }
+        let decodes = binding::<TimerInfo>(&value).is_ok();
+        let object_like = match &value {
+            Value::Object(_) => true,
+            Value::String(text) => serde_json::from_str::<Value>(text).is_ok_and(|inner| inner.is_object()),
+            _ => false,
+        };
+        prop_assert!(!decodes || object_like, "{} decoded as a timer", value);
+    }
+
+    #[test]
+    fn continuation_tokens_round_trip_and_garbage_is_refused(
+        text in prop_oneof![any::<String>(), "[0-9a-f]{0,120}"],
+        secs in 0i64..4_000_000_000,
+        bytes in any::<[u8; 16]>(),
+    ) {
+        // Garbage: whatever is accepted is a token this API could have issued.
+        if let Some(position) = ListPosition::parse(&text) {
+            prop_assert_eq!(position.token(), text);
+        }
         let position = ListPosition {
             created_at: chrono::DateTime::from_timestamp(secs, 0).unwrap(),
             job_id: JobId::parse(&uuid::Uuid::from_bytes(bytes).to_string()).unwrap(),
@@ -153,6 +220,20 @@ proptest! {
                 prop_assert!(next > now);
             }
         }
+    }
+
+    #[test]
+    fn well_formed_schedules_parse_and_their_next_time_matches_every_field(
+        second in 0u32..60, minute in 0u32..60, every in 1u32..12,
+        at in 0i64..4_000_000_000,
+    ) {
+        use chrono::Timelike;
+        let text = format!("{second} {minute} */{every} * * *");
+        let schedule = Schedule::parse(&text).unwrap();
+        let now = chrono::DateTime::from_timestamp(at, 0).unwrap();
+        let next = schedule.next_after(now).unwrap();
+        prop_assert!(next > now);
+        prop_assert_eq!((next.second(), next.minute(), next.hour() % every), (second, minute, 0));
     }
 
     #[test]

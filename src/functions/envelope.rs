@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{ApiError, ApiRequest, ApiResponse, FunctionContext, MAX_BODY_BYTES};
 
-/// An invocation as the host sends it.
+/// An invocation as the host sends it. Read with [`Invocation::parse`].
 #[derive(Debug, Clone, Deserialize)]
 pub struct Invocation {
     #[serde(rename = "Data", default)]
@@ -32,6 +32,26 @@ pub struct Metadata {
     pub dequeue_count: Option<Value>,
 }
 
+impl Invocation {
+    /// The invocation in `body`: a JSON object whose `Metadata` and `Metadata.sys`, when
+    /// present, are objects too. (A derived struct would also take a JSON array in their place,
+    /// which no host sends.)
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let value: Value = serde_json::from_slice(body).map_err(|error| error.to_string())?;
+        let metadata = value.get("Metadata");
+        let sys = metadata.and_then(|metadata| metadata.get("sys"));
+        let object_or_absent = |value: Option<&Value>| {
+            matches!(value, None | Some(Value::Null) | Some(Value::Object(_)))
+        };
+        if !value.is_object() || !object_or_absent(metadata) || !object_or_absent(sys) {
+            return Err(
+                "an invocation is a JSON object, and its Metadata and sys are objects".into(),
+            );
+        }
+        serde_json::from_value(value).map_err(|error| error.to_string())
+    }
+}
+
 impl Metadata {
     /// A queue message's delivery count; 1 when absent or unreadable (a first delivery is the
     /// safe guess: it never ends a job early).
@@ -46,14 +66,11 @@ impl Metadata {
     }
 }
 
+/// The host's `sys` metadata; only the invocation's time is read (other fields are ignored).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SysMetadata {
-    #[serde(rename = "MethodName", default)]
-    pub method_name: Option<String>,
     #[serde(rename = "UtcNow", default)]
     pub utc_now: Option<String>,
-    #[serde(rename = "RandGuid", default)]
-    pub rand_guid: Option<String>,
 }
 
 /// The `req` binding of an HTTP trigger that was not forwarded.
@@ -122,8 +139,6 @@ impl HttpTriggerData {
 /// The timer binding (`mytimer`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct TimerInfo {
-    #[serde(rename = "Schedule", default)]
-    pub schedule: Option<Value>,
     #[serde(rename = "ScheduleStatus", default)]
     pub schedule_status: Option<ScheduleStatus>,
     #[serde(rename = "IsPastDue", default)]
@@ -132,12 +147,9 @@ pub struct TimerInfo {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ScheduleStatus {
-    #[serde(rename = "Last", default)]
-    pub last: Option<String>,
+    /// The next occurrence, which identifies this run (its slot key).
     #[serde(rename = "Next", default)]
     pub next: Option<String>,
-    #[serde(rename = "LastUpdated", default)]
-    pub last_updated: Option<String>,
 }
 
 /// The answer to an invocation.
@@ -164,10 +176,20 @@ pub struct HttpOutput {
 /// Decodes a binding value: objects arrive as nested JSON, while plain values arrive
 /// JSON-encoded inside a string.
 pub fn binding<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, serde_json::Error> {
-    match value {
-        Value::String(text) => serde_json::from_str(text),
-        other => T::deserialize(other),
+    let parsed;
+    let object = match value {
+        Value::String(text) => {
+            parsed = serde_json::from_str::<Value>(text)?;
+            &parsed
+        }
+        other => other,
+    };
+    if !object.is_object() {
+        return Err(serde::de::Error::custom(
+            "a binding is a JSON object or its text",
+        ));
     }
+    T::deserialize(object)
 }
 
 /// The answer to an invocation that succeeded: 200 with `result`.
@@ -178,16 +200,14 @@ fn invocation_answer(result: &InvocationResult) -> ApiResponse {
 /// SummaryWomble inside the envelope: the `req` binding in, `Outputs.res` out. The call is
 /// handled exactly as a forwarded one.
 pub async fn summary_womble(context: &FunctionContext, body: &[u8]) -> ApiResponse {
-    let request = match serde_json::from_slice::<Invocation>(body)
-        .map_err(|error| error.to_string())
-        .and_then(|invocation| {
-            let req = invocation
-                .data
-                .get("req")
-                .ok_or_else(|| "the invocation has no req binding".to_owned())?;
-            let req: HttpTriggerData = binding(req).map_err(|error| error.to_string())?;
-            req.into_request()
-        }) {
+    let request = match Invocation::parse(body).and_then(|invocation| {
+        let req = invocation
+            .data
+            .get("req")
+            .ok_or_else(|| "the invocation has no req binding".to_owned())?;
+        let req: HttpTriggerData = binding(req).map_err(|error| error.to_string())?;
+        req.into_request()
+    }) {
         Ok(request) => request,
         Err(reason) => return ApiError::MalformedInvocation(reason).into_response(),
     };
@@ -223,9 +243,9 @@ pub async fn summary_womble(context: &FunctionContext, body: &[u8]) -> ApiRespon
 /// The timer: 200 with the run's log lines on success; 500 when the run failed, so the host
 /// records the failure (the reason is in our log).
 pub async fn get_hot_topics(context: &FunctionContext, body: &[u8]) -> ApiResponse {
-    let invocation: Invocation = match serde_json::from_slice(body) {
+    let invocation = match Invocation::parse(body) {
         Ok(invocation) => invocation,
-        Err(error) => return ApiError::MalformedInvocation(error.to_string()).into_response(),
+        Err(reason) => return ApiError::MalformedInvocation(reason).into_response(),
     };
     match super::get_hot_topics::run(context, &invocation).await {
         Ok(log) => invocation_answer(&InvocationResult {
@@ -251,9 +271,9 @@ pub async fn get_hot_topics(context: &FunctionContext, body: &[u8]) -> ApiRespon
 /// the metadata). 200 when the message is done with; 500, so the host delivers it again, when
 /// the job could not be run.
 pub async fn run_job(context: &FunctionContext, body: &[u8]) -> ApiResponse {
-    let invocation: Invocation = match serde_json::from_slice(body) {
+    let invocation = match Invocation::parse(body) {
         Ok(invocation) => invocation,
-        Err(error) => return ApiError::MalformedInvocation(error.to_string()).into_response(),
+        Err(reason) => return ApiError::MalformedInvocation(reason).into_response(),
     };
     let Some(message) = invocation.data.get("message") else {
         return ApiError::MalformedInvocation("the invocation has no message binding".into())

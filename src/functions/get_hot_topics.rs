@@ -292,11 +292,8 @@ mod tests {
 
     fn timer(next: Option<&str>) -> TimerInfo {
         TimerInfo {
-            schedule: None,
             schedule_status: next.map(|next| ScheduleStatus {
-                last: None,
                 next: Some(next.to_owned()),
-                last_updated: None,
             }),
             is_past_due: false,
         }
