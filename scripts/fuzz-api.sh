@@ -4,8 +4,8 @@
 #   scripts/fuzz-api.sh <max-examples-per-operation>
 #
 # Runs under scripts/with-azurite.sh (needs AZURITE_CONNECTION_STRING). Installs the pinned
-# schemathesis into .tools/venv on first use, starts the built debug handler in standalone mode
-# on a free port against a fresh container, and fails on any 5xx, any answer that breaks the
+# schemathesis into .tools/venv on first use (scripts/tools-venv.sh), starts the built debug
+# handler in standalone mode on a free port against a fresh container, and fails on any 5xx, any answer that breaks the
 # spec, or a crash. Reddit points at a closed port: jobs fail, the API must not.
 set -euo pipefail
 
@@ -14,13 +14,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$repo/.tools/venv"
 : "${AZURITE_CONNECTION_STRING:?run this under scripts/with-azurite.sh}"
 
-if [[ ! -x "$venv/bin/schemathesis" ]] || ! cmp -s "$repo/tools/fuzz-requirements.txt" "$venv/requirements.txt"; then
-    echo "fuzz-api.sh: installing schemathesis (pinned in tools/fuzz-requirements.txt)" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$repo/tools/fuzz-requirements.txt"
-    cp "$repo/tools/fuzz-requirements.txt" "$venv/requirements.txt"
-fi
+"$repo/scripts/tools-venv.sh"
 
 log="$(mktemp)"
 handler=

@@ -11,6 +11,10 @@ log="$(mktemp)"
 fuzz_log="$(mktemp)"
 trap 'rm -f "$log" "$fuzz_log"' EXIT
 
+# The Python tools, before anything that uses them starts: the fuzzing run, and the callback
+# tests' Standard Webhooks verifier. A failure here shows again as those tests' failures.
+scripts/tools-venv.sh
+
 # The fuzzing run counts as one test; its output is shown when it is over.
 scripts/fuzz-api.sh "${FUZZ_EXAMPLES:-25}" >"$fuzz_log" 2>&1 &
 fuzz=$!

@@ -11,12 +11,14 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
+use crate::jobs::callback::{SigningKey, UnsignedCallbacks};
 use crate::jobs::request::default_subreddits;
 use crate::jobs::{CallbackPolicy, Limit};
 use crate::reddit::Subreddit;
 use crate::schedule::Schedule;
 pub use crate::telemetry::LogFormat;
 
+mod callbacks;
 mod queues;
 mod references;
 mod storage;
@@ -139,7 +141,11 @@ pub struct JobSettings {
     pub max_concurrent_jobs: usize,
     pub stale_after: Duration,
     pub retention_days: u32,
-    pub callback_signing_key: Option<SecretString>,
+    /// `CALLBACK_SIGNING_KEY`: signs completion callbacks (api.md section 7).
+    pub callback_signing_key: Option<SigningKey>,
+    /// Without a signing key: whether callbacks go out unsigned or are refused at submit
+    /// (refused under the host in Azure unless `ALLOW_UNSIGNED_CALLBACKS=true`).
+    pub unsigned_callbacks: UnsignedCallbacks,
     /// `ALLOW_INSECURE_CALLBACKS`: whether local callback addresses are accepted.
     pub callback_policy: CallbackPolicy,
     /// `JOB_DISPATCH` and `JOB_QUEUE`.
@@ -229,6 +235,7 @@ impl Settings {
             key_vault_client_id: env.get("AZURE_CLIENT_ID").map(str::to_owned),
         };
 
+        let callbacks = callbacks::CallbackSettings::from_env(&env, &mode)?;
         let mut jobs = JobSettings {
             max_concurrent_jobs: env.parse_in("MAX_CONCURRENT_JOBS", 4, 1..=256)?,
             stale_after: Duration::from_secs(env.parse_in(
@@ -237,12 +244,9 @@ impl Settings {
                 5..=86_400,
             )?),
             retention_days: env.parse_in("JOB_RETENTION_DAYS", 30, 1..=3650)?,
-            callback_signing_key: env.secret("CALLBACK_SIGNING_KEY"),
-            callback_policy: if env.parse("ALLOW_INSECURE_CALLBACKS", false)? {
-                CallbackPolicy::AllowLocal
-            } else {
-                CallbackPolicy::PublicHttps
-            },
+            callback_signing_key: callbacks.signing_key,
+            unsigned_callbacks: callbacks.unsigned,
+            callback_policy: callbacks.policy,
             dispatch: DispatchSettings::from_env(&env)?,
             queue_account: None,
         };

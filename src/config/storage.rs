@@ -339,7 +339,7 @@ fn service_endpoint(account: &str, service: &str) -> Url {
 }
 
 /// The App Service setting that says we run in Azure, if any.
-fn azure_marker(env: &Env) -> Option<&'static str> {
+pub(super) fn azure_marker(env: &Env) -> Option<&'static str> {
     AZURE_MARKERS
         .into_iter()
         .find(|marker| env.get(marker).is_some())

@@ -53,11 +53,22 @@ async fn start(
 ) -> Result<ApiResponse, ApiError> {
     let job = JobRequest::from_requested(requested, context.settings.jobs.callback_policy)
         .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    admit_callback(context, &job)?;
     let document = context
         .jobs
         .submit(job, None, idempotency_key.as_ref())
         .await?;
     Ok(ticket::ticket(context, request, &document))
+}
+
+/// A callback this deployment would send unsigned where it sends none is refused (api.md
+/// section 7), at a retry too: the retry carries the old job's `callback_url`.
+fn admit_callback(context: &FunctionContext, job: &JobRequest) -> Result<(), ApiError> {
+    context
+        .settings
+        .jobs
+        .admit_callback(job)
+        .map_err(|refused| ApiError::BadRequest(refused.to_string()))
 }
 
 async fn load(context: &FunctionContext, id: JobId) -> Result<StatusDocument, ApiError> {
@@ -113,6 +124,7 @@ async fn retry(
             status: old.status,
         });
     }
+    admit_callback(context, &old.request)?;
     let document = context.jobs.submit(old.request, Some(id), None).await?;
     Ok(ticket::ticket(context, request, &document))
 }

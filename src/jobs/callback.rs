@@ -1,37 +1,29 @@
 //! Completion callbacks (docs/api.md section 7): the final status document POSTed to the job's
-//! `callback_url`, signed with HMAC-SHA256, retried with backoff. A callback that keeps failing
-//! is logged and given up; it never changes the job's outcome.
+//! `callback_url`, signed as Standard Webhooks says, retried with backoff. A callback that keeps
+//! failing is logged and given up; it never changes the job's outcome.
 //!
 //! - [`address`]: which addresses a callback may reach, on the URL's text and at connection.
 //! - [`record`](CallbackRecord): where a callback stands, kept in the status document so that
 //!   it survives the instance that owes it; the runner delivers it (`runner/delivery.rs`).
+//! - [`signing`]: the `webhook-*` headers and the key that signs them.
 //! - [`CallbackSender`]: one signed request.
+//! - [`UnsignedCallbacks`]: where a callback that would go out unsigned is refused at submit.
 
 pub mod address;
 mod record;
+pub mod signing;
 
 pub use record::{CallbackRecord, CallbackState};
+/// The old `X-Womble-Signature` value, `sha256=<hex>` of the body: see [`signing`].
+pub use signing::legacy_signature as signature;
+pub use signing::SigningKey;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
-
-use super::request::{CallbackPolicy, CallbackUrl};
+use super::request::{CallbackPolicy, CallbackUrl, JobRequest};
 use super::status::StatusDocument;
 use crate::retry::Backoff;
-
-/// The header carrying `sha256=<hex HMAC-SHA256 of the body>`.
-pub const SIGNATURE_HEADER: &str = "X-Womble-Signature";
-
-/// `sha256=<hex>` of `body` keyed by `key`.
-pub fn signature(key: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
 
 /// Requests sent for one callback, by every instance together, before it is abandoned.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -41,12 +33,11 @@ pub const DELIVERY: Backoff = Backoff::new(Duration::from_millis(500)).max_attem
 
 /// One HTTP client for every callback, configured once: a 10 s timeout, no redirects, no
 /// proxy (a proxy would make the connection, and judge the address, in our stead), and a
-/// resolver that connects to public addresses only. `Debug` shows no key: `SecretString`
-/// redacts itself.
+/// resolver that connects to public addresses only. `Debug` shows no key.
 #[derive(Clone)]
 pub struct CallbackSender {
     http: reqwest::Client,
-    signing_key: Option<SecretString>,
+    signing_key: Option<SigningKey>,
     policy: CallbackPolicy,
 }
 
@@ -61,7 +52,7 @@ impl std::fmt::Debug for CallbackSender {
 
 impl CallbackSender {
     pub fn new(
-        signing_key: Option<SecretString>,
+        signing_key: Option<SigningKey>,
         policy: CallbackPolicy,
     ) -> Result<Self, reqwest::Error> {
         Self::with_lookup(signing_key, policy, address::system_lookup())
@@ -70,14 +61,20 @@ impl CallbackSender {
     /// As [`new`](Self::new), resolving host names with `lookup` (tests make names resolve
     /// where they like).
     pub fn with_lookup(
-        signing_key: Option<SecretString>,
+        signing_key: Option<SigningKey>,
         policy: CallbackPolicy,
         lookup: address::Lookup,
     ) -> Result<Self, reqwest::Error> {
-        if signing_key.is_none() {
-            tracing::warn!(
-                "CALLBACK_SIGNING_KEY is not set: completion callbacks are sent unsigned"
-            );
+        match signing_key.as_ref().map(SigningKey::form) {
+            None => tracing::warn!(
+                "CALLBACK_SIGNING_KEY is not set: completion callbacks carry no signature"
+            ),
+            Some(signing::KeyForm::Legacy) => tracing::warn!(
+                "CALLBACK_SIGNING_KEY is not a whsec_ secret: it signs callbacks as the raw bytes \
+                 of its text, and the deprecated X-Womble-Signature header is still sent; \
+                 see docs/api.md section 7 to move to a whsec_ secret"
+            ),
+            Some(signing::KeyForm::Standard) => {}
         }
         Ok(Self {
             http: reqwest::Client::builder()
@@ -92,21 +89,23 @@ impl CallbackSender {
         })
     }
 
-    /// One POST of `body` to `url`. The URL's text is judged again first: the rules may have
-    /// tightened since the job was stored.
-    pub async fn attempt(&self, url: &CallbackUrl, body: &[u8]) -> Result<(), String> {
+    /// One POST of `message` to `url`, stamped with the time of this attempt. The URL's text is
+    /// judged again first: the rules may have tightened since the job was stored.
+    pub async fn attempt(&self, url: &CallbackUrl, message: &Message) -> Result<(), String> {
         let url =
             CallbackUrl::parse(url.as_str(), self.policy).map_err(|refused| refused.to_owned())?;
+        let timestamp = chrono::Utc::now().timestamp();
         let mut request = self
             .http
             .post(url.as_str())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec());
+            .header(signing::WEBHOOK_ID, &message.id)
+            .header(signing::WEBHOOK_TIMESTAMP, timestamp.to_string())
+            .body(message.body.clone());
         if let Some(key) = &self.signing_key {
-            request = request.header(
-                SIGNATURE_HEADER,
-                signature(key.expose_secret().as_bytes(), body),
-            );
+            for (name, value) in key.headers(&message.id, timestamp, &message.body) {
+                request = request.header(name, value);
+            }
         }
         match request.send().await {
             Ok(answer) if answer.status().is_success() => Ok(()),
@@ -120,13 +119,59 @@ impl CallbackSender {
     }
 }
 
-/// The callback body: the final status document as an API answer shows it (the callback URL
-/// cut down to its origin), without the delivery's own record, so every attempt sends the same
-/// bytes.
-pub fn body(document: &StatusDocument) -> Vec<u8> {
+/// One job's callback as every attempt sends it: the same `webhook-id` and the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// `webhook-id`: the job id.
+    pub id: String,
+    pub body: Vec<u8>,
+}
+
+/// The callback message of a terminal job. Its body is the final status document as an API
+/// answer shows it (the callback URL cut down to its origin), without the delivery's own
+/// record, so every attempt sends the same bytes.
+pub fn body(document: &StatusDocument) -> Message {
     let mut shown = document.redacted();
     shown.callback = None;
-    serde_json::to_vec(&shown).expect("status documents serialise")
+    Message {
+        id: document.job_id.to_string(),
+        body: serde_json::to_vec(&shown).expect("status documents serialise"),
+    }
+}
+
+/// What happens to a `callback_url` when there is no signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsignedCallbacks {
+    /// The callback is sent unsigned (a warning at start says so): outside Azure, or with
+    /// `ALLOW_UNSIGNED_CALLBACKS=true`.
+    Sent,
+    /// A job that asks for one is refused at submit: under the Functions host in Azure, where a
+    /// receiver could not tell our callbacks from anyone's.
+    Refused,
+}
+
+/// A job refused because its callback would go out unsigned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "callback_url is refused: this deployment has no callback signing key, and it sends no \
+     unsigned callbacks (its operator can set CALLBACK_SIGNING_KEY, or \
+     ALLOW_UNSIGNED_CALLBACKS=true to send them unsigned)"
+)]
+pub struct UnsignedCallbackRefused;
+
+impl UnsignedCallbacks {
+    /// Admits `request` unless it asks for a callback that `signing_key` would not sign where
+    /// unsigned callbacks are refused.
+    pub fn admit(
+        self,
+        signing_key: Option<&SigningKey>,
+        request: &JobRequest,
+    ) -> Result<(), UnsignedCallbackRefused> {
+        match (self, signing_key, &request.callback_url) {
+            (Self::Refused, None, Some(_)) => Err(UnsignedCallbackRefused),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Whether reqwest failed because our resolver refused the host.

@@ -1,27 +1,33 @@
 //! Completion callbacks: which URLs are refused at submit, what answers show of a callback URL,
-//! and delivery that survives a SIGKILL and happens once per job across instances.
+//! delivery that survives a SIGKILL and happens once per job across instances, signatures that
+//! the Standard Webhooks library accepts (and refuses when they are tampered with, made with
+//! another secret or replayed late), and what the settings may not do under the host in Azure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 
 use testkit::app::{job, JobApi as _, TestApp};
 use testkit::fake_reddit::Behaviour;
 use testkit::host::HostRequest;
 use testkit::poll;
+use testkit::port::ClosedPort;
 
 const WAIT: Duration = Duration::from_secs(45);
 const QUICK_ADOPTION: (&str, &str) = ("JOB_STALE_AFTER_SECONDS", "5");
 const LOCAL_CALLBACKS: (&str, &str) = ("ALLOW_INSECURE_CALLBACKS", "true");
-const SIGNING_KEY: &str = "callback-signing-key";
+/// What App Service sets on every instance in Azure.
+const IN_AZURE: (&str, &str) = ("WEBSITE_INSTANCE_ID", "summary-womble-instance-1");
 
 /// One callback request as the receiver saw it.
 #[derive(Debug, Clone)]
 struct Delivery {
-    signature: Option<String>,
+    /// Every header, by its lower-case name.
+    headers: BTreeMap<String, String>,
     body: Vec<u8>,
     /// Whether the receiver answered it 2xx.
     succeeded: bool,
@@ -31,6 +37,87 @@ impl Delivery {
     fn job_id(&self) -> String {
         let document: Value = serde_json::from_slice(&self.body).unwrap();
         document["job_id"].as_str().unwrap().to_owned()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// A new Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
+fn whsec() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// What the Standard Webhooks library made of a delivery.
+#[derive(Debug)]
+enum Verdict {
+    /// Accepted: the body, parsed by the library.
+    Verified(Value),
+    /// Refused, with the library's reason.
+    Refused(String),
+}
+
+/// The secret a receiver hands the library: a `whsec_` value as it is, or a legacy key as the
+/// raw bytes of its text.
+enum Secret<'a> {
+    Whsec(&'a str),
+    Raw(&'a str),
+}
+
+/// Verifies what a receiver got with the `standardwebhooks` package from PyPI
+/// (scripts/verify-webhook.py), with the receiver's clock `later_seconds` ahead of ours.
+async fn verify(
+    secret: Secret<'_>,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+    later_seconds: u64,
+) -> Verdict {
+    let root = testkit::app_root();
+    let python = root.join(".tools/venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: these tests verify callbacks with the Standard Webhooks library that \
+         scripts/tools-venv.sh installs there. Run `make test` (or scripts/tools-venv.sh once)",
+        python.display()
+    );
+    let (secret, raw_secret) = match secret {
+        Secret::Whsec(text) => (text, false),
+        Secret::Raw(text) => (text, true),
+    };
+    let case = json!({
+        "secret": secret,
+        "raw_secret": raw_secret,
+        "headers": headers,
+        "body_base64": base64::engine::general_purpose::STANDARD.encode(body),
+        "later_seconds": later_seconds,
+    });
+    let mut child = tokio::process::Command::new(&python)
+        .arg(root.join("scripts/verify-webhook.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("{}: {error}", python.display()));
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(case.to_string().as_bytes()).await.unwrap();
+    }
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let answer: Value = match (output.status.code(), serde_json::from_slice(&output.stdout)) {
+        (Some(0 | 1), Ok(answer)) => answer,
+        _ => panic!("verify-webhook.py failed ({}): {stderr}", output.status),
+    };
+    if answer["verified"] == true {
+        Verdict::Verified(answer["document"].clone())
+    } else {
+        Verdict::Refused(answer["reason"].as_str().unwrap().to_owned())
     }
 }
 
@@ -52,15 +139,21 @@ impl Receiver {
         let routes = {
             let (hold, seen) = (hold.clone(), seen.clone());
             warp::post()
-                .and(warp::header::optional::<String>("x-womble-signature"))
+                .and(warp::header::headers_cloned())
                 .and(warp::body::bytes())
-                .then(move |signature: Option<String>, body: bytes::Bytes| {
+                .then(move |headers: warp::http::HeaderMap, body: bytes::Bytes| {
                     let (hold, seen) = (hold.clone(), seen.clone());
                     async move {
+                        let headers = headers
+                            .iter()
+                            .map(|(name, value)| {
+                                (name.to_string(), value.to_str().unwrap().to_owned())
+                            })
+                            .collect();
                         let index = {
                             let mut seen = seen.lock().unwrap();
                             seen.push(Delivery {
-                                signature,
+                                headers,
                                 body: body.to_vec(),
                                 succeeded: false,
                             });
@@ -224,22 +317,15 @@ async fn answers_show_only_the_origin_of_a_callback_url_and_storage_keeps_all_of
     }
 }
 
-/// Checks a delivery's signature and returns its body as JSON.
-fn signed_document(delivery: &Delivery) -> Value {
-    let expected =
-        summary_womble::jobs::callback::signature(SIGNING_KEY.as_bytes(), &delivery.body);
-    assert_eq!(delivery.signature.as_deref(), Some(expected.as_str()));
-    serde_json::from_slice(&delivery.body).unwrap()
-}
-
 #[tokio::test]
 async fn a_callback_owed_by_a_killed_instance_is_delivered_by_another() {
     let receiver = Receiver::start().await;
     receiver.hold(true);
+    let secret = whsec();
     let mut app = TestApp::start_with(vec![
         QUICK_ADOPTION,
         LOCAL_CALLBACKS,
-        ("CALLBACK_SIGNING_KEY", SIGNING_KEY),
+        ("CALLBACK_SIGNING_KEY", &secret),
     ])
     .await;
     let id = app
@@ -262,14 +348,28 @@ async fn a_callback_owed_by_a_killed_instance_is_delivered_by_another() {
         !receiver.successes().is_empty()
     })
     .await;
-    let delivered = receiver
-        .deliveries()
-        .into_iter()
+    let deliveries = receiver.deliveries();
+    let delivered = deliveries
+        .iter()
         .find(|delivery| delivery.succeeded)
         .unwrap();
-    let document = signed_document(&delivered);
+    let verdict = verify(
+        Secret::Whsec(&secret),
+        &delivered.headers,
+        &delivered.body,
+        0,
+    )
+    .await;
+    let Verdict::Verified(document) = verdict else {
+        panic!("{verdict:?}")
+    };
     assert_eq!(document["job_id"], id.as_str());
     assert_eq!(document["status"], "completed");
+    // Both instances' attempts are one message to the receiver: the same webhook-id.
+    assert!(deliveries.len() >= 2, "{deliveries:?}");
+    for delivery in &deliveries {
+        assert_eq!(delivery.header("webhook-id"), Some(id.as_str()));
+    }
     // The receiver answers before the sender records the delivery.
     poll::until("the delivery to be recorded", WAIT, async || {
         app.stored_status(&id).await.unwrap()["callback"]["state"] == "delivered"
@@ -340,4 +440,190 @@ async fn every_job_gets_exactly_one_successful_callback_across_instances() {
         let stored = app.stored_status(id).await.unwrap();
         assert_eq!(stored["callback"]["state"], "delivered", "{stored}");
     }
+}
+
+/// Waits for the first callback the receiver answered 2xx.
+async fn first_success(receiver: &Receiver) -> Delivery {
+    poll::until("a callback to be delivered", WAIT, async || {
+        !receiver.successes().is_empty()
+    })
+    .await;
+    receiver
+        .deliveries()
+        .into_iter()
+        .find(|delivery| delivery.succeeded)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_delivery_verifies_with_the_standard_webhooks_library_and_a_tampered_foreign_or_late_one_does_not(
+) {
+    let receiver = Receiver::start().await;
+    let secret = whsec();
+    let app = TestApp::start_with(vec![LOCAL_CALLBACKS, ("CALLBACK_SIGNING_KEY", &secret)]).await;
+    let id = app
+        .submit(
+            json!({"topics": ["technology"], "limit": 1, "callback_url": receiver.url("/hook")}),
+        )
+        .await;
+    let delivery = first_success(&receiver).await;
+    assert_eq!(delivery.header("webhook-id"), Some(id.as_str()));
+    assert!(
+        delivery.header("x-womble-signature").is_none(),
+        "the old header goes out with a legacy key only: {:?}",
+        delivery.headers
+    );
+    let (headers, body) = (&delivery.headers, delivery.body.as_slice());
+
+    match verify(Secret::Whsec(&secret), headers, body, 0).await {
+        Verdict::Verified(document) => {
+            assert_eq!(document["job_id"], id.as_str());
+            assert_eq!(document["status"], "completed");
+        }
+        refused => panic!("a real delivery is refused: {refused:?}"),
+    }
+
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let tampered = text.replace(r#""status":"completed""#, r#""status":"failed""#);
+    assert_ne!(tampered, text);
+    let mut restamped = headers.clone();
+    let now = chrono::Utc::now().timestamp() + 1;
+    restamped.insert("webhook-timestamp".into(), now.to_string());
+    let other_secret = whsec();
+    let refusals = [
+        (
+            "a tampered body",
+            verify(Secret::Whsec(&secret), headers, tampered.as_bytes(), 0).await,
+            "No matching signature found",
+        ),
+        (
+            "another secret",
+            verify(Secret::Whsec(&other_secret), headers, body, 0).await,
+            "No matching signature found",
+        ),
+        (
+            "a replay 10 minutes later",
+            verify(Secret::Whsec(&secret), headers, body, 600).await,
+            "Message timestamp too old",
+        ),
+        (
+            "a replay restamped with a fresh timestamp",
+            verify(Secret::Whsec(&secret), &restamped, body, 0).await,
+            "No matching signature found",
+        ),
+    ];
+    for (case, verdict, reason) in refusals {
+        match verdict {
+            Verdict::Refused(refusal) => assert_eq!(refusal, reason, "{case}"),
+            verified => panic!("{case} is accepted: {verified:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_legacy_signing_key_signs_the_new_headers_with_its_raw_bytes_and_still_sends_the_old_one()
+{
+    let receiver = Receiver::start().await;
+    let key = "a-signing-key-set-before-standard-webhooks";
+    let app = TestApp::start_with(vec![LOCAL_CALLBACKS, ("CALLBACK_SIGNING_KEY", key)]).await;
+    let id = app
+        .submit(
+            json!({"topics": ["technology"], "limit": 1, "callback_url": receiver.url("/hook")}),
+        )
+        .await;
+    let delivery = first_success(&receiver).await;
+    assert_eq!(delivery.header("webhook-id"), Some(id.as_str()));
+    let old = summary_womble::jobs::callback::signature(key.as_bytes(), &delivery.body);
+    assert_eq!(delivery.header("x-womble-signature"), Some(old.as_str()));
+    match verify(Secret::Raw(key), &delivery.headers, &delivery.body, 0).await {
+        Verdict::Verified(document) => assert_eq!(document["job_id"], id.as_str()),
+        refused => panic!("{refused:?}"),
+    }
+    assert!(
+        app.host
+            .wait_for_log("CALLBACK_SIGNING_KEY is not a whsec_ secret", WAIT)
+            .await,
+        "{}",
+        app.host.logs()
+    );
+    assert!(!app.host.logs().contains(key));
+}
+
+#[tokio::test]
+async fn under_the_host_in_azure_a_callback_url_without_a_signing_key_is_refused_unless_unsigned_ones_are_allowed(
+) {
+    let receiver = Receiver::start().await;
+    // A job with a callback from before, for the retry below.
+    let app = TestApp::start_with(vec![LOCAL_CALLBACKS]).await;
+    let earlier = app
+        .submit(
+            json!({"topics": ["technology"], "limit": 1, "callback_url": receiver.url("/hook")}),
+        )
+        .await;
+    app.wait_terminal(&earlier, WAIT).await;
+    // Jobs accepted below stay running until the test ends: no callback leaves this machine.
+    app.reddit
+        .set("slowsub", Behaviour::Slow(Duration::from_secs(600)));
+    let with_callback = json!({"topics": ["slowsub"], "limit": 1, "callback_url": "https://hooks.example.com/done"});
+
+    let azure = app
+        .another_instance_with(vec![IN_AZURE, ("ALLOW_INSECURE_CALLBACKS", "")])
+        .await;
+    let stored = app.container.names().await;
+    for request in [
+        post(with_callback.clone()),
+        post(json!({"action": "retry", "job_id": earlier})),
+    ] {
+        let answer = azure.forward(request).await;
+        assert_eq!(answer.status, 400, "{}", answer.text());
+        let error = answer.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.starts_with("callback_url"), "{error}");
+        assert!(error.contains("CALLBACK_SIGNING_KEY"), "{error}");
+    }
+    assert_eq!(app.container.names().await, stored, "nothing was stored");
+    let answer = azure
+        .forward(post(json!({"topics": ["slowsub"], "limit": 1})))
+        .await;
+    assert_eq!(
+        answer.status,
+        202,
+        "a job without a callback: {}",
+        answer.text()
+    );
+    drop(azure);
+
+    let secret = whsec();
+    for allowed in [
+        ("ALLOW_UNSIGNED_CALLBACKS", "true"),
+        ("CALLBACK_SIGNING_KEY", secret.as_str()),
+    ] {
+        let azure = app
+            .another_instance_with(vec![IN_AZURE, ("ALLOW_INSECURE_CALLBACKS", ""), allowed])
+            .await;
+        let answer = azure.forward(post(with_callback.clone())).await;
+        assert_eq!(answer.status, 202, "{allowed:?}: {}", answer.text());
+    }
+}
+
+#[test]
+fn under_the_host_in_azure_allow_insecure_callbacks_stops_the_handler_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // The handler refuses to start before it binds; the port stays held by the test.
+    let port = ClosedPort::new();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.port().to_string())
+        .env("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+        .env(IN_AZURE.0, IN_AZURE.1)
+        .env("ALLOW_INSECURE_CALLBACKS", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("setting ALLOW_INSECURE_CALLBACKS is invalid"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(IN_AZURE.0), "{stderr}");
 }
