@@ -2,7 +2,8 @@
 #
 #   make run              start the app locally with Azurite (func start when Core Tools is
 #                         installed, else the handler in standalone mode on port 7071)
-#   make test             unit, contract and black-box tests against a real Azurite (the
+#   make test             formatting, clippy and cargo deny (scripts/guard-rails.sh), then unit,
+#                         contract and black-box tests against a real Azurite (the
 #                         dashboard's in headless Chromium, installed when missing), and a short
 #                         schema-driven fuzzing run (schemathesis, from openapi.yaml)
 #   make fuzz-api N=300   a longer fuzzing run
@@ -36,6 +37,7 @@ node_modules/.bin/azurite-blob: package.json package-lock.json
 	@touch $@
 
 test: node_modules/.bin/azurite-blob
+	scripts/guard-rails.sh
 	scripts/browser.sh
 	$(CARGO) build --locked --tests --bins
 	scripts/with-azurite.sh .test-state scripts/test.sh

