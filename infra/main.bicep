@@ -50,6 +50,13 @@ param maximumInstanceCount int = 1
 @description('The function key GetHotTopics sends to SummaryWomble, kept in Key Vault as summary-womble-key; set on the app after each deployment by infra/hooks/postdeploy.sh.')
 param timerFunctionKey string
 
+// Generated once by the same hook and kept as CALLBACK_SIGNING_KEY: whsec_ and the base64 of
+// 32 random bytes, the Standard Webhooks secret that signs completion callbacks.
+@secure()
+@minLength(38)
+@description('The whsec_ secret that signs completion callbacks, kept in Key Vault as callback-signing-key.')
+param callbackSigningKey string
+
 var tags = {
   'azd-env-name': environmentName
 }
@@ -76,6 +83,7 @@ module resources 'resources.bicep' = {
     queueDispatch: queueDispatch
     maximumInstanceCount: maximumInstanceCount
     timerFunctionKey: timerFunctionKey
+    callbackSigningKey: callbackSigningKey
   }
 }
 

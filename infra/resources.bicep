@@ -31,6 +31,10 @@ param maximumInstanceCount int
 @secure()
 param timerFunctionKey string
 
+@description('The whsec_ secret that signs completion callbacks; generated once, see main.bicep.')
+@secure()
+param callbackSigningKey string
+
 // Names fixed by the contract (api.md): the container, the job queue, the Key Vault secrets.
 var containerName = 'hot-topics'
 var jobQueueName = 'hot-topics-jobs'
@@ -42,6 +46,8 @@ var userAgentSecretName = 'reddit-user-agent'
 // Microsoft.Web/sites/host/functionKeys resource asks the host runtime during provisioning,
 // before any code runs, and fails now and then (docs/deploy.md).
 var timerKeySecretName = 'summary-womble-key'
+// The Standard Webhooks secret that signs completion callbacks (CALLBACK_SIGNING_KEY).
+var callbackKeySecretName = 'callback-signing-key'
 // Flex Consumption takes the deployment package from a blob container of its own.
 var deploymentContainerName = 'app-package-${resourceToken}'
 
@@ -144,6 +150,13 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     name: timerKeySecretName
     properties: {
       value: timerFunctionKey
+    }
+  }
+
+  resource callbackKeySecret 'secrets' = {
+    name: callbackKeySecretName
+    properties: {
+      value: callbackSigningKey
     }
   }
 }
@@ -322,19 +335,24 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${appIdentity.properties.clientId};Authorization=AAD'
         }
-        // Reddit credentials: Key Vault references, resolved by the platform before the
-        // handler starts. Versionless, so a new secret version is picked up.
+        // Reddit credentials: read by the handler itself from the vault (secrets
+        // reddit-client-id, reddit-client-secret, reddit-user-agent) with the app's identity,
+        // again every hour and at once when Reddit refuses them, so a rotated secret needs no
+        // restart (docs/reddit.md). Key Vault references would be fixed for the life of the
+        // process.
         {
-          name: 'REDDIT_CLIENT_ID'
-          value: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${clientIdSecretName})'
+          name: 'KEY_VAULT_URL'
+          value: vault.properties.vaultUri
         }
         {
-          name: 'REDDIT_CLIENT_SECRET'
-          value: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${clientSecretSecretName})'
+          name: 'AZURE_CLIENT_ID'
+          value: appIdentity.properties.clientId
         }
+        // Completion callbacks are signed (Standard Webhooks); under the host in Azure a
+        // callback_url is refused without this key.
         {
-          name: 'REDDIT_USER_AGENT'
-          value: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${userAgentSecretName})'
+          name: 'CALLBACK_SIGNING_KEY'
+          value: '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${callbackKeySecretName})'
         }
         // Job dispatch: RunJob's trigger reads its queue name from JOB_QUEUE (%JOB_QUEUE%).
         {
@@ -366,6 +384,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     vault::clientSecretSecret
     vault::userAgentSecret
     vault::timerKeySecret
+    vault::callbackKeySecret
   ]
 }
 

@@ -284,28 +284,36 @@ fn the_storage_settings_and_key_vault_references_use_the_identity_the_app_runs_a
     assert!(!settings.contains_key("AzureWebJobsStorage"));
     assert!(!settings.contains_key("OUTPUT_STORAGE_CONNECTION_STRING"));
 
-    for (setting, secret) in [
-        ("REDDIT_CLIENT_ID", CLIENT_ID_SECRET),
-        ("REDDIT_CLIENT_SECRET", CLIENT_SECRET_SECRET),
-        ("REDDIT_USER_AGENT", USER_AGENT_SECRET),
-    ] {
-        let value = &settings[setting];
+    // The Reddit credentials are read by the handler from the vault, as the app's identity,
+    // so that a rotated secret is taken up without a restart: no reference in the settings.
+    assert_eq!(settings["KEY_VAULT_URL"], "vault.properties.vaultUri");
+    assert_eq!(
+        settings["AZURE_CLIENT_ID"],
+        format!("{identity}.properties.clientId")
+    );
+    for setting in ["REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "REDDIT_USER_AGENT"] {
         assert!(
-            value
-                .starts_with("'@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/"),
-            "{setting} = {value}"
-        );
-        // The secret's name comes from a variable that holds the contract's name.
-        let variable = value
-            .split("secrets/${")
-            .nth(1)
-            .and_then(|rest| rest.split('}').next())
-            .unwrap();
-        assert!(
-            bicep.contains(&format!("var {variable} = '{secret}'")),
-            "{setting} points at {variable}, which is not {secret:?}"
+            !settings.contains_key(setting),
+            "{setting} would be fixed for the life of the process"
         );
     }
+    for (variable, secret) in [
+        ("clientIdSecretName", CLIENT_ID_SECRET),
+        ("clientSecretSecretName", CLIENT_SECRET_SECRET),
+        ("userAgentSecretName", USER_AGENT_SECRET),
+    ] {
+        assert!(
+            bicep.contains(&format!("var {variable} = '{secret}'")),
+            "the vault secret {variable} is not {secret:?}"
+        );
+    }
+
+    // The callback signing key is a reference to the secret the template keeps.
+    let value = &settings["CALLBACK_SIGNING_KEY"];
+    assert_eq!(
+        value,
+        "'@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${callbackKeySecretName})'"
+    );
 }
 
 /// (role id, scope) of every role assignment to the app's identity.
@@ -643,20 +651,40 @@ fn no_key_is_made_anew_by_each_provision() {
 }
 
 #[test]
-fn the_preprovision_hook_generates_the_timer_key_once_and_keeps_it_after() {
+fn the_preprovision_hook_generates_the_timer_key_and_the_signing_key_once_and_keeps_them_after() {
     let first = run_hook("infra/hooks/preprovision.sh", &[("AZURE_ENV_NAME", "dev")]);
     assert!(first.succeeded, "{}", first.output);
-    assert_eq!(first.calls.len(), 1, "{:?}", first.calls);
-    let key = first.calls[0]
-        .strip_prefix("azd env set --environment dev SUMMARY_WOMBLE_KEY ")
-        .unwrap_or_else(|| panic!("not kept in the azd environment: {:?}", first.calls));
+    assert_eq!(first.calls.len(), 2, "{:?}", first.calls);
+    let kept = |name: &str| {
+        first
+            .calls
+            .iter()
+            .find_map(|call| call.strip_prefix(&format!("azd env set --environment dev {name} ")))
+            .unwrap_or_else(|| panic!("{name} not kept in the azd environment: {:?}", first.calls))
+            .to_owned()
+    };
+    let key = kept("SUMMARY_WOMBLE_KEY");
     assert_eq!(key.len(), 64, "{key}");
     assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
-    assert!(!first.output.contains(key), "the hook printed the key");
+    // A Standard Webhooks secret: whsec_ and the base64 of 32 bytes.
+    let signing = kept("CALLBACK_SIGNING_KEY");
+    let encoded = signing.strip_prefix("whsec_").expect("a whsec_ secret");
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64");
+    assert_eq!(bytes.len(), 32);
+    for secret in [&key, &signing] {
+        assert!(!first.output.contains(secret.as_str()), "the hook printed a secret");
+    }
 
     let again = run_hook(
         "infra/hooks/preprovision.sh",
-        &[("AZURE_ENV_NAME", "dev"), ("SUMMARY_WOMBLE_KEY", key)],
+        &[
+            ("AZURE_ENV_NAME", "dev"),
+            ("SUMMARY_WOMBLE_KEY", &key),
+            ("CALLBACK_SIGNING_KEY", &signing),
+        ],
     );
     assert!(again.succeeded, "{}", again.output);
     assert!(
