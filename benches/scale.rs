@@ -21,8 +21,9 @@ use testkit::app::post;
 use testkit::azurite::OwnAzurite;
 use testkit::fake_reddit::{FakeReddit, CLIENT_ID};
 use testkit::host::{HostOptions, HostRequest, HostSimulator, QueueListenerOptions};
+use testkit::status;
 
-use super::{show, Figure};
+use super::report::{show, Figure};
 
 const SCALE_JOBS: usize = 96;
 const SCALE_LATENCY: Duration = Duration::from_millis(1000);
@@ -134,7 +135,7 @@ async fn run(
     let mut hosts = Vec::new();
     for _ in 0..instances {
         let mut options = HostOptions::default().queue_listener(QueueListenerOptions::default());
-        for (name, value) in container.env().into_iter().chain(fake.env()) {
+        for (name, value) in container.storage_env().into_iter().chain(fake.env()) {
             options = options.env(name, value);
         }
         options = options
@@ -174,8 +175,7 @@ async fn run(
             )))
             .await;
         let document = answer.json();
-        if ["completed", "failed", "cancelled"].contains(&document["status"].as_str().unwrap_or(""))
-        {
+        if status::is_terminal(&document) {
             documents.push(document);
             next += 1;
             continue;

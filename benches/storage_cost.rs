@@ -6,10 +6,22 @@
 //! query and `x-ms-*` headers, not the host, so Azurite accepts the proxied requests as they
 //! are (`testkit::storage_proxy`).
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context as _};
 use futures::StreamExt as _;
+use serde_json::Value;
+use summary_womble::store::BlobStore;
+use testkit::azurite::OwnAzurite;
+use testkit::process::HandlerProcess;
+use testkit::status;
 use testkit::storage_proxy::StorageProxy;
 
-use super::*;
+use super::calls::{api, ticket, timed, Failures, TICKET_BODY};
+use super::jobs::standard_job;
+use super::report::{ms, Figure, Summary};
+use super::{Bench, CLIENTS, WARMUP_SAMPLES};
 
 /// Jobs kept when the list is first measured, then when it is measured again.
 const FEW_JOBS: usize = 100;
@@ -30,7 +42,7 @@ const JOB_FLOOR_REQUESTS: f64 = 9.0;
 /// the index (`maxresults=20`) and the 20 Get Blob of the status documents it names, which is
 /// what the emulator itself costs for the answer at that size.
 pub(super) async fn list_phase(
-    handler: &Handler,
+    handler: &HandlerProcess,
     store: &Arc<dyn BlobStore>,
 ) -> anyhow::Result<Vec<Figure>> {
     let http = reqwest::Client::new();
@@ -74,7 +86,11 @@ pub(super) async fn list_phase(
 }
 
 /// Issues `count` more tickets, 32 clients at once.
-async fn fill(http: &reqwest::Client, handler: &Handler, count: usize) -> anyhow::Result<()> {
+async fn fill(
+    http: &reqwest::Client,
+    handler: &HandlerProcess,
+    count: usize,
+) -> anyhow::Result<()> {
     let failures = Failures::default();
     futures::stream::iter(0..count)
         .map(|_| ticket(http, handler, TICKET_BODY))
@@ -102,10 +118,10 @@ struct ListLatency {
 
 async fn list_latency(
     http: &reqwest::Client,
-    handler: &Handler,
+    handler: &HandlerProcess,
     store: &Arc<dyn BlobStore>,
 ) -> anyhow::Result<ListLatency> {
-    let url = format!("{}/api/SummaryWomble?top={LIST_TOP}", handler.base);
+    let url = format!("{}?top={LIST_TOP}", api(handler));
     let list = || async {
         let answer = http.get(&url).send().await?;
         ensure!(
@@ -183,7 +199,7 @@ async fn raw_list(store: &Arc<dyn BlobStore>) -> anyhow::Result<(Duration, Durat
     );
     let started = Instant::now();
     let reads = futures::future::join_all(ids.iter().map(|id| async move {
-        let name = status_blob(id);
+        let name = status::blob_name(id);
         store.get(&name).await
     }))
     .await;
@@ -196,9 +212,9 @@ async fn raw_list(store: &Arc<dyn BlobStore>) -> anyhow::Result<(Duration, Durat
 /// Phase 6: the storage requests of the standard job, counted at a proxy.
 pub(super) async fn requests_per_job(
     bench: &mut Bench,
-    azurite: &Azurite,
+    azurite: &OwnAzurite,
 ) -> anyhow::Result<Figure> {
-    let proxy = StorageProxy::start(&azurite.connection_string).await;
+    let proxy = StorageProxy::start(&azurite.connection_string()).await;
     let (handler, store) = bench
         .handler(
             azurite,
@@ -209,7 +225,7 @@ pub(super) async fn requests_per_job(
                 ("JOB_STALE_AFTER_SECONDS", "86400"),
             ],
         )
-        .await?;
+        .await;
     // Start-up (the container, the first scan) is not the job's.
     let before = proxy.requests();
     standard_job(&handler, &store).await?;

@@ -115,28 +115,15 @@ impl TestApp {
     /// Polls the stored status blob (not the API) until the job is terminal: for when this
     /// app's own handler is down and others do the work.
     pub async fn wait_stored_terminal(&self, job_id: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(document) = self.stored_status(job_id).await {
-                if ["completed", "failed", "cancelled"]
-                    .contains(&document["status"].as_str().unwrap_or(""))
-                {
-                    return document;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job {job_id} not terminal after {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let every = Duration::from_millis(100);
+        crate::status::wait_terminal(self.container.store.as_ref(), job_id, limit, every)
+            .await
+            .document
     }
 
     /// The status blob as stored.
     pub async fn stored_status(&self, job_id: &str) -> Option<Value> {
-        self.container
-            .read_json(&format!("jobs/{job_id}/status.json"))
-            .await
+        self.container.stored_status(job_id).await
     }
 }
 
@@ -192,9 +179,7 @@ pub trait JobApi: Sync {
             let response = self.status(job_id).await;
             assert_eq!(response.status, 200, "status answered {}", response.text());
             let document = response.json();
-            if ["completed", "failed", "cancelled"]
-                .contains(&document["status"].as_str().unwrap_or(""))
-            {
+            if crate::status::is_terminal(&document) {
                 return document;
             }
             assert!(

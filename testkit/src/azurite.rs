@@ -1,5 +1,7 @@
-//! The Azurite container and queues a test runs against: fresh ones per test, so tests run in
-//! parallel without seeing each other's blobs or messages.
+//! Azurite, the storage emulator the tests and the benchmark run against: the one `make test`
+//! started, with a container and queues of a test's own on it ([`Container::fresh`],
+//! [`Queue::fresh`]), so tests run in parallel without seeing each other's blobs or messages;
+//! or an Azurite of a test's own ([`OwnAzurite`], in `azurite/own.rs`).
 
 use std::sync::Arc;
 
@@ -8,10 +10,31 @@ use summary_womble::store::queue::azure::AzureQueue;
 use summary_womble::store::queue::{poison_queue_name, MessageQueue};
 use summary_womble::store::{BlobName, BlobStore};
 
-/// The well-known development account of Azurite; its key is public.
-const ACCOUNT: &str = "devstoreaccount1";
-const ACCOUNT_KEY: &str =
+mod own;
+
+pub use own::OwnAzurite;
+
+/// The well-known development account of Azurite and the storage emulator.
+pub const ACCOUNT: &str = "devstoreaccount1";
+/// Its key, which Microsoft publishes: no secret. (`scripts/azurite.sh` has its own copy, and
+/// so does the app, for `UseDevelopmentStorage=true`.)
+pub const ACCOUNT_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A connection string for the development account on Azurite's services on loopback: the
+/// blob service on `blob_port` and the queue service on `queue_port`; a service without a port
+/// is left out.
+pub fn account_connection_string(blob_port: Option<u16>, queue_port: Option<u16>) -> String {
+    let mut text =
+        format!("DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};");
+    if let Some(port) = blob_port {
+        text.push_str(&format!("BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"));
+    }
+    if let Some(port) = queue_port {
+        text.push_str(&format!("QueueEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"));
+    }
+    text
+}
 
 /// The connection string `make test` exports for the Azurite it started. It names both the
 /// blob and the queue service (`BlobEndpoint`, `QueueEndpoint`), as `AzureWebJobsStorage` does,
@@ -137,13 +160,24 @@ impl Container {
         }
     }
 
+    /// The connection string that reaches this container's service (an `AzureWebJobsStorage`).
+    pub fn connection_string(&self) -> &str {
+        &self.connection_string
+    }
+
+    /// The settings that point the handler at this container: `AzureWebJobsStorage` and
+    /// `OUTPUT_CONTAINER`, whatever the dispatch.
+    pub fn storage_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AzureWebJobsStorage".into(), self.connection_string.clone()),
+            ("OUTPUT_CONTAINER".into(), self.name.clone()),
+        ]
+    }
+
     /// The environment that points the handler at this container, and, when the suite runs
     /// with queue dispatch ([`crate::Dispatch::under_test`]), at a job queue of the same name.
     pub fn env(&self) -> Vec<(String, String)> {
-        let mut env = vec![
-            ("AzureWebJobsStorage".into(), self.connection_string.clone()),
-            ("OUTPUT_CONTAINER".into(), self.name.clone()),
-        ];
+        let mut env = self.storage_env();
         if crate::Dispatch::under_test() == crate::Dispatch::Queue {
             env.push(("JOB_DISPATCH".into(), "queue".into()));
             env.push(("JOB_QUEUE".into(), self.name.clone()));
@@ -186,111 +220,11 @@ impl Container {
             .await
             .map(|body| serde_json::from_slice(&body).expect("the blob is JSON"))
     }
-}
 
-/// An Azurite of the test's own (blob and queue service), which the test may stop and start
-/// again (on the same ports, with the same data), to show what the handler does while storage
-/// is away.
-pub struct OwnAzurite {
-    state: tempfile::TempDir,
-    port: u16,
-    /// Chosen by the first start, kept by later ones.
-    queue_port: std::sync::OnceLock<u16>,
-}
-
-impl OwnAzurite {
-    /// Starts it on a port of its own (another, when a process takes the first meanwhile).
-    pub async fn start() -> Self {
-        let started = crate::port::start_on_a_free_port(
-            |port| async move {
-                let azurite = Self {
-                    state: tempfile::tempdir().unwrap(),
-                    port,
-                    queue_port: std::sync::OnceLock::new(),
-                };
-                azurite.script("start")?;
-                let chosen =
-                    std::fs::read_to_string(azurite.state.path().join("azurite-queue.port"))
-                        .ok()
-                        .and_then(|port| port.trim().parse().ok())
-                        .expect("azurite.sh names the queue port it started on");
-                azurite.queue_port.set(chosen).expect("set once");
-                Ok(azurite)
-            },
-            |failure: &String| crate::port::is_bind_conflict(failure),
-        )
-        .await;
-        started.unwrap_or_else(|failure| panic!("{failure}"))
-    }
-
-    /// Runs `scripts/azurite.sh <action>`; `Err` holds what it printed.
-    fn script(&self, action: &str) -> Result<(), String> {
-        let mut command = std::process::Command::new(crate::app_root().join("scripts/azurite.sh"));
-        command
-            .arg(action)
-            .arg(self.state.path())
-            .env("AZURITE_BLOB_PORT", self.port.to_string())
-            .env_remove("AZURITE_QUEUE_PORT");
-        if let Some(queue_port) = self.queue_port.get() {
-            command.env("AZURITE_QUEUE_PORT", queue_port.to_string());
-        }
-        let output = command.output().expect("scripts/azurite.sh runs");
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "azurite.sh {action} failed ({}):\n{}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
-    }
-
-    /// Starts it again, on the same port with the same data.
-    pub fn up(&self) {
-        self.script("start")
-            .unwrap_or_else(|failure| panic!("{failure}"));
-    }
-
-    pub fn down(&self) {
-        self.script("stop")
-            .unwrap_or_else(|failure| panic!("{failure}"));
-    }
-
-    /// Names both services, as the one `make test` exports does.
-    pub fn connection_string(&self) -> String {
-        let queue_port = self.queue_port.get().expect("started");
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};\
-             BlobEndpoint=http://127.0.0.1:{}/{ACCOUNT};\
-             QueueEndpoint=http://127.0.0.1:{queue_port}/{ACCOUNT};",
-            self.port
-        )
-    }
-
-    /// A queue on this Azurite, created.
-    pub async fn queue(&self) -> Queue {
-        Queue::fresh_at(&self.connection_string()).await
-    }
-
-    /// A container on this Azurite, created.
-    pub async fn container(&self) -> Container {
-        let name = format!("t-{}", uuid::Uuid::new_v4().simple());
-        let store =
-            AzureBlobStore::from_connection_string(&self.connection_string(), &name).unwrap();
-        store.ensure_container().await.expect("own Azurite answers");
-        Container {
-            name,
-            store: Arc::new(store),
-            connection_string: self.connection_string(),
-        }
-    }
-}
-
-impl Drop for OwnAzurite {
-    fn drop(&mut self) {
-        // Stopping is best effort here: a panic while unwinding would abort the test run.
-        let _ = self.script("stop");
+    /// The job's status document as stored (see [`crate::status`]).
+    pub async fn stored_status(&self, job_id: &str) -> Option<serde_json::Value> {
+        crate::status::read(self.store.as_ref(), job_id)
+            .await
+            .map(|stored| stored.document)
     }
 }

@@ -14,7 +14,7 @@ use summary_womble::config::{Settings, StorageSettings};
 use summary_womble::reddit::{FetchError, Subreddit, Topic, TopicSource};
 use summary_womble::startup::Services;
 use summary_womble::store::local::LocalDirStore;
-use summary_womble::store::{BlobName, BlobStore};
+use summary_womble::store::BlobStore;
 use tokio::sync::oneshot;
 
 use crate::app::JobApi;
@@ -201,12 +201,9 @@ pub async fn spawn_app(settings: &[(&str, &str)]) -> InProcessApp {
 impl InProcessApp {
     /// The status document as stored.
     pub async fn stored_status(&self, job_id: &str) -> Option<serde_json::Value> {
-        let name = BlobName::parse(format!("jobs/{job_id}/status.json")).expect("a blob name");
-        self.store
-            .get(&name)
+        crate::status::read(self.store.as_ref(), job_id)
             .await
-            .expect("the local store reads")
-            .map(|blob| serde_json::from_slice(&blob.body).expect("the status is JSON"))
+            .map(|stored| stored.document)
     }
 }
 

@@ -4,16 +4,24 @@
 //! Layout:
 //! - [`host`]: the Azure Functions host, simulated: it starts the built `handler` as the host
 //!   does and sends it calls, forwarded or as envelopes, and runs the queue listener of queue
-//!   functions against Azurite.
+//!   functions against Azurite. Its parts have modules of their own under `host/`: the function
+//!   app on disk (`app_model`), the host log (`logs`), the handler process (`supervisor`),
+//!   routes and keys (`routing`), requests and forwarded calls (`transport`), the envelope form
+//!   (`envelope`) and the queue listener (`queue_listener`).
 //! - [`app`]: a whole app under test ([`app::TestApp`]: the handler under the host simulator,
 //!   a fresh Azurite container and a fake Reddit; [`app::StandaloneApp`]: the handler without
 //!   a host).
-//! - [`process`]: the handler as a plain process with the settings a test chooses.
+//! - [`process`]: the handler as a plain process with the settings a test chooses (the
+//!   benchmark's too: another build, a log file, a finer probe), and the environment and
+//!   readiness probe the host simulator starts its handler with.
 //! - [`in_process`]: the app inside the test's own process, on a local-directory store and a
 //!   scripted source of topics, for tests that need no process of their own.
 //! - [`fake_reddit`]: a local Reddit that answers as the real one does, and can hold a listing
 //!   until the test releases it.
-//! - [`azurite`]: the Azurite container and queues a test runs against, or an Azurite of its own.
+//! - [`azurite`]: the Azurite container and queues a test runs against, or an Azurite of its own
+//!   (on disk, or in memory for the benchmark); the development account and its key.
+//! - [`status`]: a job's status document as stored: its blob name, reading it, waiting for its
+//!   end.
 //! - [`gate`]: the public front door of a Function App (the function-key check).
 //! - [`key_vault`]: a Key Vault secrets endpoint and managed-identity token endpoint.
 //! - [`public`]: the app's public address in front of the host simulator (the dashboard's).
@@ -43,6 +51,7 @@ pub mod poll;
 pub mod port;
 pub mod process;
 pub mod public;
+pub mod status;
 pub mod storage_proxy;
 
 use std::path::{Path, PathBuf};

@@ -196,11 +196,7 @@ async fn submit_with_wait_exits_0_and_shows_the_results_when_the_job_completes()
     assert!(status.stdout.contains("status    completed"), "{status}");
     let status = handler(&["--url", &base, "--json", "status", &id]).await;
     let printed: Value = serde_json::from_str(status.stdout.trim()).expect("one JSON document");
-    let stored = app
-        .container
-        .read_json(&format!("jobs/{id}/status.json"))
-        .await
-        .unwrap();
+    let stored = app.container.stored_status(&id).await.unwrap();
     assert_eq!(printed, stored);
 }
 
@@ -283,11 +279,7 @@ async fn submit_with_wait_exits_2_when_another_process_cancels_the_job() {
     let status = waiting.wait().await.unwrap();
     assert_eq!(status.code(), Some(2), "{ticket}\n{rest}");
     assert!(rest.contains(&format!("job {id} cancelled")), "{rest}");
-    let stored = app
-        .container
-        .read_json(&format!("jobs/{id}/status.json"))
-        .await
-        .unwrap();
+    let stored = app.container.stored_status(&id).await.unwrap();
     assert_eq!(stored["status"], "cancelled");
 }
 
@@ -515,7 +507,7 @@ async fn collect_runs_one_job_in_process_against_the_configured_storage() {
     );
 
     let stored = container
-        .read_json(&format!("jobs/{id}/status.json"))
+        .stored_status(id)
         .await
         .expect("the job is in the configured storage");
     assert_eq!(stored["status"], "completed");

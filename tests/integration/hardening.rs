@@ -10,7 +10,7 @@ use summary_womble::jobs::{
     JobId, JobRequest, Limit, Priority, Source, StatusDocument, StatusRepository,
 };
 use summary_womble::reddit::Subreddit;
-use summary_womble::store::{BlobName, WriteCondition};
+use summary_womble::store::WriteCondition;
 
 use testkit::app::{job, JobApi as _, TestApp};
 use testkit::azurite::Container;
@@ -67,18 +67,18 @@ fn finished(id: JobId, days: i64) -> StatusDocument {
 
 /// Stores a status document this version cannot read, under an id that lists first.
 async fn store_garbage_status(container: &Container) -> String {
-    let name = format!("jobs/{FIRST_ID}/status.json");
+    let name = testkit::status::blob_name(FIRST_ID);
     container
         .store
         .put(
-            &BlobName::parse(name.clone()).unwrap(),
+            &name,
             Bytes::from_static(b"{\"schema\": 99, \"this is\": not json"),
             "application/json",
             WriteCondition::IfNotExists,
         )
         .await
         .unwrap();
-    name
+    name.as_str().to_owned()
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use serde_json::Value;
 use summary_womble::jobs::request::{JobRequest, Limit, Priority, Source};
 use summary_womble::jobs::{JobId, StatusDocument};
 use summary_womble::reddit::Subreddit;
-use summary_womble::store::{BlobName, WriteCondition};
+use summary_womble::store::WriteCondition;
 use testkit::app::{job, post, JobApi, TestApp, QUEUE_VISIBILITY_UNDER_TEST};
 use testkit::azurite::{self, Container, Queue};
 use testkit::fake_reddit::FakeReddit;
@@ -298,7 +298,7 @@ async fn a_job_stored_without_its_message_is_sent_again_and_runs() {
     app.container
         .store
         .put(
-            &BlobName::parse(format!("jobs/{id}/status.json")).unwrap(),
+            &testkit::status::blob_name(&id),
             serde_json::to_vec(&stranded).unwrap().into(),
             "application/json",
             WriteCondition::IfNotExists,
@@ -377,7 +377,7 @@ async fn standalone_processes_share_one_queue() {
     for id in &ids {
         poll::until("the job to complete", WAIT, async || {
             container
-                .read_json(&format!("jobs/{id}/status.json"))
+                .stored_status(id)
                 .await
                 .is_some_and(|document| document["status"] == "completed")
         })
@@ -427,7 +427,7 @@ async fn with_the_output_in_an_account_of_its_own_jobs_go_through_the_queue_the_
         assert_eq!(done["status"], "completed", "{done}");
         let stored = app
             .container
-            .read_json(&format!("jobs/{id}/status.json"))
+            .stored_status(id)
             .await
             .expect("the status document is in the output account");
         assert_eq!(stored["status"], "completed");

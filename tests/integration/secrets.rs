@@ -114,7 +114,7 @@ async fn environment_credentials_never_appear_in_logs_or_blobs() {
         CLIENT_SECRET,
         "token-1",
         "AccountKey=",
-        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq",
+        &testkit::azurite::ACCOUNT_KEY[..62],
     ] {
         assert!(
             !logs.contains(secret),

@@ -132,7 +132,7 @@ async fn smoke_passes_with_exit_0_against_a_working_app_and_its_function_key() {
     // The job is the design document's manual test, stored like any other.
     let stored = app
         .container
-        .read_json(&format!("jobs/{id}/status.json"))
+        .stored_status(&id)
         .await
         .expect("the smoke job is stored");
     assert_eq!(stored["status"], "completed");

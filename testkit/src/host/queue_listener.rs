@@ -23,255 +23,28 @@
 //! Everything the listener did is kept in a [`QueueRecord`] for tests to assert on.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
-use summary_womble::config::parse_time_span;
 use summary_womble::store::queue::azure::AzureQueue;
 use summary_womble::store::queue::{poison_queue_name, MessageQueue, QueueMessage};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{
-    accept_envelope_answer, log_lines, post_envelope, sys_metadata, FunctionApp,
-    FunctionDefinition, HostLog,
-};
+use super::app_model::read_json;
+use super::envelope::{accept_envelope_answer, log_lines, post_envelope, sys_metadata};
+use super::logs::HostLog;
+use super::{FunctionApp, FunctionDefinition};
 
-/// How long the host hides a message it is working on (renewed while the invocation runs).
-pub const HOST_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+mod record;
+mod settings;
+
+pub use record::{InvocationOutcome, PoisonedMessage, QueueInvocation, QueueRecord};
+pub use settings::{QueueListenerOptions, QueueSettings, HOST_VISIBILITY_TIMEOUT};
+
 /// The host's shortest polling interval, where the backoff starts again after a message.
 pub const MIN_POLLING_INTERVAL: Duration = Duration::from_millis(100);
-
-// ---------------------------------------------------------------------------------------------
-// host.json
-// ---------------------------------------------------------------------------------------------
-
-/// `extensions.queues` of host.json, with the host's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSettings {
-    /// `maxPollingInterval` (1 minute).
-    pub max_polling_interval: Duration,
-    /// `visibilityTimeout`: how long a failed message stays hidden before its next delivery
-    /// (0).
-    pub visibility_timeout: Duration,
-    /// `batchSize` (16, at most 32).
-    pub batch_size: u8,
-    /// `newBatchThreshold` (`batchSize / 2 × cores`).
-    pub new_batch_threshold: usize,
-    /// `maxDequeueCount` (5).
-    pub max_dequeue_count: u32,
-    /// `messageEncoding` (`base64`).
-    pub message_encoding: String,
-}
-
-impl QueueSettings {
-    /// Reads `extensions.queues` of a parsed host.json. The error names the setting.
-    pub fn from_host_json(host: &Value) -> Result<Self, String> {
-        let queues = &host["extensions"]["queues"];
-        let duration = |key: &str, default: Duration| match &queues[key] {
-            Value::Null => Ok(default),
-            Value::String(text) => parse_time_span(text).ok_or_else(|| {
-                format!("extensions.queues.{key} is not a time span (hh:mm:ss): {text:?}")
-            }),
-            other => Err(format!(
-                "extensions.queues.{key} is not a time span: {other}"
-            )),
-        };
-        let number = |key: &str| match &queues[key] {
-            Value::Null => Ok(None),
-            Value::Number(number) => number
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| format!("extensions.queues.{key} is not a count: {number}")),
-            other => Err(format!("extensions.queues.{key} is not a count: {other}")),
-        };
-        let batch_size = match number("batchSize")? {
-            None => 16,
-            Some(size @ 1..=32) => size as u8,
-            Some(size) => return Err(format!("extensions.queues.batchSize {size} is not 1 to 32")),
-        };
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let new_batch_threshold = match number("newBatchThreshold")? {
-            Some(threshold) => threshold as usize,
-            None => usize::from(batch_size / 2) * cores,
-        };
-        let max_dequeue_count = match number("maxDequeueCount")? {
-            None => 5,
-            Some(count) => u32::try_from(count)
-                .ok()
-                .filter(|count| *count > 0)
-                .ok_or_else(|| {
-                    format!("extensions.queues.maxDequeueCount {count} is not a positive count")
-                })?,
-        };
-        let message_encoding = match &queues["messageEncoding"] {
-            Value::Null => "base64".to_owned(),
-            Value::String(encoding) => encoding.to_ascii_lowercase(),
-            other => return Err(format!("extensions.queues.messageEncoding is {other}")),
-        };
-        Ok(Self {
-            max_polling_interval: duration("maxPollingInterval", Duration::from_secs(60))?,
-            visibility_timeout: duration("visibilityTimeout", Duration::ZERO)?,
-            batch_size,
-            new_batch_threshold,
-            max_dequeue_count,
-            message_encoding,
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Options and the record
-// ---------------------------------------------------------------------------------------------
-
-/// How the simulated listener differs from the host's, for tests.
-#[derive(Debug, Clone)]
-pub struct QueueListenerOptions {
-    /// How long a message being worked on stays hidden; renewed at half of it while the
-    /// invocation runs. The host's is [`HOST_VISIBILITY_TIMEOUT`]; tests of a killed instance
-    /// use a few seconds.
-    pub visibility_timeout: Duration,
-    /// `(function, queue)`: listen to `queue` instead of the function's `queueName`, so
-    /// parallel tests each have a queue of their own (what `%SETTING%` in `queueName` does
-    /// for an app that names its queue by a setting).
-    pub queue_names: Vec<(String, String)>,
-    /// How long a message whose invocation failed stays hidden, instead of `host.json`'s
-    /// `visibilityTimeout` (tests of repeated failures need not wait out the app's real one).
-    pub retry_after_failure: Option<Duration>,
-}
-
-impl Default for QueueListenerOptions {
-    fn default() -> Self {
-        Self {
-            visibility_timeout: HOST_VISIBILITY_TIMEOUT,
-            queue_names: Vec::new(),
-            retry_after_failure: None,
-        }
-    }
-}
-
-impl QueueListenerOptions {
-    pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
-        self.visibility_timeout = timeout;
-        self
-    }
-
-    /// A failed message comes back after `wait` instead of `host.json`'s `visibilityTimeout`.
-    pub fn retry_after_failure(mut self, wait: Duration) -> Self {
-        self.retry_after_failure = Some(wait);
-        self
-    }
-
-    /// Listens to `queue` for `function` instead of its `queueName`.
-    pub fn queue_for(mut self, function: &str, queue: &str) -> Self {
-        self.queue_names
-            .push((function.to_owned(), queue.to_owned()));
-        self
-    }
-}
-
-/// One delivery of a message to the handler.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueInvocation {
-    pub function: String,
-    pub queue: String,
-    pub message_id: String,
-    /// The message text as the producer sent it (decoded).
-    pub text: String,
-    /// `1` on the first delivery.
-    pub dequeue_count: u32,
-    /// `None` while the invocation runs, and for good when the listener was stopped during it.
-    pub outcome: Option<InvocationOutcome>,
-}
-
-/// How an invocation ended, from the host's side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InvocationOutcome {
-    /// 2xx, `application/json`, a JSON object: the message was deleted.
-    Succeeded,
-    /// Anything else (a non-2xx status, a bad body, no answer): the message was made visible
-    /// again or moved to the poison queue.
-    Failed(String),
-}
-
-/// A message moved to the poison queue after its last failed delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoisonedMessage {
-    pub function: String,
-    /// The poison queue (`<queue>-poison`).
-    pub poison_queue: String,
-    pub message_id: String,
-    pub text: String,
-    pub dequeue_count: u32,
-}
-
-#[derive(Debug, Default)]
-struct Entries {
-    invocations: Vec<QueueInvocation>,
-    poisoned: Vec<PoisonedMessage>,
-    problems: Vec<String>,
-}
-
-/// What a listener did, shared with the test (cheap to clone; clones see the same record).
-#[derive(Debug, Clone, Default)]
-pub struct QueueRecord(Arc<Mutex<Entries>>);
-
-impl QueueRecord {
-    /// Every delivery so far, in the order they started.
-    pub fn invocations(&self) -> Vec<QueueInvocation> {
-        self.lock().invocations.clone()
-    }
-
-    /// The deliveries of one message, in order.
-    pub fn deliveries_of(&self, message_id: &str) -> Vec<QueueInvocation> {
-        self.lock()
-            .invocations
-            .iter()
-            .filter(|invocation| invocation.message_id == message_id)
-            .cloned()
-            .collect()
-    }
-
-    /// The deliveries that succeeded (their messages were deleted).
-    pub fn succeeded(&self) -> Vec<QueueInvocation> {
-        self.lock()
-            .invocations
-            .iter()
-            .filter(|invocation| invocation.outcome == Some(InvocationOutcome::Succeeded))
-            .cloned()
-            .collect()
-    }
-
-    /// Messages moved to a poison queue.
-    pub fn poisoned(&self) -> Vec<PoisonedMessage> {
-        self.lock().poisoned.clone()
-    }
-
-    /// Storage calls of the listener that failed (a lost renewal, a delete that did not hold):
-    /// a test with a healthy queue service expects none.
-    pub fn problems(&self) -> Vec<String> {
-        self.lock().problems.clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        self.0.lock().expect("queue record lock")
-    }
-
-    fn started(&self, invocation: QueueInvocation) -> usize {
-        let mut entries = self.lock();
-        entries.invocations.push(invocation);
-        entries.invocations.len() - 1
-    }
-
-    fn ended(&self, index: usize, outcome: InvocationOutcome) {
-        self.lock().invocations[index].outcome = Some(outcome);
-    }
-
-    fn problem(&self, text: String) {
-        self.lock().problems.push(text);
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The listener
@@ -328,8 +101,7 @@ impl QueueListener {
         target: Target,
         record: QueueRecord,
     ) -> Result<Self, String> {
-        let settings =
-            QueueSettings::from_host_json(&super::read_json(&app.root.join("host.json"))?)?;
+        let settings = QueueSettings::from_host_json(&read_json(&app.root.join("host.json"))?)?;
         if settings.message_encoding != "base64" {
             return Err(format!(
                 "extensions.queues.messageEncoding {:?}: the simulator reads base64 messages \
@@ -645,7 +417,7 @@ impl FunctionPoll {
             self.poison.name(),
             message.dequeue_count
         ));
-        self.record.lock().poisoned.push(PoisonedMessage {
+        self.record.poisoned_message(PoisonedMessage {
             function: self.function.clone(),
             poison_queue: self.poison.name().to_owned(),
             message_id: message.id.clone(),
