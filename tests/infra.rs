@@ -1,8 +1,8 @@
 //! `infra/` and `azure.yaml`, checked offline: no Bicep compiler can be installed on the build
 //! machines and nothing here deploys. What is checked:
 //!
-//! - every setting the handler reads (the names in `src/config.rs`, `src/config/*.rs` and the
-//!   identity code) is in the README's settings table, and every one the table marks `infra/`
+//! - every setting the handler reads (`testkit::docs::settings_the_handler_reads`, the one
+//!   list `tests/docs.rs` holds docs/settings.md to) is in the README's settings table, and every one the table marks `infra/`
 //!   is set by the template, while every setting the template sets is in the table;
 //! - the storage settings name the identity the app runs as, and every role the code needs is
 //!   assigned to that identity, on the right resource;
@@ -21,22 +21,6 @@ use std::path::{Path, PathBuf};
 
 use summary_womble::config::{DEFAULT_CONTAINER, DEFAULT_JOB_QUEUE as JOB_QUEUE};
 use summary_womble::secrets::{CLIENT_ID_SECRET, CLIENT_SECRET_SECRET, USER_AGENT_SECRET};
-
-/// The files whose string literals name the settings the handler reads: the settings module
-/// with every file under `src/config/`, and the identity code (the platform's variables).
-fn settings_sources() -> Vec<String> {
-    let mut sources = vec![
-        "src/config.rs".to_owned(),
-        "src/store/azure/identity.rs".to_owned(),
-    ];
-    for entry in std::fs::read_dir(repository().join("src/config")).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if name.ends_with(".rs") {
-            sources.push(format!("src/config/{name}"));
-        }
-    }
-    sources
-}
 
 /// Roles by the id Azure gives them (built-in role definitions).
 const STORAGE_BLOB_DATA_OWNER: &str = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b";
@@ -108,29 +92,6 @@ fn documented_settings() -> BTreeMap<String, InAzure> {
     }
     assert!(settings.len() > 20, "{settings:?}");
     settings
-}
-
-/// The string literals of a source file that have the shape of a setting name: upper-case
-/// words joined by `_` (`MAX_CONCURRENT_JOBS`), or `AzureWebJobsStorage` and the names under
-/// it.
-fn setting_names_in(source: &str) -> BTreeSet<String> {
-    source
-        .split('"')
-        .skip(1)
-        .step_by(2)
-        .filter(|literal| {
-            let screaming = literal.len() > 3
-                && literal.contains('_')
-                && literal
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-                && literal.as_bytes()[0].is_ascii_uppercase();
-            let storage = literal.starts_with("AzureWebJobsStorage")
-                || literal.starts_with("OUTPUT_STORAGE_CONNECTION_STRING__");
-            (screaming || storage) && !literal.contains(' ')
-        })
-        .map(str::to_owned)
-        .collect()
 }
 
 /// The app settings of the Function App: name to value expression.
@@ -213,13 +174,11 @@ fn every_setting_the_handler_reads_is_documented_with_where_it_comes_from_in_azu
         .keys()
         .map(|name| name.to_ascii_lowercase())
         .collect();
-    for source in settings_sources() {
-        for name in setting_names_in(&read(&source)) {
-            assert!(
-                documented.contains(&name.to_ascii_lowercase()),
-                "{source} reads {name}, which README.md's settings table does not list"
-            );
-        }
+    for name in testkit::docs::settings_the_handler_reads() {
+        assert!(
+            documented.contains(&name.to_ascii_lowercase()),
+            "the handler reads {name}, which README.md's settings table does not list"
+        );
     }
 }
 
@@ -291,7 +250,11 @@ fn the_storage_settings_and_key_vault_references_use_the_identity_the_app_runs_a
         settings["AZURE_CLIENT_ID"],
         format!("{identity}.properties.clientId")
     );
-    for setting in ["REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "REDDIT_USER_AGENT"] {
+    for setting in [
+        "REDDIT_CLIENT_ID",
+        "REDDIT_CLIENT_SECRET",
+        "REDDIT_USER_AGENT",
+    ] {
         assert!(
             !settings.contains_key(setting),
             "{setting} would be fixed for the life of the process"
@@ -675,7 +638,10 @@ fn the_preprovision_hook_generates_the_timer_key_and_the_signing_key_once_and_ke
         .expect("base64");
     assert_eq!(bytes.len(), 32);
     for secret in [&key, &signing] {
-        assert!(!first.output.contains(secret.as_str()), "the hook printed a secret");
+        assert!(
+            !first.output.contains(secret.as_str()),
+            "the hook printed a secret"
+        );
     }
 
     let again = run_hook(
