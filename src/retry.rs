@@ -4,8 +4,11 @@
 //! A [`Backoff`] says how long to wait between attempts and when to stop; [`retry`] drives an
 //! operation by it. The caller decides, per error, whether another attempt may help
 //! ([`Verdict`]), and may hand over a cancellation token so that a shutdown ends a wait at once.
-//! This is the only place in the crate that sleeps between attempts (the Reddit rate limiter
-//! paces requests; it does not retry them).
+//! Every retry of a failed call waits here. The crate's other waits pace work, they retry
+//! nothing: the Reddit rate limiter spaces requests; heartbeats and the once-a-second reads of
+//! a job's status document (for a cancel, or for the end of a job a duplicate delivery waits
+//! for) tick; standalone mode's queue listener waits between polls of an empty queue and
+//! between renewals of the messages it holds.
 //!
 //! A crate such as `backon` was weighed and not taken: its jitter adds up to a whole delay on top
 //! (Reddit's calls want a delay drawn from the upper half of the step), its time budget counts

@@ -17,7 +17,9 @@ use crate::config::{
 };
 use crate::functions::FunctionContext;
 use crate::jobs::callback::CallbackSender;
-use crate::jobs::runner::{Dispatch, ListenerSettings, QueueDispatch, RunnerOptions};
+use crate::jobs::runner::{
+    Dispatch, InlineDispatch, ListenerSettings, QueueDispatch, RunnerOptions,
+};
 use crate::jobs::{JobRunner, StatusRepository};
 use crate::reddit::client::{default_user_agent, Endpoints, RetryPolicy};
 use crate::reddit::{RedditClient, TopicSource};
@@ -28,6 +30,8 @@ use crate::store::queue::azure::AzureQueue;
 use crate::store::queue::{poison_queue_name, MessageQueue};
 use crate::store::{BlobStore, StoreError};
 use crate::telemetry::{self, Audience};
+
+pub use crate::jobs::runner::Process;
 
 /// Subreddits of one job fetched at once: a whole default job (7) in one round trip.
 const FETCH_CONCURRENCY: usize = 8;
@@ -45,13 +49,13 @@ pub fn logging(audience: Audience) {
     telemetry::init(audience);
 }
 
-/// Why a runner is built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A server: it also adopts the stale jobs of workers that died.
-    Server,
-    /// One collection in this process: it leaves other workers' jobs to the servers.
-    OneOffCollection,
+/// What a server is: under the Functions host, or on its own.
+fn server_process(mode: &Mode) -> Process {
+    if mode.is_host() {
+        Process::HostedServer
+    } else {
+        Process::StandaloneServer
+    }
 }
 
 /// The parts a job runner works with.
@@ -93,35 +97,39 @@ impl Services {
         })
     }
 
-    /// A job runner over these parts, behaving as `settings` and `role` say.
-    pub fn runner(&self, settings: &Settings, role: Role) -> anyhow::Result<JobRunner> {
-        let dispatch = match (&self.queues, role) {
-            // A one-off collection runs its own job here, whatever the app's dispatch.
-            (Some(queues), Role::Server) => Dispatch::Queue(QueueDispatch {
-                queue: queues.jobs.clone(),
-                poison: queues.poison.clone(),
-                listener: listener_settings()?,
-                consume: !settings.mode.is_host(),
-            }),
-            _ => Dispatch::Inline,
-        };
+    /// A job runner over these parts, for `process`, behaving as `settings` say.
+    pub fn runner(&self, settings: &Settings, process: Process) -> anyhow::Result<JobRunner> {
         let options = RunnerOptions {
             max_concurrent_jobs: settings.jobs.max_concurrent_jobs,
             fetch_concurrency: FETCH_CONCURRENCY,
             stale_after: settings.jobs.stale_after,
-            adopt_stale_jobs: role == Role::Server,
+            process,
             callbacks: CallbackSender::new(
                 settings.jobs.callback_signing_key.clone(),
                 settings.jobs.callback_policy,
             )
             .context("the HTTP client cannot be built")?,
-            dispatch,
+            dispatch: self.dispatch(process)?,
         };
         Ok(JobRunner::start(
             StatusRepository::new(self.store.clone()),
             self.topics.clone(),
             options,
         ))
+    }
+
+    /// How accepted jobs reach a worker: the one place a dispatch mode is chosen. A mode of
+    /// its own (see `jobs::runner::Dispatch`) is one more arm here.
+    fn dispatch(&self, process: Process) -> anyhow::Result<Arc<dyn Dispatch>> {
+        Ok(match (&self.queues, process) {
+            // A one-off collection runs its own job here, whatever the app's dispatch.
+            (None, _) | (_, Process::OneOffCollection) => Arc::new(InlineDispatch::default()),
+            (Some(queues), _) => Arc::new(QueueDispatch::new(
+                queues.jobs.clone(),
+                queues.poison.clone(),
+                listener_settings()?,
+            )),
+        })
     }
 }
 
@@ -236,13 +244,11 @@ fn reddit_client(settings: &RedditSettings) -> anyhow::Result<RedditClient> {
 /// for storage: the container is created in the background so the readiness probe is
 /// answered at once.
 pub fn server(settings: Settings, services: Services) -> anyhow::Result<FunctionContext> {
+    let jobs = services.runner(&settings, server_process(&settings.mode))?;
     tracing::info!(
         store = %services.store.describe(),
         mode = if settings.mode.is_host() { "host" } else { "standalone" },
-        dispatch = match &settings.jobs.dispatch {
-            DispatchSettings::Inline => "inline",
-            DispatchSettings::Queue { .. } => "queue",
-        },
+        dispatch = jobs.dispatch_name(),
         "starting"
     );
     if let Mode::Standalone {
@@ -254,7 +260,6 @@ pub fn server(settings: Settings, services: Services) -> anyhow::Result<Function
             "FUNCTION_KEYS is not set: standalone mode accepts every call without a function key"
         );
     }
-    let jobs = services.runner(&settings, Role::Server)?;
     let store = services.store.clone();
     tokio::spawn(ensure_exists("container".into(), move || {
         let store = store.clone();
@@ -425,7 +430,9 @@ mod tests {
         let stale_after = settings.jobs.stale_after;
         let window = Instant::now() + stale_after + stale_after / 2 + Duration::from_secs(1);
 
-        let collection = services.runner(&settings, Role::OneOffCollection).unwrap();
+        let collection = services
+            .runner(&settings, Process::OneOffCollection)
+            .unwrap();
         let own = collection.submit(request(), None, None).await.unwrap();
         while Instant::now() < window {
             let untouched = status_of(&services, stale.job_id).await;
@@ -440,7 +447,7 @@ mod tests {
         assert!(status_of(&services, own.job_id).await.status.is_terminal());
         collection.shutdown().await;
 
-        let server = services.runner(&settings, Role::Server).unwrap();
+        let server = services.runner(&settings, Process::HostedServer).unwrap();
         let deadline = Instant::now() + stale_after;
         while status_of(&services, stale.job_id).await.attempts == 0 {
             assert!(

@@ -17,7 +17,7 @@ use super::{report, Exit, JobArgs};
 use crate::client::Fetched;
 use crate::config::Settings;
 use crate::jobs::{JobRequest, JobRunner, RepositoryError};
-use crate::startup::{self, Role, Services};
+use crate::startup::{self, Process, Services};
 use crate::telemetry::Audience;
 
 pub async fn run(job: &JobArgs, display: Display) -> anyhow::Result<Exit> {
@@ -32,7 +32,7 @@ pub async fn run(job: &JobArgs, display: Display) -> anyhow::Result<Exit> {
         .ensure_container()
         .await
         .with_context(|| format!("storage is not usable ({})", services.store.describe()))?;
-    let runner = services.runner(&settings, Role::OneOffCollection)?;
+    let runner = services.runner(&settings, Process::OneOffCollection)?;
     let outcome = collect(&runner, request, display).await;
     runner.shutdown().await;
     outcome

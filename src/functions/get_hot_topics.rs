@@ -162,7 +162,7 @@ pub async fn run(
     let submitted = submit_and_check(context, &key, &mut log).await;
     // A failed submit does not skip the purge: retention must not depend on SummaryWomble.
     purge_expired(context, &mut log).await;
-    resend_stranded_jobs(context, &mut log).await;
+    scan_for_stale_jobs(context, &mut log).await;
     match submitted {
         Ok(()) => Ok(log),
         Err(error) => Err((error, log)),
@@ -248,19 +248,16 @@ impl From<ClientError> for RunError {
     }
 }
 
-/// Queue dispatch: on a plan that scales to zero no instance may be up to scan for jobs that
-/// sit still with no message, so each timer run scans once too.
-async fn resend_stranded_jobs(context: &FunctionContext, log: &mut RunLog) {
-    if context.jobs.queue_dispatch().is_none() {
-        return;
-    }
-    match context.jobs.adopt_stale_jobs().await {
-        Ok(0) => {}
-        Ok(sent) => log.info(format!(
-            "Sent the messages of {sent} jobs that had none again"
+/// A dispatch whose jobs may sit still with no instance up to scan for them (a plan that scales
+/// to zero) has each timer run scan once too.
+async fn scan_for_stale_jobs(context: &FunctionContext, log: &mut RunLog) {
+    match context.jobs.scan_at_timer_run().await {
+        None | Some(Ok(0)) => {}
+        Some(Ok(taken)) => log.info(format!(
+            "Took care of {taken} jobs that sat still (sent again or ended)"
         )),
-        Err(error) => log.warn(format!(
-            "Scanning for jobs without a message failed: {}",
+        Some(Err(error)) => log.warn(format!(
+            "Scanning for jobs that sat still failed: {}",
             crate::telemetry::Chain(&error)
         )),
     }

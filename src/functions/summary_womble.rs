@@ -92,12 +92,8 @@ async fn status(context: &FunctionContext, id: JobId) -> Result<ApiResponse, Api
 }
 
 async fn cancel(context: &FunctionContext, id: JobId) -> Result<ApiResponse, ApiError> {
-    let repository = context.jobs.repository();
-    match repository
-        .update(id, |doc| doc.request_cancel(crate::jobs::status::now()))
-        .await
-    {
-        Ok((document, ())) => {
+    match context.jobs.cancel(id).await {
+        Ok(document) => {
             tracing::info!(job_id = %id, status = %document.status, "cancel recorded");
             Ok(ApiResponse::json(
                 StatusCode::ACCEPTED,

@@ -1,47 +1,53 @@
-//! [`JobRunner`]: accepts jobs, queues them, and runs them as tracked tasks.
+//! [`JobRunner`]: accepts jobs, hands them to a worker, and runs them as tracked tasks.
 //!
 //! A ticket is issued only after the job's status document is stored, so the job exists even
-//! if this process dies the next instant. Work then happens in a fixed set of worker tasks
-//! (`MAX_CONCURRENT_JOBS`), taking high-priority jobs first, then the oldest. Everything a job
-//! needs to continue is in its status document: a worker that finds a job whose heartbeat
-//! stopped (its process was killed) claims it with a conditional write and resumes it, skipping
-//! the subreddits already done.
+//! if this process dies the next instant. The job is then handed over as the [`Dispatch`]
+//! chosen at the composition root says: to this process's own workers (`inline`), or as a
+//! message to whichever instance takes it (`queue`). Whoever starts the job claims it with a
+//! conditional write, and everything a job needs to continue is in its status document: a job
+//! whose heartbeat stopped (its process was killed) is claimed by another worker and resumed,
+//! skipping the subreddits already done.
 
 mod adoption;
-mod consumer;
 mod delivery;
 mod dispatch;
-mod queue;
+mod inline;
+mod message;
+mod storage_queue;
 #[cfg(test)]
 mod tests;
 mod work;
 
-pub use dispatch::{
-    Delivered, DeliveryError, Dispatch, JobMessage, ListenerSettings, QueueDispatch,
-};
-use queue::{Queue, Start, Waiting};
+pub use dispatch::{Dispatch, Process};
+pub use inline::InlineDispatch;
+pub use message::{Delivered, DeliveryError, JobMessage};
+pub use storage_queue::{ListenerSettings, QueueDispatch};
 
 use std::any::Any;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use super::callback::CallbackSender;
 use super::id::JobId;
 use super::repository::{RepositoryError, StatusRepository};
-use super::request::{IdempotencyKey, JobRequest, Priority};
+use super::request::{IdempotencyKey, JobRequest};
 use super::status::{self, JobStatus, StatusDocument, TransitionError};
 use crate::reddit::TopicSource;
 use crate::retry::{retry, Backoff, Verdict};
 use crate::store::StoreError;
+
+/// How often a job's status document is read for news another process may have written: a
+/// cancel, for a running job; the end of the job, for a delivery waiting on it. A read, not a
+/// write, so it can be often: the news takes effect within about a second, not at the next
+/// heartbeat.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// How the runner behaves; from the settings, shortened in tests.
 #[derive(Debug, Clone)]
@@ -52,13 +58,12 @@ pub struct RunnerOptions {
     pub fetch_concurrency: usize,
     /// A non-terminal job not updated for this long has lost its worker.
     pub stale_after: Duration,
-    /// Whether this runner looks for and resumes other workers' stale jobs (a server does; a
-    /// one-off command-line collection does not).
-    pub adopt_stale_jobs: bool,
+    /// What this process is: whether it scans for stale jobs and takes job messages itself.
+    pub process: Process,
     /// Sends completion callbacks of jobs that asked for one.
     pub callbacks: CallbackSender,
-    /// In this process, or on a Storage queue.
-    pub dispatch: Dispatch,
+    /// How accepted jobs reach a worker.
+    pub dispatch: Arc<dyn Dispatch>,
 }
 
 impl RunnerOptions {
@@ -71,14 +76,12 @@ impl RunnerOptions {
         self.stale_after / 2
     }
 
-    /// How storage calls of a job are retried. Inline, until storage answers: the job waits
-    /// for it. A delivered job gives up after `stale_after`, so its delivery fails and the
-    /// message is delivered again (or, the last time, the job ends `failed`).
+    /// How storage calls of a job are retried: for as long as the dispatch says.
     fn storage_backoff(&self) -> Backoff {
         let backoff = Backoff::new(Duration::from_millis(100)).max_delay(Duration::from_secs(10));
-        match self.dispatch {
-            Dispatch::Inline => backoff,
-            Dispatch::Queue(_) => backoff.max_elapsed(self.stale_after),
+        match self.dispatch.storage_retry_budget(self.stale_after) {
+            Some(budget) => backoff.max_elapsed(budget),
+            None => backoff,
         }
     }
 }
@@ -106,13 +109,14 @@ struct Inner {
     repository: StatusRepository,
     topics: Arc<dyn TopicSource>,
     options: RunnerOptions,
-    queue: Mutex<Queue>,
+    /// The cancel tokens of the jobs running in this process, so that a cancel recorded here
+    /// ends their waits at once (`work`).
+    running: Mutex<HashMap<JobId, work::Running>>,
     /// Jobs a scan found terminal with no callback owed, or could not read: never read again
     /// while they exist.
     finished: Mutex<HashSet<JobId>>,
     /// Jobs whose callback this instance is trying to deliver (one task per job).
     delivering: Mutex<HashSet<JobId>>,
-    wake: Notify,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -124,7 +128,8 @@ pub struct JobRunner {
 }
 
 impl JobRunner {
-    /// Starts the workers and the stale-job scanner.
+    /// Starts what takes jobs in this process (as its dispatch says) and, in a server, the
+    /// stale-job scanner.
     pub fn start(
         repository: StatusRepository,
         topics: Arc<dyn TopicSource>,
@@ -135,36 +140,15 @@ impl JobRunner {
                 repository,
                 topics,
                 options,
-                queue: Mutex::new(Queue::default()),
+                running: Mutex::new(HashMap::new()),
                 finished: Mutex::new(HashSet::new()),
                 delivering: Mutex::new(HashSet::new()),
-                wake: Notify::new(),
                 tracker: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
             }),
         };
-        match &runner.inner.options.dispatch {
-            Dispatch::Inline => {
-                for worker in 0..runner.inner.options.max_concurrent_jobs {
-                    let this = runner.clone();
-                    runner.inner.tracker.spawn(
-                        async move { this.work().await }
-                            .instrument(tracing::info_span!("worker", worker)),
-                    );
-                }
-            }
-            Dispatch::Queue(dispatch) if dispatch.consume => {
-                let this = runner.clone();
-                let dispatch = dispatch.clone();
-                runner.inner.tracker.spawn(
-                    async move { this.consume(dispatch).await }
-                        .instrument(tracing::info_span!("queue_listener")),
-                );
-            }
-            // The host's queue listener delivers the messages (`RunJob`).
-            Dispatch::Queue(_) => {}
-        }
-        if runner.inner.options.adopt_stale_jobs {
+        runner.inner.options.dispatch.clone().start(&runner);
+        if runner.inner.options.process.scans_for_stale_jobs() {
             let this = runner.clone();
             runner
                 .inner
@@ -178,7 +162,13 @@ impl JobRunner {
         &self.inner.repository
     }
 
-    /// Accepts a job: its status document is stored before this returns, then it is queued.
+    /// The name of the dispatch mode, for logs.
+    pub fn dispatch_name(&self) -> &'static str {
+        self.inner.options.dispatch.name()
+    }
+
+    /// Accepts a job: its status document is stored before this returns, then it is handed
+    /// over.
     /// With an idempotency key that was used before, returns the original job's document and
     /// starts nothing.
     pub async fn submit(
@@ -195,11 +185,10 @@ impl JobRunner {
                     tracing::info!(job_id = %original, "idempotency key seen before; returning the original job");
                     let document = existing.document;
                     // Stored by a submit that failed to hear back, the job may wait for no
-                    // worker yet: queue it here (a worker's claim is conditional, so a job
-                    // queued twice still runs once). Under queue dispatch its message was sent,
-                    // or the stale-job scan sends it: a repeat sends no copy of its own.
-                    if document.status == JobStatus::Queued && self.queue_dispatch().is_none() {
-                        self.dispatch(&document).await.ok();
+                    // worker yet.
+                    let dispatch = &self.inner.options.dispatch;
+                    if document.status == JobStatus::Queued && dispatch.repeat_hands_over() {
+                        dispatch.hand_over(self, &document).await.ok();
                     }
                     return Ok(document);
                 }
@@ -231,8 +220,8 @@ impl JobRunner {
                 return Err(error.into());
             }
         }
-        if let Err(error) = self.dispatch(&document).await {
-            tracing::error!(job_id = %id, error = %crate::telemetry::Chain(&error), "the job's message could not be sent; ending the job");
+        if let Err(error) = self.inner.options.dispatch.hand_over(self, &document).await {
+            tracing::error!(job_id = %id, error = %crate::telemetry::Chain(&error), "the job could not be handed over; ending it");
             self.withdraw(id).await;
             if let Some(key) = idempotency_key {
                 let _ = repository.release_idempotency_key(key).await;
@@ -244,51 +233,6 @@ impl JobRunner {
         Ok(document)
     }
 
-    /// Hands a stored, queued job to whatever runs jobs: this process's workers, or the
-    /// Storage queue.
-    async fn dispatch(&self, document: &StatusDocument) -> Result<(), StoreError> {
-        let id = document.job_id;
-        match &self.inner.options.dispatch {
-            Dispatch::Inline => {
-                let queue_depth = self.enqueue(
-                    id,
-                    document.request.priority,
-                    Start::Submitted {
-                        seen_attempts: document.attempts,
-                    },
-                );
-                tracing::info!(job_id = %id, topics = document.request.topics.len(), priority = ?document.request.priority, queue_depth, "job accepted");
-            }
-            Dispatch::Queue(dispatch) => {
-                dispatch.send(id).await?;
-                tracing::info!(job_id = %id, topics = document.request.topics.len(), queue = dispatch.queue.name(), "job accepted and queued");
-            }
-        }
-        Ok(())
-    }
-
-    /// Queues a job for a worker. Returns how many jobs now wait, or `None` when the job was
-    /// ours already. (The callers log it: one line per accepted job keeps the ticket fast.)
-    fn enqueue(&self, job: JobId, priority: Priority, start: Start) -> Option<usize> {
-        let depth = {
-            let mut queue = self.inner.queue.lock().expect("queue lock");
-            if !queue.ours.insert(job) {
-                return None;
-            }
-            queue.sequence += 1;
-            let sequence = queue.sequence;
-            queue.waiting.push(Waiting {
-                priority,
-                sequence,
-                job,
-                start,
-            });
-            queue.waiting.len()
-        };
-        self.inner.wake.notify_one();
-        Some(depth)
-    }
-
     /// Stops taking work and waits for the tasks to end. Jobs in flight are abandoned as they
     /// are: their stored state lets another instance resume them.
     pub async fn shutdown(&self) {
@@ -298,55 +242,26 @@ impl JobRunner {
         self.inner.repository.finish_index_writes().await;
     }
 
-    async fn work(&self) {
-        loop {
-            let next = {
-                let mut queue = self.inner.queue.lock().expect("queue lock");
-                let next = queue.waiting.pop();
-                if next.is_some() {
-                    queue.busy += 1;
+    /// Ends a job whose hand-over failed, if nothing has touched it since it was stored: it
+    /// must not stay `queued` with nothing to run it. It owes no callback: its caller got a
+    /// 503, not a ticket.
+    async fn withdraw(&self, job: JobId) {
+        let withdrawn = self
+            .update(job, |doc| {
+                if doc.status != JobStatus::Queued || doc.attempts > 0 {
+                    return Err(TransitionError::WrongState {
+                        expected: JobStatus::Queued,
+                        actual: doc.status,
+                    });
                 }
-                next
-            };
-            let Some(waiting) = next else {
-                tokio::select! {
-                    _ = self.inner.shutdown.cancelled() => return,
-                    _ = self.inner.wake.notified() => continue,
-                }
-            };
-            let job = waiting.job;
-            let span = tracing::info_span!("job", job_id = %job);
-            // A panic while running a job ends that job (`run` fails it), never the worker:
-            // a dead worker is not replaced, and its instance would accept jobs it never runs.
-            let run = AssertUnwindSafe(self.run(waiting).instrument(span.clone())).catch_unwind();
-            tokio::select! {
-                _ = self.inner.shutdown.cancelled() => return,
-                ran = run => if let Err(panic) = ran {
-                    span.in_scope(|| tracing::error!(panic = panic_message(&*panic), "a job's worker panicked outside its run; the worker carries on"));
-                }
-            }
-            let mut queue = self.inner.queue.lock().expect("queue lock");
-            queue.ours.remove(&job);
-            queue.busy -= 1;
-        }
-    }
-
-    /// Runs one job to a terminal state, or until another worker takes it over.
-    async fn run(&self, waiting: Waiting) {
-        let job = waiting.job;
-        let seen_attempts = match waiting.start {
-            Start::Stale => return self.adopt(job).await,
-            Start::Submitted { seen_attempts } => seen_attempts,
-        };
-        match self.claim_submitted(job, seen_attempts).await {
-            Ok(Some(document)) => {
-                // The outcome is logged where it happens.
-                let _ = self.carry_out(document).await;
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(error = %crate::telemetry::Chain(&error), "could not start the job")
-            }
+                doc.fail(NOT_HANDED_OVER.to_owned(), status::now())?;
+                // The caller was refused (503) and never heard of this job: no callback either.
+                doc.callback = None;
+                Ok(())
+            })
+            .await;
+        if let Err(error) = withdrawn {
+            tracing::error!(job_id = %job, error = %crate::telemetry::Chain(&error), "a job that was not handed over could not be ended; the stale-job scan finds it later");
         }
     }
 
@@ -470,6 +385,9 @@ impl JobRunner {
         .await
     }
 }
+
+/// The error of a job whose hand-over failed (its message could not be sent).
+const NOT_HANDED_OVER: &str = "The job could not be queued, so it never ran; submit it again.";
 
 /// The error of a job that panicked: it says nothing internal (the panic is in the log).
 const INTERNAL_ERROR: &str = "An internal error occurred while running the job.";

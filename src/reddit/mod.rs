@@ -34,9 +34,12 @@ pub trait TopicSource: Send + Sync + 'static {
         fetched_at: &str,
     ) -> Result<Vec<Topic>, FetchError>;
 
-    /// As [`hot_topics`](TopicSource::hot_topics), but a cancelled `cancel` ends it at once
-    /// with [`FetchError::Cancelled`] and nothing more is sent. This default drops the fetch
-    /// wherever it is; a source that can tell waiting from asking should override it.
+    /// As [`hot_topics`](TopicSource::hot_topics), but once `cancel` is cancelled nothing more
+    /// is asked: a fetch not started by then ends with [`FetchError::Cancelled`]. This default
+    /// cannot tell waiting from asking, so it takes a started fetch for a request on its way
+    /// and lets it finish, as the real client does with a request once sent; a source that can
+    /// tell (the real client's rate-limit, `Retry-After` and backoff waits) overrides it to end
+    /// its waits at once.
     async fn hot_topics_unless_cancelled(
         &self,
         subreddit: &Subreddit,
@@ -44,11 +47,10 @@ pub trait TopicSource: Send + Sync + 'static {
         fetched_at: &str,
         cancel: &CancellationToken,
     ) -> Result<Vec<Topic>, FetchError> {
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => Err(FetchError::Cancelled),
-            fetched = self.hot_topics(subreddit, limit, fetched_at) => fetched,
+        if cancel.is_cancelled() {
+            return Err(FetchError::Cancelled);
         }
+        self.hot_topics(subreddit, limit, fetched_at).await
     }
 }
 

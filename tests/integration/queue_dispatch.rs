@@ -314,28 +314,41 @@ async fn a_job_stored_without_its_message_is_sent_again_and_runs() {
 }
 
 /// A second message for a job that runs elsewhere, alive: its delivery waits for the job to
-/// end and runs nothing.
+/// end, runs nothing, and lets go of its slot within about a second of the job's end, not a
+/// heartbeat later (a quarter of `JOB_STALE_AFTER_SECONDS`: 30 s here, so a delivery that
+/// looked again only then would miss the deadline below by far).
 #[tokio::test]
-async fn a_second_message_for_a_running_job_does_not_run_it_again() {
-    let app = queued_app(Container::fresh().await, vec![]).await;
+async fn a_second_message_for_a_running_job_runs_nothing_and_ends_soon_after_the_job() {
+    let app = queued_app(
+        Container::fresh().await,
+        vec![("JOB_STALE_AFTER_SECONDS", "120")],
+    )
+    .await;
     let hold = app.reddit.hold(&["slowone"]);
     let id = app.submit(job(&["slowone"], 2)).await;
     hold.until_arrived(1, WAIT).await;
     Queue::named(&azurite::connection_string(), &app.container.name)
         .send(&format!(r#"{{"job_id":"{id}"}}"#))
         .await;
-    poll::until("the second message to be delivered", WAIT, async || {
-        app.host.queue_record().invocations().len() == 2
-    })
-    .await;
+    // The second delivery has read the job, found it running, and waits.
+    assert!(
+        app.host
+            .wait_for_log("waiting for it to end or stop", WAIT)
+            .await,
+        "the second delivery never waited; log:\n{}",
+        app.host.logs()
+    );
+    assert_eq!(app.host.queue_record().invocations().len(), 2);
     hold.release();
 
-    let done = app.wait_terminal(&id, WAIT).await;
+    let done = app.wait_stored_terminal(&id, WAIT).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["attempts"], 1, "claimed once");
-    poll::until("both deliveries to succeed", WAIT, async || {
-        app.host.queue_record().succeeded().len() == 2
-    })
+    poll::until(
+        "both deliveries to succeed soon after the job's end",
+        Duration::from_secs(10),
+        async || app.host.queue_record().succeeded().len() == 2,
+    )
     .await;
     assert_eq!(app.reddit.listing_requests("slowone"), 1);
 }

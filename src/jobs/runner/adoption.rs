@@ -1,10 +1,16 @@
-//! Adopting the jobs of workers that died: a regular scan for jobs whose heartbeat stopped.
+//! The stale-job scan: every instance that is a server looks, regularly, for jobs whose
+//! status blob has sat still for `JOB_STALE_AFTER_SECONDS`.
 //!
-//! The scan only finds them. It hands at most as many as this instance has idle workers to the
-//! queue, and the worker that takes one claims it (one conditional write) at the moment it
-//! starts it. A job is therefore never claimed by an instance that cannot run it yet: a claimed
-//! job waiting in a queue would have no heartbeat, look stale again, be adopted by another
-//! instance, and then run in two processes.
+//! A terminal job found there may still owe its callback, which is delivered from here. What
+//! becomes of a job that is not over is its dispatch's ([`Dispatch::quiet_job`]): inline, an
+//! idle worker here adopts it; under queue dispatch its message is sent again, once, and the
+//! job is ended if it sits still after that too.
+//!
+//! The scan only finds jobs. A worker that adopts one claims it (one conditional write) at the
+//! moment it starts it ([`JobRunner::adopt`]), so a job is never claimed by an instance that
+//! cannot run it yet.
+//!
+//! [`Dispatch::quiet_job`]: super::Dispatch::quiet_job
 
 use std::collections::HashSet;
 
@@ -14,10 +20,10 @@ use crate::jobs::id::JobId;
 use crate::jobs::repository::{status_blob, RepositoryError, StaleClaim, Versioned};
 use crate::jobs::status;
 
-use super::{JobRunner, Start};
+use super::JobRunner;
 
 impl JobRunner {
-    /// At start and then regularly: adopts jobs whose worker died.
+    /// At start and then every half `stale_after`: one scan.
     pub(super) async fn scan_for_stale_jobs(&self) {
         let mut every = tokio::time::interval(self.inner.options.scan_every());
         loop {
@@ -37,29 +43,8 @@ impl JobRunner {
             - chrono::Duration::from_std(self.inner.options.stale_after).expect("a sane duration")
     }
 
-    /// Queue dispatch: a job quiet since this time has no message left to bring it a worker.
-    /// A message held by a worker that died is visible again within `stale_after` (standalone)
-    /// or the host's visibility timeout, and its delivery takes the job over; a job still
-    /// quiet after twice `stale_after` lost its message, or its message waits behind a long
-    /// backlog (then the copy costs one extra delivery, once).
-    fn requeue_before(&self) -> DateTime<Utc> {
-        status::now()
-            - chrono::Duration::from_std(self.inner.options.stale_after * 2)
-                .expect("a sane duration")
-    }
-
-    /// Workers that could start a job now: neither running one nor about to take one that
-    /// waits in the queue.
-    fn idle_workers(&self) -> usize {
-        let queue = self.inner.queue.lock().expect("queue lock");
-        self.inner
-            .options
-            .max_concurrent_jobs
-            .saturating_sub(queue.busy + queue.waiting.len())
-    }
-
-    /// One scan: queues stale jobs not already ours, at most one per idle worker, for the
-    /// workers to claim. Returns how many were queued.
+    /// One scan: hands each quiet job that is not over, and not already this process's, to
+    /// the dispatch. Returns how many it handed over or ended.
     ///
     /// Candidates come from one listing (status blobs not written for `stale_after`). Finished
     /// jobs are quiet too, and stay so until retention purges them: each is read once, then
@@ -68,21 +53,20 @@ impl JobRunner {
     /// skipped with a warning (once), so it cannot stop the scan of the jobs listed after it.
     pub async fn adopt_stale_jobs(&self) -> Result<usize, RepositoryError> {
         let repository = &self.inner.repository;
-        let mut idle = self.idle_workers();
+        let dispatch = &self.inner.options.dispatch;
         let stale_before = self.stale_before();
         let quiet = repository.quiet_since(stale_before).await?;
         let candidates: Vec<JobId> = {
-            let queue = self.inner.queue.lock().expect("queue lock");
             let mut finished = self.inner.finished.lock().expect("finished lock");
             // Forget purged jobs.
             let listed: HashSet<JobId> = quiet.iter().copied().collect();
             finished.retain(|job| listed.contains(job));
             quiet
                 .into_iter()
-                .filter(|job| !queue.ours.contains(job) && !finished.contains(job))
+                .filter(|job| !finished.contains(job) && !dispatch.holds(*job))
                 .collect()
         };
-        let mut queued = 0;
+        let mut taken = 0;
         for job in candidates {
             let document = match repository.load(job).await {
                 Ok(Some(Versioned { document, .. })) => document,
@@ -106,30 +90,20 @@ impl JobRunner {
                 }
                 continue;
             }
-            if let Some(dispatch) = self.queue_dispatch() {
-                // Under queue dispatch a job's message, not this scan, brings it a worker; only
-                // a job with no message left needs one sent again.
-                if self
-                    .requeue(dispatch, &document, self.requeue_before())
-                    .await?
-                {
-                    queued += 1;
-                }
-                continue;
-            }
-            if idle == 0 || document.updated_at > stale_before {
-                continue;
-            }
-            if self
-                .enqueue(job, document.request.priority, Start::Stale)
-                .is_some()
-            {
-                tracing::info!(job_id = %job, status = %document.status, "found a job whose worker stopped");
-                idle -= 1;
-                queued += 1;
+            if dispatch.quiet_job(self, &document).await? {
+                taken += 1;
             }
         }
-        Ok(queued)
+        Ok(taken)
+    }
+
+    /// A GetHotTopics run's scan, when the dispatch wants one at each run: how many jobs it
+    /// handed over or ended; `None` when the dispatch wants none.
+    pub async fn scan_at_timer_run(&self) -> Option<Result<usize, RepositoryError>> {
+        if !self.inner.options.dispatch.scans_at_each_timer_run() {
+            return None;
+        }
+        Some(self.adopt_stale_jobs().await)
     }
 
     /// Claims a job the scan found stale, now that a worker is free for it, and runs it. The

@@ -1,7 +1,11 @@
 //! One job's work: fetch every pending subreddit as a task of its own, store its topics,
 //! record each outcome with a conditional update, heartbeat meanwhile, then end the job.
-
-use std::time::Duration;
+//!
+//! A cancel ends the job's waits through the job's own cancellation token. A cancel recorded
+//! by this process ([`JobRunner::cancel`]) cancels the token of the job it runs at once, before
+//! the caller is answered; one recorded by another instance is seen at the job's next read of
+//! its status document, within about a second. Either way no listing request is sent after
+//! the token is cancelled; one already on its way is left to finish.
 
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
@@ -9,18 +13,40 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::Instrument;
 
-use super::{owned, JobRunner};
+use super::{owned, JobRunner, WATCH_EVERY};
 use crate::jobs::id::JobId;
 use crate::jobs::progress::RunStamp;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::request::Source;
-use crate::jobs::status::{self, OutcomeStatus, StatusDocument, SubredditOutcome};
+use crate::jobs::status::{self, JobStatus, OutcomeStatus, StatusDocument, SubredditOutcome};
 use crate::reddit::{FetchError, Subreddit, Topic};
 
-/// How often a running job reads its status document for a cancel request (a read, not a
-/// write): a cancel is usually written by another request, maybe on another instance, and must
-/// end the job's waits in seconds, not at the next heartbeat.
-const CANCEL_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A job running in this process: its cancel token, shared by the runs of the job here (one,
+/// unless a delivery here took over a run here that looked stopped).
+#[derive(Debug)]
+pub(super) struct Running {
+    cancel: CancellationToken,
+    runs: usize,
+}
+
+/// A run's place among the jobs running in this process; dropped when the run ends.
+struct Registered<'a> {
+    runner: &'a JobRunner,
+    job: JobId,
+    cancel: CancellationToken,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let mut running = self.runner.inner.running.lock().expect("running lock");
+        if let Some(entry) = running.get_mut(&self.job) {
+            entry.runs -= 1;
+            if entry.runs == 0 {
+                running.remove(&self.job);
+            }
+        }
+    }
+}
 
 /// The output blob body (docs/api.md section 6).
 #[derive(Serialize)]
@@ -34,6 +60,38 @@ struct OutputDocument<'a> {
 }
 
 impl JobRunner {
+    /// Records a cancel request for `job` (a queued job ends `cancelled` at once) and, when the
+    /// job runs in this process, cancels its token before returning: the job's waits end, and
+    /// it sends Reddit nothing more.
+    pub async fn cancel(&self, job: JobId) -> Result<StatusDocument, RepositoryError> {
+        let (document, ()) = self
+            .inner
+            .repository
+            .update(job, |doc| doc.request_cancel(status::now()))
+            .await?;
+        if document.status == JobStatus::Running {
+            if let Some(running) = self.inner.running.lock().expect("running lock").get(&job) {
+                running.cancel.cancel();
+            }
+        }
+        Ok(document)
+    }
+
+    /// Registers a run of `job`; its token is cancelled by a cancel recorded here.
+    fn register(&self, job: JobId) -> Registered<'_> {
+        let mut running = self.inner.running.lock().expect("running lock");
+        let entry = running.entry(job).or_insert_with(|| Running {
+            cancel: CancellationToken::new(),
+            runs: 0,
+        });
+        entry.runs += 1;
+        Registered {
+            runner: self,
+            job,
+            cancel: entry.cancel.clone(),
+        }
+    }
+
     /// Fetches and stores every pending subreddit, recording each outcome, then ends the job.
     pub(super) async fn collect(
         &self,
@@ -44,9 +102,11 @@ impl JobRunner {
         let stamp = RunStamp::of(document.started_at.unwrap_or(document.created_at));
         let source = document.request.source;
         let limit = document.request.limit.get();
-        // Cancelled when the status document shows a cancel request: subreddits not started are
-        // skipped, and fetches waiting (rate limit, Retry-After, backoff) give up at once.
-        let cancel = CancellationToken::new();
+        // Cancelled when a cancel is recorded here, or when the status document shows one:
+        // subreddits not started are skipped, and fetches waiting (rate limit, Retry-After,
+        // backoff) give up at once.
+        let registered = self.register(job);
+        let cancel = registered.cancel.clone();
         if document.cancel_requested_at.is_some() {
             cancel.cancel();
         }
@@ -84,7 +144,7 @@ impl JobRunner {
         let mut heartbeat = tokio::time::interval(self.inner.options.heartbeat_every());
         heartbeat.tick().await;
         let mut cancel_check =
-            tokio::time::interval(CANCEL_CHECK_EVERY.min(self.inner.options.heartbeat_every()));
+            tokio::time::interval(WATCH_EVERY.min(self.inner.options.heartbeat_every()));
         cancel_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         cancel_check.tick().await;
         loop {

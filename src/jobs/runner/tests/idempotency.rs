@@ -40,9 +40,9 @@ fn runner(store: Arc<dyn BlobStore>) -> JobRunner {
             max_concurrent_jobs: 0,
             fetch_concurrency: 1,
             stale_after: Duration::from_secs(60),
-            adopt_stale_jobs: false,
+            process: crate::jobs::runner::Process::OneOffCollection,
             callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
-            dispatch: crate::jobs::runner::Dispatch::Inline,
+            dispatch: Arc::new(crate::jobs::runner::InlineDispatch::default()),
         },
     )
 }

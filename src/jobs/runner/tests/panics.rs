@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::super::*;
 use crate::jobs::callback::CallbackSender;
-use crate::jobs::request::{Limit, Source};
+use crate::jobs::request::{Limit, Priority, Source};
 use crate::jobs::JobStatus;
 use crate::reddit::{FetchError, Subreddit, Topic};
 use crate::store::local::LocalDirStore;
@@ -51,9 +51,9 @@ async fn one_worker(dir: &std::path::Path, topics: Arc<dyn TopicSource>) -> JobR
             max_concurrent_jobs: 1,
             fetch_concurrency: 4,
             stale_after: Duration::from_secs(60),
-            adopt_stale_jobs: false,
+            process: crate::jobs::runner::Process::OneOffCollection,
             callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
-            dispatch: crate::jobs::runner::Dispatch::Inline,
+            dispatch: Arc::new(crate::jobs::runner::InlineDispatch::default()),
         },
     )
 }

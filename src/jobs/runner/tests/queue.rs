@@ -1,5 +1,6 @@
 //! Queue dispatch over an in-memory queue: what a submit sends, what a delivery does, the
-//! standalone listener, and the scan that sends a stranded job's message again.
+//! standalone listener, and the scan that sends a stranded job's message again and ends a job
+//! whose copy was spent too.
 
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::super::*;
 use crate::jobs::callback::CallbackSender;
-use crate::jobs::request::{Limit, Source};
+use crate::jobs::request::{Limit, Priority, Source};
 use crate::jobs::JobStatus;
 use crate::reddit::{NoTopics, Subreddit};
 use crate::store::local::LocalDirStore;
@@ -32,19 +33,31 @@ struct Setup {
     poison: Arc<MemoryQueue>,
 }
 
+/// Under the host (`HostedServer`) nothing in the process takes messages: the test delivers
+/// them. A `StandaloneServer` takes them itself. Both scan for stale jobs.
 async fn setup(
     dir: &std::path::Path,
     queue: Arc<dyn MessageQueue>,
-    consume: bool,
+    process: Process,
     stale_after: Duration,
 ) -> (JobRunner, Arc<dyn BlobStore>, Arc<MemoryQueue>) {
-    setup_with(dir, queue, consume, stale_after, Arc::new(NoTopics)).await
+    setup_with(dir, queue, process, stale_after, Arc::new(NoTopics)).await
+}
+
+/// The listener settings of these tests: three deliveries, a failed one back at once.
+fn listener() -> ListenerSettings {
+    ListenerSettings {
+        max_dequeue_count: 3,
+        visibility_timeout: Duration::ZERO,
+        batch_size: 4,
+        max_polling_interval: Duration::from_millis(200),
+    }
 }
 
 async fn setup_with(
     dir: &std::path::Path,
     queue: Arc<dyn MessageQueue>,
-    consume: bool,
+    process: Process,
     stale_after: Duration,
     topics: Arc<dyn TopicSource>,
 ) -> (JobRunner, Arc<dyn BlobStore>, Arc<MemoryQueue>) {
@@ -58,27 +71,17 @@ async fn setup_with(
             max_concurrent_jobs: 2,
             fetch_concurrency: 4,
             stale_after,
-            adopt_stale_jobs: false,
+            process,
             callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
-            dispatch: Dispatch::Queue(QueueDispatch {
-                queue,
-                poison: poison.clone(),
-                listener: ListenerSettings {
-                    max_dequeue_count: 3,
-                    visibility_timeout: Duration::ZERO,
-                    batch_size: 4,
-                    max_polling_interval: Duration::from_millis(200),
-                },
-                consume,
-            }),
+            dispatch: Arc::new(QueueDispatch::new(queue, poison.clone(), listener())),
         },
     );
     (runner, store, poison)
 }
 
-async fn queued_setup(dir: &std::path::Path, consume: bool) -> Setup {
+async fn queued_setup(dir: &std::path::Path, process: Process) -> Setup {
     let queue = Arc::new(MemoryQueue::new("jobs"));
-    let (runner, _, poison) = setup(dir, queue.clone(), consume, Duration::from_secs(60)).await;
+    let (runner, _, poison) = setup(dir, queue.clone(), process, Duration::from_secs(60)).await;
     Setup {
         runner,
         queue,
@@ -99,7 +102,7 @@ async fn status(runner: &JobRunner, job: JobId) -> StatusDocument {
 #[tokio::test]
 async fn a_submit_sends_one_message_naming_the_job_and_runs_nothing_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = queued_setup(dir.path(), false).await;
+    let setup = queued_setup(dir.path(), Process::HostedServer).await;
     let job = setup.runner.submit(request(), None, None).await.unwrap();
     assert_eq!(setup.queue.texts(), vec![JobMessage::text(job.job_id)]);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -115,7 +118,7 @@ async fn a_submit_sends_one_message_naming_the_job_and_runs_nothing_itself() {
 #[tokio::test]
 async fn a_delivery_runs_the_job_to_its_end_and_a_repeat_finds_it_over() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = queued_setup(dir.path(), false).await;
+    let setup = queued_setup(dir.path(), Process::HostedServer).await;
     let job = setup
         .runner
         .submit(request(), None, None)
@@ -169,7 +172,7 @@ async fn a_job_whose_message_cannot_be_sent_is_refused_and_does_not_stay_queued(
     let (runner, _, _) = setup(
         dir.path(),
         Arc::new(Unreachable),
-        false,
+        Process::HostedServer,
         Duration::from_secs(60),
     )
     .await;
@@ -227,7 +230,7 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn the_standalone_listener_runs_queued_jobs_and_deletes_their_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = queued_setup(dir.path(), true).await;
+    let setup = queued_setup(dir.path(), Process::StandaloneServer).await;
     let mut jobs = Vec::new();
     for _ in 0..5 {
         jobs.push(
@@ -266,29 +269,41 @@ async fn the_standalone_listener_runs_queued_jobs_and_deletes_their_messages() {
 async fn a_job_left_queued_with_no_message_is_sent_again_once() {
     let dir = tempfile::tempdir().unwrap();
     let queue = Arc::new(MemoryQueue::new("jobs"));
+    // The server scans every half of this; a job with a message is sent again only after
+    // twice this of quiet, which this test never waits for.
     let stale_after = Duration::from_secs(5);
-    let (runner, store, _) = setup(dir.path(), queue.clone(), false, stale_after).await;
-    // Stored by a process that died before it sent the message, long ago: its blob is quiet.
+    let (runner, store, _) = setup(
+        dir.path(),
+        queue.clone(),
+        Process::HostedServer,
+        stale_after,
+    )
+    .await;
+    // Stored by a process that died before it sent the message, long ago. Its blob was
+    // written just now, and the scan goes by the blob's last write: it is found once the blob
+    // has been quiet for `stale_after`.
     let long_ago: DateTime<Utc> = Utc::now() - chrono::TimeDelta::minutes(5);
     let stranded = StatusDocument::queued(JobId::new(), request(), None, long_ago);
     StatusRepository::new(store)
         .create(&stranded)
         .await
         .unwrap();
-    // Its blob was written just now, and the scan goes by the blob's last write.
-    tokio::time::sleep(stale_after + Duration::from_millis(200)).await;
     // Fresh: its message is on its way.
     let fresh = runner.submit(request(), None, None).await.unwrap();
     assert_eq!(queue.texts(), vec![JobMessage::text(fresh.job_id)]);
 
-    let sent = runner.adopt_stale_jobs().await.unwrap();
-    assert_eq!(sent, 1, "only the stranded job is sent again");
+    let sent = queue.clone();
+    eventually("the stranded job's message sent again", async || {
+        sent.texts().len() > 1
+    })
+    .await;
     assert_eq!(
         queue.texts(),
         vec![
             JobMessage::text(fresh.job_id),
             JobMessage::text(stranded.job_id)
-        ]
+        ],
+        "only the stranded job is sent again"
     );
     assert!(status(&runner, stranded.job_id).await.requeued_at.is_some());
     assert_eq!(
@@ -299,10 +314,71 @@ async fn a_job_left_queued_with_no_message_is_sent_again_once() {
     assert_eq!(queue.texts().len(), 2);
 }
 
+/// Every delivery of a job's message failed (storage was down) and the message was parked in
+/// the poison queue; the scan sent it again, once, and every delivery of that copy failed too.
+/// Once the copy's deliveries are spent and the job is still quiet, the scan ends it `failed`,
+/// naming the cause: it does not stay `queued` forever.
+#[tokio::test]
+async fn a_job_whose_message_sent_again_is_poisoned_too_is_ended_failed_naming_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Arc::new(MemoryQueue::new("jobs"));
+    let stale_after = Duration::from_millis(500);
+    let (runner, store, poison) = setup(
+        dir.path(),
+        queue.clone(),
+        Process::HostedServer,
+        stale_after,
+    )
+    .await;
+    // Its first message is in the poison queue: the job is `queued`, quiet, with no message.
+    let long_ago: DateTime<Utc> = Utc::now() - chrono::TimeDelta::minutes(5);
+    let job = StatusDocument::queued(JobId::new(), request(), None, long_ago);
+    StatusRepository::new(store).create(&job).await.unwrap();
+    let id = job.job_id;
+
+    let sent = queue.clone();
+    eventually("the job's message sent again", async || {
+        !sent.texts().is_empty()
+    })
+    .await;
+    let requeued_at = status(&runner, id)
+        .await
+        .requeued_at
+        .expect("the copy is recorded");
+    // Every delivery of the copy fails too, and the listener parks it.
+    let copy = queue
+        .receive(1, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .remove(0);
+    poison.send(&copy.text).await.unwrap();
+    queue.delete(&copy).await.unwrap();
+
+    let watched = runner.clone();
+    eventually("the job to end", async || {
+        status(&watched, id).await.status.is_terminal()
+    })
+    .await;
+    let ended = status(&runner, id).await;
+    assert_eq!(ended.status, JobStatus::Failed);
+    let error = ended.error.unwrap();
+    assert!(error.contains("sent again"), "{error}");
+    assert!(error.contains("jobs-poison"), "{error}");
+    // Not before each of the copy's three deliveries could have tried storage for
+    // `stale_after` (both times are this process's).
+    assert!(
+        ended.finished_at.unwrap() >= requeued_at + stale_after * 3,
+        "ended at {:?}, the copy sent at {requeued_at}",
+        ended.finished_at
+    );
+    assert_eq!(poison.texts(), vec![JobMessage::text(id)], "one copy only");
+    assert!(queue.texts().is_empty());
+}
+
 #[tokio::test]
 async fn a_repeated_idempotency_key_sends_no_second_message() {
     let dir = tempfile::tempdir().unwrap();
-    let setup = queued_setup(dir.path(), false).await;
+    let setup = queued_setup(dir.path(), Process::HostedServer).await;
     let key = IdempotencyKey::parse(b"twice").unwrap();
     let first = setup
         .runner
@@ -343,7 +419,7 @@ async fn the_standalone_listener_keeps_a_running_jobs_message_hidden_past_its_fi
     let (runner, _, _) = setup_with(
         dir.path(),
         queue.clone(),
-        true,
+        Process::StandaloneServer,
         Duration::from_secs(1),
         Arc::new(Held(gate.clone())),
     )

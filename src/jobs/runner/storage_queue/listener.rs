@@ -16,8 +16,9 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::dispatch::{JobMessage, QueueDispatch};
-use super::JobRunner;
+use super::super::message::JobMessage;
+use super::super::JobRunner;
+use super::QueueDispatch;
 use crate::store::queue::QueueMessage;
 use crate::store::StoreError;
 use crate::telemetry::Chain;
@@ -26,7 +27,8 @@ use crate::telemetry::Chain;
 const FIRST_POLL_WAIT: Duration = Duration::from_millis(100);
 
 impl JobRunner {
-    pub(super) async fn consume(&self, dispatch: QueueDispatch) {
+    /// Takes messages until shutdown, each delivery a tracked task of its own.
+    pub(super) async fn listen(&self, dispatch: &QueueDispatch) {
         let slots = Arc::new(Semaphore::new(self.inner.options.max_concurrent_jobs));
         let hold = self.inner.options.stale_after;
         let mut poll_wait = FIRST_POLL_WAIT;

@@ -1,4 +1,5 @@
-//! The jobs of this instance that wait for a worker: high priority first, then the oldest.
+//! The jobs of this instance that wait for one of its workers (inline dispatch): high priority
+//! first, then the oldest.
 
 use std::collections::{BinaryHeap, HashSet};
 
@@ -40,10 +41,10 @@ impl PartialOrd for Waiting {
     }
 }
 
-#[derive(Default)]
-pub(super) struct Queue {
+#[derive(Debug, Default)]
+pub(super) struct WaitingJobs {
     pub(super) waiting: BinaryHeap<Waiting>,
-    /// Every job this instance has queued or is running, so a scan does not adopt our own.
+    /// Every job waiting here or run by a worker here, so a scan does not adopt our own.
     pub(super) ours: HashSet<JobId>,
     /// Workers running a job now; the others are idle or about to take a waiting job.
     pub(super) busy: usize,
