@@ -221,6 +221,16 @@ impl Container {
             .map(|body| serde_json::from_slice(&body).expect("the blob is JSON"))
     }
 
+    /// The names of the jobs' status documents (`jobs/<id>/status.json`), in order: one per
+    /// job the app stored.
+    pub async fn status_documents(&self) -> Vec<String> {
+        self.names()
+            .await
+            .into_iter()
+            .filter(|name| crate::status::is_blob_name(name))
+            .collect()
+    }
+
     /// The job's status document as stored (see [`crate::status`]).
     pub async fn stored_status(&self, job_id: &str) -> Option<serde_json::Value> {
         crate::status::read(self.store.as_ref(), job_id)

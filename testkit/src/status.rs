@@ -16,6 +16,13 @@ pub fn blob_name(job_id: &str) -> BlobName {
     BlobName::parse(format!("jobs/{job_id}/status.json")).expect("job ids make valid names")
 }
 
+/// Whether `name` is the name of a job's status document.
+pub fn is_blob_name(name: &str) -> bool {
+    name.strip_prefix("jobs/")
+        .and_then(|rest| rest.strip_suffix("/status.json"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 /// Whether a status document (as stored or as answered) says its job has ended, by the app's
 /// own rule ([`JobStatus::is_terminal`]).
 pub fn is_terminal(document: &Value) -> bool {

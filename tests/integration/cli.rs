@@ -22,10 +22,10 @@ const HANDLER: &str = env!("CARGO_BIN_EXE_handler");
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
 /// One finished run of `handler`.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl std::fmt::Display for Run {
@@ -62,7 +62,7 @@ async fn finish(command: &mut tokio::process::Command) -> Run {
     }
 }
 
-async fn handler(args: &[&str]) -> Run {
+pub(crate) async fn handler(args: &[&str]) -> Run {
     finish(&mut command(args)).await
 }
 

@@ -130,13 +130,7 @@ async fn a_repeated_idempotency_key_returns_the_original_ticket_and_starts_nothi
         })
         .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let statuses = app
-        .container
-        .names()
-        .await
-        .into_iter()
-        .filter(|n| n.ends_with("/status.json"))
-        .count();
+    let statuses = app.container.status_documents().await.len();
     assert_eq!(statuses, 2, "one job per key");
 }
 

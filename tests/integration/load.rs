@@ -57,13 +57,7 @@ async fn settle(app: &TestApp, limit: Duration) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + limit;
     let mut finished: std::collections::HashMap<String, serde_json::Value> = Default::default();
     loop {
-        let names: Vec<String> = app
-            .container
-            .names()
-            .await
-            .into_iter()
-            .filter(|name| name.ends_with("/status.json"))
-            .collect();
+        let names = app.container.status_documents().await;
         let mut open = 0;
         for name in &names {
             if finished.contains_key(name) {

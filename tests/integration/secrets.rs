@@ -9,14 +9,18 @@ use testkit::key_vault::FakeKeyVault;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Settings that leave the credentials out of the environment (empty means unset).
-fn without_env_credentials(vault: &FakeKeyVault) -> Vec<(String, String)> {
+/// An app that reads its Reddit credentials from a vault holding `secrets`: none are in its
+/// environment (empty means unset).
+async fn app_reading(secrets: &[(&str, &str)]) -> (FakeKeyVault, TestApp) {
+    let vault = FakeKeyVault::start(secrets).await;
     let mut env = vec![
         ("REDDIT_CLIENT_ID".to_owned(), String::new()),
         ("REDDIT_CLIENT_SECRET".to_owned(), String::new()),
     ];
     env.extend(vault.env());
-    env
+    let app =
+        TestApp::start_with(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).await;
+    (vault, app)
 }
 
 async fn everything_stored(app: &TestApp) -> String {
@@ -31,14 +35,11 @@ async fn everything_stored(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn credentials_come_from_key_vault_and_never_appear_in_logs_or_blobs() {
-    let vault = FakeKeyVault::start(&[
+    let (vault, app) = app_reading(&[
         ("reddit-client-id", CLIENT_ID),
         ("reddit-client-secret", CLIENT_SECRET),
     ])
     .await;
-    let env = without_env_credentials(&vault);
-    let app =
-        TestApp::start_with(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).await;
     let id = app.submit(job(&["technology", "gadgets"], 2)).await;
     let done = app.wait_terminal(&id, WAIT).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -79,10 +80,7 @@ async fn credentials_come_from_key_vault_and_never_appear_in_logs_or_blobs() {
 #[tokio::test]
 async fn a_job_whose_credentials_cannot_be_loaded_fails_with_a_clear_error() {
     // The vault lacks the secret.
-    let vault = FakeKeyVault::start(&[("reddit-client-id", CLIENT_ID)]).await;
-    let env = without_env_credentials(&vault);
-    let app =
-        TestApp::start_with(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).await;
+    let (_vault, app) = app_reading(&[("reddit-client-id", CLIENT_ID)]).await;
     let id = app.submit(job(&["technology"], 2)).await;
     let done = app.wait_terminal(&id, WAIT).await;
     assert_eq!(done["status"], "failed");
@@ -130,14 +128,11 @@ async fn environment_credentials_never_appear_in_logs_or_blobs() {
 #[tokio::test]
 async fn a_secret_rotated_in_key_vault_mid_run_is_taken_up_without_a_restart() {
     const ROTATED: &str = "rotated-reddit-secret";
-    let vault = FakeKeyVault::start(&[
+    let (vault, app) = app_reading(&[
         ("reddit-client-id", CLIENT_ID),
         ("reddit-client-secret", CLIENT_SECRET),
     ])
     .await;
-    let env = without_env_credentials(&vault);
-    let app =
-        TestApp::start_with(env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).await;
     let before = app.submit(job(&["technology"], 2)).await;
     assert_eq!(
         app.wait_terminal(&before, WAIT).await["status"],

@@ -4,59 +4,15 @@
 //!
 //! Every run here has stdout on a pipe, so progress comes as plain lines.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use serde_json::Value;
 
 use testkit::app::StandaloneApp;
 use testkit::fake_reddit::{Behaviour, FakeReddit};
 use testkit::port::ClosedPort;
 
-const HANDLER: &str = env!("CARGO_BIN_EXE_handler");
-/// Longer than any check here takes (the longest waits for a 2 s timeout); a hang fails the
-/// test instead of stalling the suite.
-const RUN_LIMIT: Duration = Duration::from_secs(90);
+use super::cli::{handler, Run};
+
 const KEY: &str = "smoke-test-key";
-
-/// One finished run of `handler smoke`.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-/// `handler <args>`, with the client settings of the test's environment removed.
-async fn handler(args: &[&str]) -> Run {
-    let output = tokio::time::timeout(
-        RUN_LIMIT,
-        tokio::process::Command::new(HANDLER)
-            .args(args)
-            .env_remove("WOMBLE_URL")
-            .env_remove("WOMBLE_KEY")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("handler finished in time")
-    .expect("handler runs");
-    Run {
-        code: output.status.code().expect("handler exited, not killed"),
-        stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
-        stderr: String::from_utf8(output.stderr).expect("utf-8 stderr"),
-    }
-}
 
 /// A standalone app that accepts only [`KEY`], with Reddit played by `reddit`.
 async fn app_with(reddit: &FakeReddit) -> StandaloneApp {
@@ -75,16 +31,6 @@ fn job_id_of(run: &Run) -> String {
         .unwrap_or_else(|| panic!("no step 1 line:\n{run}"));
     assert_eq!(id.len(), 36, "{run}");
     id.to_owned()
-}
-
-/// The status documents stored in the app's container.
-async fn stored_jobs(app: &StandaloneApp) -> Vec<String> {
-    app.container
-        .names()
-        .await
-        .into_iter()
-        .filter(|name| name.ends_with("/status.json"))
-        .collect()
 }
 
 #[tokio::test]
@@ -193,7 +139,7 @@ async fn a_refused_or_missing_key_fails_step_1_naming_the_function_key_with_exit
         "{run}"
     );
     // A refused call starts nothing.
-    assert_eq!(stored_jobs(&app).await, Vec::<String>::new());
+    assert_eq!(app.container.status_documents().await, Vec::<String>::new());
     assert_eq!(reddit.listing_requests_total(), 0);
 }
 
@@ -228,7 +174,7 @@ async fn a_url_whose_path_is_not_the_app_fails_step_1_with_404_and_exit_3() {
         "{run}"
     );
     assert!(run.stderr.contains("check the URL"), "{run}");
-    assert_eq!(stored_jobs(&app).await, Vec::<String>::new());
+    assert_eq!(app.container.status_documents().await, Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -295,7 +241,7 @@ async fn a_job_that_does_not_end_within_the_timeout_fails_step_3_saying_where_it
 #[test]
 fn a_timeout_that_is_not_a_time_prints_usage_and_exits_3_without_calling_anything() {
     for timeout in ["0", "soon", "5min", "25h"] {
-        let output = std::process::Command::new(HANDLER)
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_handler"))
             .args(["smoke", "--timeout", timeout])
             // Nothing may be called: a call here would fail differently.
             .args(["--url", "http://127.0.0.1:9"])

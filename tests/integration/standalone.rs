@@ -53,13 +53,7 @@ async fn function_keys_are_checked_in_standalone_mode_header_first() {
     // Readiness needs no key.
     assert_eq!(reqwest::get(app.url("/")).await.unwrap().status(), 200);
     // Nothing but the accepted calls wrote a job.
-    let jobs = app
-        .container
-        .names()
-        .await
-        .into_iter()
-        .filter(|name| name.ends_with("/status.json"))
-        .count();
+    let jobs = app.container.status_documents().await.len();
     assert_eq!(jobs, 4);
     assert!(!app.logs().contains("key-one") && !app.logs().contains("key-two"));
 }

@@ -34,15 +34,6 @@ async fn app_with_gate() -> (TestApp, Gate) {
     (app, gate)
 }
 
-async fn status_blobs(container: &Container) -> Vec<String> {
-    container
-        .names()
-        .await
-        .into_iter()
-        .filter(|name| name.ends_with("/status.json"))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_timer_run_submits_one_job_with_the_function_key_and_logs_its_ticket() {
     let (app, gate) = app_with_gate().await;
@@ -62,7 +53,7 @@ async fn a_timer_run_submits_one_job_with_the_function_key_and_logs_its_ticket()
     assert_eq!(outcome.body["Outputs"], serde_json::json!({}));
     assert_eq!(outcome.body["ReturnValue"], Value::Null);
 
-    let blobs = status_blobs(&app.container).await;
+    let blobs = app.container.status_documents().await;
     assert_eq!(blobs.len(), 1, "{blobs:?}");
     let job_id = blobs[0].split('/').nth(1).unwrap();
     let stored = app.stored_status(job_id).await.unwrap();
@@ -114,7 +105,7 @@ async fn the_same_schedule_slot_twice_makes_one_job() {
         app.host.invoke_timer("GetHotTopics", payload.clone())
     );
     assert!(first.succeeded && second.succeeded);
-    assert_eq!(status_blobs(&app.container).await.len(), 1);
+    assert_eq!(app.container.status_documents().await.len(), 1);
     let keys: Vec<_> = gate
         .calls()
         .into_iter()
@@ -132,7 +123,7 @@ async fn the_same_schedule_slot_twice_makes_one_job() {
         )
         .await;
     assert!(next.succeeded);
-    assert_eq!(status_blobs(&app.container).await.len(), 2);
+    assert_eq!(app.container.status_documents().await.len(), 2);
 }
 
 #[tokio::test]
@@ -148,7 +139,7 @@ async fn a_run_without_schedule_status_and_past_due_still_submits_and_says_it_is
         "{:?}",
         outcome.logs
     );
-    assert_eq!(status_blobs(&app.container).await.len(), 1);
+    assert_eq!(app.container.status_documents().await.len(), 1);
 }
 
 #[tokio::test]
@@ -168,7 +159,7 @@ async fn a_summary_womble_that_refuses_the_key_makes_the_run_fail_visibly() {
     assert!(!outcome.succeeded, "{outcome:?}");
     assert_eq!(gate.calls()[0].status, 401);
     assert!(app.host.logs().contains("HTTP 401"), "{}", app.host.logs());
-    assert!(status_blobs(&app.container).await.is_empty());
+    assert!(app.container.status_documents().await.is_empty());
 }
 
 #[tokio::test]
@@ -288,7 +279,7 @@ async fn standalone_mode_runs_the_timer_on_its_own_schedule() {
     .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if !status_blobs(&app.container).await.is_empty() {
+        if !app.container.status_documents().await.is_empty() {
             break;
         }
         assert!(
