@@ -99,7 +99,7 @@ pub enum Command {
         #[arg(long, value_name = "TOKEN")]
         continuation: Option<String>,
     },
-    /// Ask a job to stop before its next subreddit
+    /// Ask a job to stop: nothing more is fetched, and it ends cancelled
     Cancel { job_id: JobId },
     /// Start a new job with the request of a finished one
     Retry {

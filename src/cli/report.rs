@@ -130,7 +130,7 @@ pub fn cancelled(status: &Fetched<StatusDocument>, display: Display) {
         println!("job {} cancelled", document.job_id);
     } else {
         println!(
-            "cancel requested: job {} stops before its next subreddit (now {})",
+            "cancel requested: job {} fetches nothing more and ends cancelled (now {})",
             document.job_id,
             progress_line(document)
         );

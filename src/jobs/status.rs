@@ -142,7 +142,8 @@ pub struct StatusDocument {
     pub results: Option<JobResults>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<JobId>,
-    /// Set by a cancel call; the worker ends the job `cancelled` before its next subreddit.
+    /// Set by a cancel call; the worker sends Reddit nothing more and ends the job `cancelled`
+    /// (subreddits not yet fetched are `skipped`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_requested_at: Option<DateTime<Utc>>,
     /// How many times a worker has claimed the job (more than one after a resume).
