@@ -12,7 +12,7 @@ Try:
   curl -s -X POST http://localhost:$port/api/SummaryWomble \\
        -H 'Content-Type: application/json' -d '{"topics": ["technology"], "limit": 2}'
   curl -s 'http://localhost:$port/api/SummaryWomble?job_id=<job_id from the ticket>'
-The job dashboard: http://localhost:$port/api/dashboard (add ?code=<key> when FUNCTION_KEYS is set)
+The job dashboard: http://localhost:$port/api/dashboard (with FUNCTION_KEYS set: add #key=<key>, or type the key into its form)
 Stop with Ctrl-C.
 EOF2
 exec target/debug/handler
