@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::functions::envelope::{binding, Invocation, TimerInfo};
+use crate::functions::host_wire::{binding, Invocation, TimerInfo};
 use crate::functions::summary_womble::{parse_call, Call};
 use crate::functions::{ApiError, ApiRequest};
 use crate::jobs::{CallbackPolicy, JobId, JobRequest, ListPosition, ProgressStep, RunStamp};

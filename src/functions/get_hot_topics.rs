@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
-use super::envelope::{Invocation, TimerInfo};
+use super::host_wire::{self, Invocation, TimerInfo};
 use super::FunctionContext;
 use crate::client::ClientError;
 use crate::jobs::{JobStatus, RequestedJob, Source, StatusDocument};
@@ -137,7 +137,7 @@ pub async fn run(
 ) -> Result<RunLog, (RunError, RunLog)> {
     let mut log = RunLog::default();
     let timer: TimerInfo = match invocation.data.get("mytimer") {
-        Some(value) => match super::envelope::binding(value) {
+        Some(value) => match host_wire::binding(value) {
             Ok(timer) => timer,
             Err(error) => return Err((RunError::BadInvocation(error.to_string()), log)),
         },
@@ -285,7 +285,7 @@ async fn purge_expired(context: &FunctionContext, log: &mut RunLog) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::functions::envelope::ScheduleStatus;
+    use crate::functions::host_wire::ScheduleStatus;
 
     fn timer(next: Option<&str>) -> TimerInfo {
         TimerInfo {

@@ -6,8 +6,9 @@
 //! the form the call came in.
 //!
 //! Layout:
-//! - [`envelope`]: the host's invocation and answer types, and the adapters that unwrap an
-//!   invocation into a call and wrap the answer.
+//! - [`host_wire`]: the host's invocation and answer types, as they travel; no function's.
+//! - [`envelope`]: the adapters that unwrap an invocation into a function's call and wrap its
+//!   answer.
 //! - [`error`]: [`ApiError`], every failure mapped to its HTTP answer once.
 //! - [`summary_womble`]: the job-ticket API.
 //! - [`get_hot_topics`]: the timer that submits the scheduled job and purges old ones.
@@ -18,6 +19,7 @@ pub mod dashboard;
 pub mod envelope;
 pub mod error;
 pub mod get_hot_topics;
+pub mod host_wire;
 pub mod run_job;
 pub mod summary_womble;
 
