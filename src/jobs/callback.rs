@@ -2,17 +2,24 @@
 //! `callback_url`, signed as Standard Webhooks says, retried with backoff. A callback that keeps
 //! failing is logged and given up; it never changes the job's outcome.
 //!
-//! - [`address`]: which addresses a callback may reach, on the URL's text and at connection.
-//! - [`record`](CallbackRecord): where a callback stands, kept in the status document so that
-//!   it survives the instance that owes it; the runner delivers it (`runner/delivery.rs`).
+//! - [`address`]: which addresses a callback may reach ([`CallbackPolicy`]), on the URL's
+//!   text and at connection.
+//! - [`url`]: [`CallbackUrl`], the URL's text and the rules it passes at submit.
+//! - [`record`]: where a callback stands ([`CallbackRecord`]), kept in the status document so
+//!   that it survives the instance that owes it; `transitions.rs`: the status document's claim
+//!   on it and the record of each attempt.
 //! - [`signing`]: the `webhook-*` headers and the key that signs them.
 //! - [`CallbackSender`]: one signed request.
 //! - [`UnsignedCallbacks`]: where a callback that would go out unsigned is refused at submit.
 
 pub mod address;
-mod record;
+pub mod record;
 pub mod signing;
+mod transitions;
+pub mod url;
 
+pub use self::url::CallbackUrl;
+pub use address::CallbackPolicy;
 pub use record::{CallbackRecord, CallbackState};
 /// The old `X-Womble-Signature` value, `sha256=<hex>` of the body: see [`signing`].
 pub use signing::legacy_signature as signature;
@@ -21,7 +28,7 @@ pub use signing::SigningKey;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::request::{CallbackPolicy, CallbackUrl, JobRequest};
+use super::request::JobRequest;
 use super::status::StatusDocument;
 use crate::retry::Backoff;
 

@@ -8,7 +8,8 @@
 //! - [`repository`]: [`StatusRepository`], status documents on a blob store with ETag
 //!   conditions, and the output blobs; [`listing`]: its newest-first pages.
 //! - [`metrics`]: the numbers over the jobs of the last 24 hours.
-//! - [`callback`]: signed completion callbacks.
+//! - [`callback`]: completion callbacks: the URL rules, the record, signing, sending and
+//!   delivery.
 //! - [`runner`]: [`JobRunner`], which accepts jobs and runs them as tracked tasks.
 
 pub mod callback;
@@ -21,13 +22,13 @@ pub mod request;
 pub mod runner;
 pub mod status;
 
+pub use callback::{CallbackPolicy, CallbackUrl};
 pub use id::JobId;
 pub use listing::{JobPage, ListFilter, ListPosition};
 pub use progress::{ProgressStep, RunStamp};
 pub use repository::{RepositoryError, StatusRepository};
 pub use request::{
-    CallbackPolicy, CallbackUrl, IdempotencyKey, JobRequest, Limit, Priority, RequestError,
-    RequestedJob, Source,
+    IdempotencyKey, JobRequest, Limit, Priority, RequestError, RequestedJob, Source,
 };
 pub use runner::{JobRunner, SubmitError};
 pub use status::{JobStatus, StatusDocument, SubredditOutcome, TransitionError};

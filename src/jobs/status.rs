@@ -7,7 +7,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::callback::CallbackRecord;
+use super::callback::record::CallbackRecord;
 use super::id::JobId;
 use super::progress::{Progress, ProgressStep, RunStamp};
 use super::request::{JobRequest, Source};
@@ -401,6 +401,5 @@ impl StatusDocument {
     }
 }
 
-mod callback;
 #[cfg(test)]
 mod tests;

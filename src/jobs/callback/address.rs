@@ -1,5 +1,5 @@
 //! Which addresses a completion callback may reach, judged twice: on the URL's text when a job
-//! is submitted ([`CallbackUrl::parse`](crate::jobs::CallbackUrl::parse)), and on every address
+//! is submitted ([`CallbackUrl::parse`](super::url::CallbackUrl::parse)), and on every address
 //! a host name resolves to when the callback is sent ([`PublicOnlyResolver`]), so that a name
 //! that resolves to this machine or a private network is never contacted.
 //!
@@ -14,7 +14,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 
-use crate::jobs::request::CallbackPolicy;
+/// Which callback addresses are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackPolicy {
+    /// `https` to public hosts only.
+    PublicHttps,
+    /// Also `http`/`https` to `127.0.0.1` and `localhost`, and nothing else local or private
+    /// (`ALLOW_INSECURE_CALLBACKS`, for local use).
+    AllowLocal,
+}
 
 /// Whether `ip` is an address on the public internet, by the most specific block of
 /// `address/special_purpose.tsv` that contains it: not this machine, not a private,

@@ -179,7 +179,7 @@ async fn a_job_whose_message_cannot_be_sent_is_refused_and_does_not_stay_queued(
     let key = IdempotencyKey::parse(b"once").unwrap();
     let with_callback = JobRequest {
         callback_url: Some(
-            crate::jobs::request::CallbackUrl::parse(
+            crate::jobs::CallbackUrl::parse(
                 "https://example.com/hook",
                 crate::jobs::CallbackPolicy::PublicHttps,
             )

@@ -1,10 +1,12 @@
-//! The completion callback's part of the state machine: who may send it (a claim with a lease),
-//! and how each attempt is recorded, until it is delivered or abandoned.
+//! The completion callback's part of the job state machine: who may send it (a claim with a
+//! lease), and how each attempt is recorded, until it is delivered or abandoned. Transitions of
+//! the [`StatusDocument`] that holds the record, so that a claim and the job's end are written
+//! by the same conditional writes.
 
 use chrono::{DateTime, Utc};
 
-use super::{StatusDocument, TransitionError};
-use crate::jobs::callback::{CallbackRecord, CallbackState};
+use super::record::{CallbackRecord, CallbackState};
+use crate::jobs::status::{StatusDocument, TransitionError};
 
 impl StatusDocument {
     /// Whether this job's callback is still to be delivered.
