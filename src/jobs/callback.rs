@@ -8,11 +8,14 @@
 //! - [`record`]: where a callback stands ([`CallbackRecord`]), kept in the status document so
 //!   that it survives the instance that owes it; `transitions.rs`: the status document's claim
 //!   on it and the record of each attempt.
+//! - [`delivery`]: claiming, sending and recording an owed callback, at least once across
+//!   instances; the runner runs it as a tracked task (`runner/delivery.rs`).
 //! - [`signing`]: the `webhook-*` headers and the key that signs them.
 //! - [`CallbackSender`]: one signed request.
 //! - [`UnsignedCallbacks`]: where a callback that would go out unsigned is refused at submit.
 
 pub mod address;
+pub mod delivery;
 pub mod record;
 pub mod signing;
 mod transitions;
