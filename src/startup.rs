@@ -23,7 +23,7 @@ use crate::jobs::runner::{
 use crate::jobs::{JobRunner, StatusRepository};
 use crate::reddit::client::{default_user_agent, Endpoints, RetryPolicy};
 use crate::reddit::{RedditClient, TopicSource};
-use crate::retry::{retry, Backoff, Verdict};
+use crate::retry::{retry, Backoff};
 use crate::store::azure::AzureBlobStore;
 use crate::store::local::LocalDirStore;
 use crate::store::queue::azure::AzureQueue;
@@ -313,8 +313,8 @@ where
     match retry(
         &backoff,
         None,
-        |_| create(),
-        |error| Verdict::retry_if(error.is_retryable()),
+        |_| crate::store::retried_by_caller(create()),
+        StoreError::verdict,
         |error, _| {
             tracing::warn!(
                 error = %telemetry::Chain(error),

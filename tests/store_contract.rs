@@ -116,7 +116,7 @@ mod cases {
             &*store,
             "jobs/1/status.json",
             r#"{"status":"queued"}"#,
-            WriteCondition::Always,
+            WriteCondition::IfNotExists,
         )
         .await
         .unwrap();
@@ -130,7 +130,7 @@ mod cases {
     }
 
     pub async fn an_empty_blob_reads_back_empty<B: BlobStore>(store: Arc<B>) {
-        let etag = put(&*store, "empty", "", WriteCondition::Always)
+        let etag = put(&*store, "empty", "", WriteCondition::IfNotExists)
             .await
             .unwrap();
         let blob = store.get(&name("empty")).await.unwrap().unwrap();
@@ -139,12 +139,17 @@ mod cases {
     }
 
     pub async fn the_etag_changes_when_the_content_changes<B: BlobStore>(store: Arc<B>) {
-        let first = put(&*store, "doc", "one", WriteCondition::Always)
+        let first = put(&*store, "doc", "one", WriteCondition::IfNotExists)
             .await
             .unwrap();
-        let second = put(&*store, "doc", "two", WriteCondition::Always)
-            .await
-            .unwrap();
+        let second = put(
+            &*store,
+            "doc",
+            "two",
+            WriteCondition::IfMatch(first.clone()),
+        )
+        .await
+        .unwrap();
         assert_ne!(first, second);
         let blob = store.get(&name("doc")).await.unwrap().unwrap();
         assert_eq!((blob.body, blob.etag), (body("two"), second));
@@ -161,7 +166,7 @@ mod cases {
     pub async fn creating_a_blob_that_exists_fails_and_changes_nothing<B: BlobStore>(
         store: Arc<B>,
     ) {
-        let etag = put(&*store, "taken", "original", WriteCondition::Always)
+        let etag = put(&*store, "taken", "original", WriteCondition::IfNotExists)
             .await
             .unwrap();
         let outcome = put(&*store, "taken", "intruder", WriteCondition::IfNotExists).await;
@@ -174,7 +179,7 @@ mod cases {
     }
 
     pub async fn a_write_with_the_current_etag_succeeds<B: BlobStore>(store: Arc<B>) {
-        let first = put(&*store, "doc", "v1", WriteCondition::Always)
+        let first = put(&*store, "doc", "v1", WriteCondition::IfNotExists)
             .await
             .unwrap();
         let second = put(&*store, "doc", "v2", WriteCondition::IfMatch(first.clone()))
@@ -186,7 +191,7 @@ mod cases {
     }
 
     pub async fn a_stale_etag_write_fails_and_changes_nothing<B: BlobStore>(store: Arc<B>) {
-        let stale = put(&*store, "doc", "v1", WriteCondition::Always)
+        let stale = put(&*store, "doc", "v1", WriteCondition::IfNotExists)
             .await
             .unwrap();
         let current = put(&*store, "doc", "v2", WriteCondition::IfMatch(stale.clone()))
@@ -210,7 +215,7 @@ mod cases {
     pub async fn an_etag_write_to_a_missing_blob_fails_and_creates_nothing<B: BlobStore>(
         store: Arc<B>,
     ) {
-        let etag = put(&*store, "gone", "v1", WriteCondition::Always)
+        let etag = put(&*store, "gone", "v1", WriteCondition::IfNotExists)
             .await
             .unwrap();
         store.delete(&name("gone")).await.unwrap();
@@ -235,7 +240,7 @@ mod cases {
             &*store,
             "jobs/race/status.json",
             "v0",
-            WriteCondition::Always,
+            WriteCondition::IfNotExists,
         )
         .await
         .unwrap();
@@ -311,9 +316,14 @@ mod cases {
     pub async fn a_deleted_blob_reads_as_none_and_can_be_created_again<B: BlobStore>(
         store: Arc<B>,
     ) {
-        put(&*store, "jobs/2/status.json", "v1", WriteCondition::Always)
-            .await
-            .unwrap();
+        put(
+            &*store,
+            "jobs/2/status.json",
+            "v1",
+            WriteCondition::IfNotExists,
+        )
+        .await
+        .unwrap();
         store.delete(&name("jobs/2/status.json")).await.unwrap();
         assert_eq!(content(&*store, "jobs/2/status.json").await, None);
         store.delete(&name("jobs/2/status.json")).await.unwrap();
@@ -344,7 +354,7 @@ mod cases {
             "jobs/d/status.json",
         ];
         for blob in &expected {
-            put(&*store, blob, blob, WriteCondition::Always)
+            put(&*store, blob, blob, WriteCondition::IfNotExists)
                 .await
                 .unwrap();
         }
@@ -384,7 +394,7 @@ mod cases {
             "jobsx",
             "20250811_135221_reddit_technology.json",
         ] {
-            put(&*store, blob, "{}", WriteCondition::Always)
+            put(&*store, blob, "{}", WriteCondition::IfNotExists)
                 .await
                 .unwrap();
         }
@@ -414,9 +424,14 @@ mod cases {
     }
 
     pub async fn listing_an_unused_prefix_is_one_empty_page<B: BlobStore>(store: Arc<B>) {
-        put(&*store, "jobs/a/status.json", "{}", WriteCondition::Always)
-            .await
-            .unwrap();
+        put(
+            &*store,
+            "jobs/a/status.json",
+            "{}",
+            WriteCondition::IfNotExists,
+        )
+        .await
+        .unwrap();
         let page = store.list("nothing/here/", None, 10).await.unwrap();
         assert!(page.items.is_empty(), "{:?}", page.items);
         assert_eq!(page.next_marker, None);
@@ -426,10 +441,10 @@ mod cases {
         store: Arc<B>,
     ) {
         let before = chrono::Utc::now() - chrono::Duration::minutes(5);
-        put(&*store, "sized/three", "abc", WriteCondition::Always)
+        put(&*store, "sized/three", "abc", WriteCondition::IfNotExists)
             .await
             .unwrap();
-        put(&*store, "sized/zero", "", WriteCondition::Always)
+        put(&*store, "sized/zero", "", WriteCondition::IfNotExists)
             .await
             .unwrap();
         let after = chrono::Utc::now() + chrono::Duration::minutes(5);
@@ -456,7 +471,7 @@ mod cases {
     pub async fn ensuring_the_container_again_is_harmless_and_keeps_its_blobs<B: BlobStore>(
         store: Arc<B>,
     ) {
-        put(&*store, "kept", "still here", WriteCondition::Always)
+        put(&*store, "kept", "still here", WriteCondition::IfNotExists)
             .await
             .unwrap();
         store.ensure_container().await.unwrap();
@@ -564,7 +579,12 @@ mod azure_blob_store_extras {
             ("notes.txt", "text/plain; charset=utf-8"),
         ] {
             store
-                .put(&name(blob), body("x"), content_type, WriteCondition::Always)
+                .put(
+                    &name(blob),
+                    body("x"),
+                    content_type,
+                    WriteCondition::IfNotExists,
+                )
                 .await
                 .unwrap();
             assert_eq!(

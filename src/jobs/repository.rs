@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::id::JobId;
 use super::request::IdempotencyKey;
 use super::status::{StatusDocument, TransitionError};
+use crate::retry::Verdict;
 use crate::store::{BlobName, BlobStore, ETag, StoreError, WriteCondition};
 
 const JSON: &str = "application/json";
@@ -55,6 +56,16 @@ impl RepositoryError {
             RepositoryError::Store(error) => error.is_retryable(),
             RepositoryError::Contended(_) => true,
             _ => false,
+        }
+    }
+
+    /// What this failure means for another attempt: storage's own verdict
+    /// ([`StoreError::verdict`], which honours a `Retry-After`); contention is worth another
+    /// round after a backoff; anything else is final.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            RepositoryError::Store(error) => error.verdict(),
+            error => Verdict::retry_if(error.is_retryable()),
         }
     }
 }

@@ -40,7 +40,7 @@ use super::repository::{RepositoryError, StatusRepository};
 use super::request::{IdempotencyKey, JobRequest};
 use super::status::{self, JobStatus, StatusDocument, TransitionError};
 use crate::reddit::TopicSource;
-use crate::retry::{retry, Backoff, Verdict};
+use crate::retry::{retry, Backoff};
 use crate::store::StoreError;
 
 /// How often a job's status document is read for news another process may have written: a
@@ -368,8 +368,10 @@ impl JobRunner {
     }
 
     /// Retries `call` while it fails for a reason storage may get over, with exponential
-    /// backoff (100 ms doubling to 10 s), for as long as [`RunnerOptions::storage_backoff`]
-    /// says or until the runner shuts down.
+    /// backoff (100 ms doubling to 10 s) or after the `Retry-After` storage named, for as long
+    /// as [`RunnerOptions::storage_backoff`] says or until the runner shuts down. This is the
+    /// one budget of these calls: inside it each store call makes one attempt
+    /// ([`crate::store::retried_by_caller`]).
     async fn with_storage_retries<T, F, Fut>(&self, mut call: F) -> Result<T, RepositoryError>
     where
         F: FnMut() -> Fut,
@@ -378,8 +380,8 @@ impl JobRunner {
         retry(
             &self.inner.options.storage_backoff(),
             Some(&self.inner.shutdown),
-            |_| call(),
-            |error| Verdict::retry_if(error.is_retryable()),
+            |_| crate::store::retried_by_caller(call()),
+            RepositoryError::verdict,
             |error, retrying| tracing::warn!(error = %crate::telemetry::Chain(error), wait_ms = retrying.wait.as_millis() as u64, "storage call failed; retrying"),
         )
         .await

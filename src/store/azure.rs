@@ -146,6 +146,7 @@ impl AzureBlobStore {
     }
 
     /// The content type stored with a blob, `None` when the blob does not exist. For tests.
+    #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
     pub async fn content_type(&self, name: &BlobName) -> Result<Option<String>, StoreError> {
         match self.blob(name).get_properties().await {
@@ -221,7 +222,6 @@ impl AzureBlobStore {
             .put_block_blob(body)
             .content_type(content_type.to_owned());
         let request = match condition {
-            WriteCondition::Always => request,
             WriteCondition::IfNotExists => {
                 request.if_match(IfMatchCondition::NotMatch("*".to_owned()))
             }

@@ -156,9 +156,6 @@ impl Inner {
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(failed)?;
         }
-        if *condition == WriteCondition::Always {
-            return std::fs::rename(temp, target).map_err(failed);
-        }
         // The link fails when the name is taken, even by another process: creation is atomic.
         match std::fs::hard_link(temp, target) {
             Ok(()) => Ok(()),

@@ -19,10 +19,13 @@ pub mod queue;
 pub mod steered;
 
 use std::fmt;
+use std::future::Future;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+
+use crate::retry::Verdict;
 
 /// A blob name that is safe to use under the container: relative, `/`-separated, and unable to
 /// escape its prefix.
@@ -71,8 +74,6 @@ pub struct ETag(pub String);
 /// The precondition of a write. Conditional writes are how no update is ever lost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteCondition {
-    /// Write whatever is there.
-    Always,
     /// Create only: fails with [`StoreError::ConditionFailed`] when the blob exists
     /// (`If-None-Match: *`).
     IfNotExists,
@@ -122,6 +123,36 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+
+    /// What this failure means for another attempt: after the wait the service asked for
+    /// (`Retry-After`) when it named one, after the caller's backoff when it may pass, never
+    /// when it is final.
+    pub fn verdict(&self) -> Verdict {
+        match azure::errors::server_wait(self) {
+            Some(wait) => Verdict::RetryAfter(wait),
+            None => Verdict::retry_if(self.is_retryable()),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// Set while the store calls of a caller that retries them itself run: each call is then
+    /// one attempt, so that the caller's budget is the only one (docs/storage.md, "Retry
+    /// budgets").
+    static RETRIED_BY_CALLER: ();
+}
+
+/// Runs `calls`, whose store calls the caller retries itself (through [`crate::retry`], with
+/// its own budget), with one attempt per store call: the store's own short retry
+/// ([`StoreError::verdict`] tells the caller how to go on) would otherwise run inside every
+/// attempt of the caller's.
+pub async fn retried_by_caller<F: Future>(calls: F) -> F::Output {
+    RETRIED_BY_CALLER.scope((), calls).await
+}
+
+/// Whether the store call under way is inside [`retried_by_caller`].
+pub(crate) fn is_retried_by_caller() -> bool {
+    RETRIED_BY_CALLER.try_with(|()| ()).is_ok()
 }
 
 /// A container of blobs.

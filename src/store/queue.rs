@@ -3,13 +3,15 @@
 //!
 //! Like [`super::BlobStore`], this module speaks queues only (messages, pop receipts, dequeue
 //! counts, visibility) and knows nothing about jobs. Every Azure SDK call for queues lives in
-//! [`azure`]; [`memory`] is an in-process queue with the same contract, for unit tests.
+//! [`azure`]; `memory` is an in-process queue with the same contract, for tests only (built
+//! with `cfg(test)` or the `test-support` feature, never into the deployed handler).
 //!
 //! Message text is what producers and consumers see. On the wire the Azure implementation
 //! base64-encodes it, as the Functions host's queue trigger expects by default
 //! (`messageEncoding: base64`).
 
 pub mod azure;
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 
 use std::time::Duration;

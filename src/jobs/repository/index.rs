@@ -19,8 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{index_blob, RepositoryError, StatusRepository, Versioned};
 use crate::jobs::id::JobId;
-use crate::retry::{retry, Backoff, Verdict};
-use crate::store::{BlobName, StoreError, WriteCondition};
+use crate::retry::{retry, Backoff};
+use crate::store::{retried_by_caller, BlobName, StoreError, WriteCondition};
 
 /// Entries written at once, at most. A ticket that finds them all in flight waits for a slot:
 /// without the bound, tickets arriving faster than storage takes writes would pile up entry
@@ -74,8 +74,8 @@ impl StatusRepository {
             let written = retry(
                 &ENTRY_RETRY,
                 None,
-                |_| this.write_index_entry(&entry),
-                |error: &StoreError| Verdict::retry_if(error.is_retryable()),
+                |_| retried_by_caller(this.write_index_entry(&entry)),
+                StoreError::verdict,
                 |_, _| {},
             )
             .await;

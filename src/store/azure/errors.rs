@@ -90,12 +90,12 @@ pub(crate) struct SdkFailure {
     retry_after: Option<Duration>,
 }
 
-/// The longest `Retry-After` of storage that is waited out inside one call; a longer one ends
-/// the call as unavailable (the caller has its own, longer retries).
-pub(crate) const MAX_STORAGE_WAIT: Duration = Duration::from_secs(30);
-
 /// The `Retry-After` (whole seconds) of a failed storage answer. azure_core 0.21 keeps a
 /// response's headers private but prints them with the error (`retry-after:<n>`).
+///
+/// It is not capped here: a wait that does not fit in what is left of the retry budget of the
+/// call ends the call at once as unavailable (`crate::retry` checks every wait against the
+/// budget), and the retry policy caps any server wait at [`crate::retry::MAX_SERVER_WAIT`].
 pub(crate) fn retry_after_header(text: &str) -> Option<Duration> {
     let at = text.to_ascii_lowercase().find("retry-after:")?;
     let digits: String = text[at + "retry-after:".len()..]
@@ -104,7 +104,7 @@ pub(crate) fn retry_after_header(text: &str) -> Option<Duration> {
         .take_while(char::is_ascii_digit)
         .collect();
     let seconds: u64 = digits.parse().ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_STORAGE_WAIT))
+    Some(Duration::from_secs(seconds))
 }
 
 /// The wait the service asked for, when `error` carries one.

@@ -2,7 +2,8 @@
 //! the SDK options (its own retry policy off), our retry policy, and time conversion.
 //!
 //! Blob and queue clients are built and retried the same way, so a storage outage looks the
-//! same from both: a few seconds of retries, then [`StoreError::Unavailable`].
+//! same from both: a few seconds of retries ([`RETRIES`]), then [`StoreError::Unavailable`];
+//! or, for a caller that retries itself ([`crate::store::retried_by_caller`]), one attempt.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,10 +12,9 @@ use std::time::Duration;
 use azure_core::{ClientOptions, RetryOptions, TransportOptions};
 use chrono::{DateTime, Utc};
 
-use super::errors::server_wait;
 use super::AzureConfigError;
-use crate::retry::{retry, Backoff, Verdict};
-use crate::store::StoreError;
+use crate::retry::{retry, Backoff};
+use crate::store::{is_retried_by_caller, StoreError};
 
 /// How long one attempt may wait for a TCP (and TLS) connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,10 +24,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an idle connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a retryable failure (connection trouble, timeouts, 5xx, 429): two retries, 250 ms
-/// then 500 ms later, and none that would start 3 s after the first attempt.
+/// then 500 ms later, and none that would start 3 s after the first attempt. A `Retry-After`
+/// that does not fit in what is left of the 3 s ends the call at once.
 pub(crate) const RETRIES: Backoff = Backoff::new(Duration::from_millis(250))
     .max_attempts(3)
     .max_elapsed(Duration::from_secs(3));
+/// A call whose caller retries it with a budget of its own: one attempt.
+const ONE_ATTEMPT: Backoff = Backoff::new(Duration::ZERO).max_attempts(1);
 
 /// SDK options over one HTTP client of our own (timeouts, connection reuse), with the SDK's
 /// retry policy switched off: it retries for up to a minute, and it would repeat a
@@ -46,7 +49,8 @@ pub(crate) fn client_options() -> Result<ClientOptions, AzureConfigError> {
 }
 
 /// Runs `attempt` (given its 1-based number) until it succeeds, fails for good, or the
-/// [`RETRIES`] allowance is spent. A `Retry-After` of the service is honoured.
+/// [`RETRIES`] allowance is spent. A `Retry-After` of the service is honoured. Inside
+/// [`crate::store::retried_by_caller`], one attempt only.
 pub(crate) async fn retrying<T, F, Fut>(
     operation: &'static str,
     attempt: F,
@@ -55,14 +59,16 @@ where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
 {
+    let policy = if is_retried_by_caller() {
+        ONE_ATTEMPT
+    } else {
+        RETRIES
+    };
     retry(
-        &RETRIES,
+        &policy,
         None,
         attempt,
-        |error| match server_wait(error) {
-            Some(wait) if error.is_retryable() => Verdict::RetryAfter(wait),
-            _ => Verdict::retry_if(error.is_retryable()),
-        },
+        StoreError::verdict,
         |error, retrying| {
             tracing::debug!(
                 operation,

@@ -3,7 +3,7 @@ use std::time::Instant;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::errors::{retry_after_header, MAX_STORAGE_WAIT};
+use super::errors::retry_after_header;
 use super::sdk::refused_port;
 use super::*;
 use crate::store::BlobStore;
@@ -245,8 +245,9 @@ fn an_identity_based_store_uses_the_blob_service_uri_it_is_given() {
     }
 }
 
-#[tokio::test]
-async fn a_busy_service_is_asked_again_no_sooner_than_its_retry_after() {
+/// A blob service that answers every request `503 ServerBusy` with `Retry-After: <seconds>`,
+/// a store in front of it, and the times of the requests it has seen.
+async fn busy_service(retry_after: u64) -> (AzureBlobStore, Arc<std::sync::Mutex<Vec<Instant>>>) {
     use std::sync::Mutex;
     use warp::Filter as _;
     let seen: Arc<Mutex<Vec<Instant>>> = Arc::default();
@@ -256,7 +257,7 @@ async fn a_busy_service_is_asked_again_no_sooner_than_its_retry_after() {
             seen.lock().unwrap().push(Instant::now());
             warp::http::Response::builder()
                 .status(503)
-                .header("retry-after", "1")
+                .header("retry-after", retry_after.to_string())
                 .header("x-ms-error-code", "ServerBusy")
                 .body(String::new())
                 .unwrap()
@@ -273,6 +274,12 @@ async fn a_busy_service_is_asked_again_no_sooner_than_its_retry_after() {
         "hot-topics",
     )
     .unwrap();
+    (store, seen)
+}
+
+#[tokio::test]
+async fn a_busy_service_is_asked_again_no_sooner_than_its_retry_after() {
+    let (store, seen) = busy_service(1).await;
     let error = store.ensure_container().await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
     let seen = seen.lock().unwrap().clone();
@@ -286,13 +293,40 @@ async fn a_busy_service_is_asked_again_no_sooner_than_its_retry_after() {
     }
 }
 
+#[tokio::test]
+async fn a_retry_after_beyond_the_stores_budget_ends_the_call_at_once_as_unavailable() {
+    let (store, seen) = busy_service(60).await;
+    let started = Instant::now();
+    let error = store.ensure_container().await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_call_whose_caller_retries_it_makes_one_attempt_and_passes_on_the_retry_after() {
+    let (store, seen) = busy_service(1).await;
+    let error = crate::store::retried_by_caller(store.ensure_container())
+        .await
+        .unwrap_err();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(
+        error.verdict(),
+        crate::retry::Verdict::RetryAfter(Duration::from_secs(1))
+    );
+}
+
 #[test]
-fn a_retry_after_is_read_from_the_printed_headers_and_capped() {
+fn a_retry_after_is_read_from_the_printed_headers() {
     let text = "HttpError { Status: 503, Headers: [ retry-after:7 x-ms-error-code:ServerBusy ] }";
     assert_eq!(retry_after_header(text), Some(Duration::from_secs(7)));
     assert_eq!(
         retry_after_header("Retry-After: 99999"),
-        Some(MAX_STORAGE_WAIT)
+        Some(Duration::from_secs(99999))
     );
     assert_eq!(retry_after_header("no such header"), None);
     assert_eq!(retry_after_header("retry-after:soon"), None);

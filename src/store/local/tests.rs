@@ -22,7 +22,7 @@ async fn the_temp_directory_is_neither_listed_nor_writable() {
                 &reserved,
                 Bytes::from_static(b"y"),
                 "text/plain",
-                WriteCondition::Always
+                WriteCondition::IfNotExists
             )
             .await,
         Err(StoreError::Failed(_))
@@ -41,7 +41,7 @@ async fn deleting_the_last_blob_of_a_directory_removes_the_directory() {
             &name,
             Bytes::from_static(b"{}"),
             "application/json",
-            WriteCondition::Always,
+            WriteCondition::IfNotExists,
         )
         .await
         .unwrap();
@@ -73,7 +73,7 @@ async fn no_temp_files_are_left_behind() {
             WriteCondition::IfNotExists,
         )
         .await;
-    store
+    let etag = store
         .put(
             &name,
             body.clone(),
@@ -83,7 +83,12 @@ async fn no_temp_files_are_left_behind() {
         .await
         .unwrap();
     store
-        .put(&name, body, "application/json", WriteCondition::Always)
+        .put(
+            &name,
+            body,
+            "application/json",
+            WriteCondition::IfMatch(etag),
+        )
         .await
         .unwrap();
     let leftovers = std::fs::read_dir(root.path().join("box").join(TEMP_DIR))
@@ -102,7 +107,7 @@ async fn directories_and_names_under_a_blob_are_missing_blobs() {
             &status,
             Bytes::from_static(b"{}"),
             "application/json",
-            WriteCondition::Always,
+            WriteCondition::IfNotExists,
         )
         .await
         .unwrap();

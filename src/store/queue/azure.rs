@@ -117,6 +117,7 @@ impl AzureQueue {
 
     /// The texts of the visible messages as stored, without decoding or changing anything
     /// (at most 32, oldest first). For tests of the wire format.
+    #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
     pub async fn peek_stored(&self) -> Result<Vec<String>, StoreError> {
         match self
@@ -137,6 +138,7 @@ impl AzureQueue {
 
     /// Sends `stored` as it is, unencoded: how a producer that does not base64-encode writes.
     /// For tests.
+    #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
     pub async fn send_stored(&self, stored: &str) -> Result<(), StoreError> {
         self.queue
@@ -147,6 +149,7 @@ impl AzureQueue {
     }
 
     /// Deletes the queue and every message in it; a missing queue is fine. For tests.
+    #[cfg(any(test, feature = "test-support"))]
     #[doc(hidden)]
     pub async fn delete_queue(&self) -> Result<(), StoreError> {
         match self.queue.delete().await {
