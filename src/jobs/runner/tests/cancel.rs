@@ -69,7 +69,7 @@ async fn a_cancel_recorded_by_the_process_running_the_job_cancels_its_token_befo
         callback_url: None,
     };
     let job = runner.submit(request, None, None).await.unwrap().job_id;
-    tokio::time::timeout(Duration::from_secs(10), topics.started.acquire())
+    tokio::time::timeout(Duration::from_secs(60), topics.started.acquire())
         .await
         .expect("the job's fetch started")
         .unwrap()
@@ -83,7 +83,7 @@ async fn a_cancel_recorded_by_the_process_running_the_job_cancels_its_token_befo
         "the job's token was not cancelled when the cancel returned"
     );
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let stored = runner.repository().load(job).await.unwrap().unwrap();
         if stored.document.status.is_terminal() {
