@@ -10,7 +10,8 @@
 //!   name the setting at fault and never repeat a value.
 //! - The SDK's own retry policy is switched off: it retries for up to a minute, and it would
 //!   retry a conditional write whose first attempt may already have landed. [`AzureBlobStore`]
-//!   retries a little itself (the policy [`sdk::RETRIES`]) and, when a retried conditional
+//!   retries a little itself (the policy [`sdk::RETRIES`]; one attempt for a caller that
+//!   retries itself, [`crate::store::retried_by_caller`]) and, when a retried conditional
 //!   write reports a failed condition, checks whether the blob already holds exactly the bytes
 //!   being written (then the earlier attempt did land, and the write succeeded).
 //! - Each HTTP attempt has a connect timeout and an overall timeout, so a call against storage
