@@ -95,7 +95,9 @@ async fn a_cancel_ends_the_waits_of_a_rate_limited_job_at_once_and_sends_nothing
     .await;
 
     let before = cancel_and_count(&app, &id).await;
-    let done = app.wait_terminal(&id, Duration::from_secs(5)).await;
+    // Well inside the 20 s the job's fetches would otherwise wait, with room for a loaded
+    // machine.
+    let done = app.wait_terminal(&id, Duration::from_secs(15)).await;
     assert_eq!(done["status"], "cancelled", "{done}");
     for result in done["results"]["results"].as_array().unwrap() {
         assert_eq!(result["status"], "skipped", "{done}");

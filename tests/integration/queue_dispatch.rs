@@ -346,7 +346,8 @@ async fn a_second_message_for_a_running_job_runs_nothing_and_ends_soon_after_the
     assert_eq!(done["attempts"], 1, "claimed once");
     poll::until(
         "both deliveries to succeed soon after the job's end",
-        Duration::from_secs(10),
+        // The old wait was a quarter of JOB_STALE_AFTER_SECONDS (120 s here): 30 s.
+        Duration::from_secs(20),
         async || app.host.queue_record().succeeded().len() == 2,
     )
     .await;
