@@ -2,7 +2,8 @@ use super::*;
 use secrecy::ExposeSecret;
 use std::path::PathBuf;
 
-fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+/// Settings read from `pairs` alone, as the process environment would hold them.
+pub(super) fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     Settings::from_vars(
         &pairs
             .iter()

@@ -1,4 +1,4 @@
-use crate::config::{ConfigError, Settings};
+use crate::config::tests::settings;
 use crate::jobs::callback::signing::KeyForm;
 use crate::jobs::callback::UnsignedCallbacks;
 use crate::jobs::{CallbackPolicy, JobRequest, RequestedJob};
@@ -6,15 +6,6 @@ use crate::jobs::{CallbackPolicy, JobRequest, RequestedJob};
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const HOST: (&str, &str) = ("FUNCTIONS_CUSTOMHANDLER_PORT", "7071");
 const STORAGE: (&str, &str) = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
-
-fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-    Settings::from_vars(
-        &pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
 
 /// A start with a `callback_url`, as the submit path judges it.
 fn with_callback() -> JobRequest {
