@@ -83,6 +83,52 @@ pub async fn answers_get(port: u16, timeout: Duration) -> bool {
     matches!(tokio::time::timeout(timeout, probe).await, Ok(Some(())))
 }
 
+/// Whether the process `pid` holds the socket listening on loopback port `port`, read from
+/// `/proc` (Linux): the socket's inode in `/proc/net/tcp` or `tcp6`, among the process's open
+/// files. An answer on a port proves nothing by itself: a port found free can be taken by
+/// another process before the one meant to use it binds it, and that other process answers.
+/// Where `/proc` cannot be read, the answer is taken on trust (`true`).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    let mut readable = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        readable = true;
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let listening = *state == "0A";
+            let on_port = local
+                .rsplit_once(':')
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok())
+                == Some(port);
+            if listening && on_port {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if !readable {
+        return true;
+    }
+    let Ok(files) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    files.flatten().any(|file| {
+        std::fs::read_link(file.path()).is_ok_and(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
+    })
+}
+
 /// How a [`HandlerProcess`] is started.
 #[derive(Debug, Clone)]
 pub struct HandlerOptions {
@@ -258,9 +304,9 @@ impl HandlerProcess {
         }
         let deadline = spawned + READY_LIMIT;
         let reason = loop {
-            let answered = answers_get(port, PROBE_TIMEOUT).await;
-            // An answer counts only while the handler runs: a handler that exited lost its
-            // port to whoever answered.
+            // An answer counts only from the handler itself: another process that took the
+            // port first answers too, while the handler fails to bind and exits.
+            let answered = answers_get(port, PROBE_TIMEOUT).await && listens_on(child.id(), port);
             match child.try_wait() {
                 Ok(None) if answered => {
                     return Ok(Self {

@@ -295,3 +295,24 @@ fn a_timer_payload_carries_the_schedule_status_the_host_sends() {
     assert_eq!(payload["IsPastDue"], true);
     assert_eq!(timer_payload(None, false)["ScheduleStatus"], Value::Null);
 }
+
+/// A handler counts as ready only when it holds the port that answered: a process that took
+/// the port first answers the probe too, while the handler fails to bind. The check reads who
+/// holds the listening socket, not when anything happened.
+#[tokio::test]
+async fn an_answer_counts_only_from_the_process_that_holds_the_port() {
+    let listener = testkit::port::listener().await;
+    let port = listener.local_addr().unwrap().port();
+    let ours = std::process::id();
+    assert!(testkit::process::listens_on(ours, port));
+    let closed = testkit::port::ClosedPort::new();
+    assert!(!testkit::process::listens_on(ours, closed.port()));
+    // Another process does not hold our port.
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    assert!(!testkit::process::listens_on(other.id(), port));
+    other.kill().unwrap();
+    other.wait().unwrap();
+}

@@ -156,15 +156,13 @@ impl Launcher {
                     self.readiness_timeout
                 ));
             }
-            if crate::process::answers_get(port, remaining.min(PROBE_TIMEOUT)).await {
-                // An answer from a handler that has exited since came from whoever took its
-                // port.
-                return match child.try_wait() {
-                    Ok(Some(status)) => Err(format!(
-                        "the handler exited ({status}); another process answered on port {port}"
-                    )),
-                    _ => Ok(()),
-                };
+            // An answer counts only from the handler itself: another process that took the
+            // port first answers too, while the handler fails to bind and exits (the loop then
+            // sees the exit, and the start is tried on another port).
+            if crate::process::answers_get(port, remaining.min(PROBE_TIMEOUT)).await
+                && crate::process::listens_on(child.id(), port)
+            {
+                return Ok(());
             }
             tokio::time::sleep(PROBE_INTERVAL).await;
         }
