@@ -442,6 +442,20 @@ async fn every_job_gets_exactly_one_successful_callback_across_instances() {
     }
 }
 
+/// An app that signs with `key`, the first callback of a one-subreddit job of it, and the
+/// job's id.
+async fn first_delivery_signed_with(key: &str) -> (TestApp, Delivery, String) {
+    let receiver = Receiver::start().await;
+    let app = TestApp::start_with(vec![LOCAL_CALLBACKS, ("CALLBACK_SIGNING_KEY", key)]).await;
+    let id = app
+        .submit(
+            json!({"topics": ["technology"], "limit": 1, "callback_url": receiver.url("/hook")}),
+        )
+        .await;
+    let delivery = first_success(&receiver).await;
+    (app, delivery, id)
+}
+
 /// Waits for the first callback the receiver answered 2xx.
 async fn first_success(receiver: &Receiver) -> Delivery {
     poll::until("a callback to be delivered", WAIT, async || {
@@ -458,15 +472,8 @@ async fn first_success(receiver: &Receiver) -> Delivery {
 #[tokio::test]
 async fn a_delivery_verifies_with_the_standard_webhooks_library_and_a_tampered_foreign_or_late_one_does_not(
 ) {
-    let receiver = Receiver::start().await;
     let secret = whsec();
-    let app = TestApp::start_with(vec![LOCAL_CALLBACKS, ("CALLBACK_SIGNING_KEY", &secret)]).await;
-    let id = app
-        .submit(
-            json!({"topics": ["technology"], "limit": 1, "callback_url": receiver.url("/hook")}),
-        )
-        .await;
-    let delivery = first_success(&receiver).await;
+    let (_app, delivery, id) = first_delivery_signed_with(&secret).await;
     assert_eq!(delivery.header("webhook-id"), Some(id.as_str()));
     assert!(
         delivery.header("x-womble-signature").is_none(),
@@ -523,15 +530,8 @@ async fn a_delivery_verifies_with_the_standard_webhooks_library_and_a_tampered_f
 #[tokio::test]
 async fn a_legacy_signing_key_signs_the_new_headers_with_its_raw_bytes_and_still_sends_the_old_one()
 {
-    let receiver = Receiver::start().await;
     let key = "a-signing-key-set-before-standard-webhooks";
-    let app = TestApp::start_with(vec![LOCAL_CALLBACKS, ("CALLBACK_SIGNING_KEY", key)]).await;
-    let id = app
-        .submit(
-            json!({"topics": ["technology"], "limit": 1, "callback_url": receiver.url("/hook")}),
-        )
-        .await;
-    let delivery = first_success(&receiver).await;
+    let (app, delivery, id) = first_delivery_signed_with(key).await;
     assert_eq!(delivery.header("webhook-id"), Some(id.as_str()));
     let old = summary_womble::jobs::callback::signature(key.as_bytes(), &delivery.body);
     assert_eq!(delivery.header("x-womble-signature"), Some(old.as_str()));

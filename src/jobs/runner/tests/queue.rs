@@ -54,6 +54,15 @@ fn listener() -> ListenerSettings {
     }
 }
 
+/// A job stored `queued` five minutes ago by a process that died before it sent its message
+/// (or whose message was lost): quiet, with no message. Its blob is written now.
+async fn stranded(store: Arc<dyn BlobStore>) -> StatusDocument {
+    let long_ago: DateTime<Utc> = Utc::now() - chrono::TimeDelta::minutes(5);
+    let job = StatusDocument::queued(JobId::new(), request(), None, long_ago);
+    StatusRepository::new(store).create(&job).await.unwrap();
+    job
+}
+
 async fn setup_with(
     dir: &std::path::Path,
     queue: Arc<dyn MessageQueue>,
@@ -282,15 +291,9 @@ async fn a_job_left_queued_with_no_message_is_sent_again_once() {
         stale_after,
     )
     .await;
-    // Stored by a process that died before it sent the message, long ago. Its blob was
-    // written just now, and the scan goes by the blob's last write: it is found once the blob
-    // has been quiet for `stale_after`.
-    let long_ago: DateTime<Utc> = Utc::now() - chrono::TimeDelta::minutes(5);
-    let stranded = StatusDocument::queued(JobId::new(), request(), None, long_ago);
-    StatusRepository::new(store)
-        .create(&stranded)
-        .await
-        .unwrap();
+    // The scan goes by the blob's last write: the stranded job is found once its blob has been
+    // quiet for `stale_after`.
+    let stranded = stranded(store).await;
     // Fresh: its message is on its way.
     let fresh = runner.submit(request(), None, None).await.unwrap();
     assert_eq!(queue.texts(), vec![JobMessage::text(fresh.job_id)]);
@@ -343,10 +346,7 @@ async fn a_job_whose_message_sent_again_is_poisoned_too_is_ended_failed_naming_t
     )
     .await;
     // Its first message is in the poison queue: the job is `queued`, quiet, with no message.
-    let long_ago: DateTime<Utc> = Utc::now() - chrono::TimeDelta::minutes(5);
-    let job = StatusDocument::queued(JobId::new(), request(), None, long_ago);
-    StatusRepository::new(store).create(&job).await.unwrap();
-    let id = job.job_id;
+    let id = stranded(store).await.job_id;
 
     // The scan sends the copy, then records `requeued_at`: wait for both.
     let sent = queue.clone();
