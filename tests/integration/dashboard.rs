@@ -67,6 +67,11 @@ fn with_key_in_fragment(key: &str) -> String {
 /// Opens the page at `url` and waits until its first refresh has shown what the API said.
 async fn open_page(browser: &Browser, url: &str) {
     browser.goto(url).await;
+    first_refresh(browser).await;
+}
+
+/// Waits until the open page's first refresh has shown what the API said.
+async fn first_refresh(browser: &Browser) {
     browser
         .wait_until(
             "the page's first refresh",
@@ -800,13 +805,7 @@ async fn in_standalone_mode_the_page_needs_no_key_shows_the_apis_refusal_and_wor
 
     browser.type_into("#key-input", "right-key").await;
     browser.press(ENTER).await;
-    browser
-        .wait_until(
-            "the page's first refresh",
-            WAIT,
-            "document.getElementById('refresh-state').textContent.startsWith('Updated')",
-        )
-        .await;
+    first_refresh(&browser).await;
     assert_eq!(
         browser.current_url().await,
         standalone.url("/api/dashboard")
@@ -825,14 +824,7 @@ async fn in_standalone_mode_the_page_needs_no_key_shows_the_apis_refusal_and_wor
 
     // Without FUNCTION_KEYS the API wants no key, and the page, opened without one, just works.
     let open = StandaloneApp::start(Vec::new()).await;
-    browser.goto(&open.url("/api/dashboard")).await;
-    browser
-        .wait_until(
-            "the page's first refresh",
-            WAIT,
-            "document.getElementById('refresh-state').textContent.startsWith('Updated')",
-        )
-        .await;
+    open_page(&browser, &open.url("/api/dashboard")).await;
     let form_hidden = browser
         .execute(
             "return document.getElementById('key-entry').hidden;",

@@ -14,6 +14,16 @@ use super::cli::{handler, Run};
 
 const KEY: &str = "smoke-test-key";
 
+/// Step 2 (the status check) was reported passed.
+fn assert_step_2_passed(run: &Run) {
+    assert!(
+        run.stdout
+            .lines()
+            .any(|line| line.starts_with("step 2 (check its status): ok, ")),
+        "{run}"
+    );
+}
+
 /// A standalone app that accepts only [`KEY`], with Reddit played by `reddit`.
 async fn app_with(reddit: &FakeReddit) -> StandaloneApp {
     let mut env: Vec<(String, String)> = reddit.env();
@@ -53,12 +63,7 @@ async fn smoke_passes_with_exit_0_against_a_working_app_and_its_function_key() {
             "{line:?}\n{run}"
         );
     }
-    assert!(
-        run.stdout
-            .lines()
-            .any(|line| line.starts_with("step 2 (check its status): ok, ")),
-        "{run}"
-    );
+    assert_step_2_passed(&run);
     assert!(
         run.stdout.contains(&format!("job {id} completed in "))
             && run.stdout.contains(": 1 of 1 subreddits, 2 topics"),
@@ -186,12 +191,7 @@ async fn a_job_that_ends_failed_fails_step_3_with_the_jobs_error_and_exit_1() {
     assert_eq!(run.code, 1, "{run}\nhandler log:\n{}", app.logs());
     // Steps 1 and 2 passed; the job's end is shown as `watch` shows it.
     let id = job_id_of(&run);
-    assert!(
-        run.stdout
-            .lines()
-            .any(|line| line.starts_with("step 2 (check its status): ok, ")),
-        "{run}"
-    );
+    assert_step_2_passed(&run);
     assert!(
         run.stdout.contains(&format!("job {id} failed in ")),
         "{run}"
