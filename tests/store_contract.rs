@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use summary_womble::store::azure::AzureBlobStore;
 use summary_womble::store::local::LocalDirStore;
-use summary_womble::store::{BlobName, BlobStore, StoreError, WriteCondition};
+use summary_womble::store::{BlobName, BlobStore, Metadata, StoreError, WriteCondition};
 
 /// A store under test, with what has to live as long as it does.
 struct Fixture<B> {
@@ -99,6 +99,218 @@ mod cases {
             .await
             .expect("get should succeed")
             .map(|blob| blob.body)
+    }
+
+    fn metadata(pairs: &[(&str, &str)]) -> Metadata {
+        let mut metadata = Metadata::new();
+        for (name, value) in pairs {
+            metadata.insert(name, *value);
+        }
+        metadata
+    }
+
+    pub async fn metadata_written_with_the_content_reads_back_with_it<B: BlobStore>(store: Arc<B>) {
+        let written = metadata(&[
+            ("claims", "2"),
+            ("callback_url", "https://hooks.example.com/done?token=abc"),
+        ]);
+        let etag = store
+            .put_with_metadata(
+                &name("jobs/1/status.json"),
+                body("{}"),
+                JSON,
+                &written,
+                WriteCondition::IfNotExists,
+            )
+            .await
+            .unwrap();
+        let blob = store
+            .get(&name("jobs/1/status.json"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (blob.body, blob.etag, blob.metadata),
+            (body("{}"), etag, written)
+        );
+
+        put(&*store, "plain", "x", WriteCondition::IfNotExists)
+            .await
+            .unwrap();
+        let plain = store.get(&name("plain")).await.unwrap().unwrap();
+        assert!(plain.metadata.is_empty(), "{:?}", plain.metadata);
+    }
+
+    pub async fn the_etag_changes_when_only_the_metadata_changes<B: BlobStore>(store: Arc<B>) {
+        let blob = name("jobs/1/status.json");
+        let first = store
+            .put_with_metadata(
+                &blob,
+                body("{}"),
+                JSON,
+                &metadata(&[("claims", "1")]),
+                WriteCondition::IfNotExists,
+            )
+            .await
+            .unwrap();
+        let second = store
+            .put_with_metadata(
+                &blob,
+                body("{}"),
+                JSON,
+                &metadata(&[("claims", "2")]),
+                WriteCondition::IfMatch(first.clone()),
+            )
+            .await
+            .unwrap();
+        assert_ne!(first, second);
+        let stale = store
+            .put_with_metadata(
+                &blob,
+                body("{}"),
+                JSON,
+                &metadata(&[("claims", "3")]),
+                WriteCondition::IfMatch(first),
+            )
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::ConditionFailed)),
+            "{stale:?}"
+        );
+        let stored = store.get(&blob).await.unwrap().unwrap();
+        assert_eq!(stored.metadata, metadata(&[("claims", "2")]));
+        assert_eq!(stored.etag, second);
+    }
+
+    pub async fn a_write_without_metadata_clears_it<B: BlobStore>(store: Arc<B>) {
+        let blob = name("jobs/1/status.json");
+        let first = store
+            .put_with_metadata(
+                &blob,
+                body("same"),
+                JSON,
+                &metadata(&[("claims", "1")]),
+                WriteCondition::IfNotExists,
+            )
+            .await
+            .unwrap();
+        let second = store
+            .put(&blob, body("same"), JSON, WriteCondition::IfMatch(first))
+            .await
+            .unwrap();
+        let stored = store.get(&blob).await.unwrap().unwrap();
+        assert!(stored.metadata.is_empty(), "{:?}", stored.metadata);
+        assert_eq!(stored.etag, second);
+    }
+
+    pub async fn metadata_that_breaks_the_rules_is_refused_and_writes_nothing<B: BlobStore>(
+        store: Arc<B>,
+    ) {
+        for bad in [
+            metadata(&[("Claims", "1")]),
+            metadata(&[("claims", "two\nlines")]),
+            metadata(&[("claims", &"x".repeat(Metadata::MAX_BYTES))]),
+        ] {
+            let written = store
+                .put_with_metadata(
+                    &name("refused"),
+                    body("x"),
+                    JSON,
+                    &bad,
+                    WriteCondition::IfNotExists,
+                )
+                .await;
+            assert!(matches!(written, Err(StoreError::Failed(_))), "{written:?}");
+        }
+        assert!(store.get(&name("refused")).await.unwrap().is_none());
+    }
+
+    pub async fn a_blob_with_metadata_lists_once_and_its_metadata_goes_with_it<B: BlobStore>(
+        store: Arc<B>,
+    ) {
+        let blob = name("jobs/1/status.json");
+        store
+            .put_with_metadata(
+                &blob,
+                body("{}"),
+                JSON,
+                &metadata(&[("claims", "1")]),
+                WriteCondition::IfNotExists,
+            )
+            .await
+            .unwrap();
+        let listed: Vec<String> = store
+            .list("", None, 100)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|item| item.name.to_string())
+            .collect();
+        assert_eq!(listed, ["jobs/1/status.json"]);
+        store.delete(&blob).await.unwrap();
+        put(
+            &*store,
+            "jobs/1/status.json",
+            "{}",
+            WriteCondition::IfNotExists,
+        )
+        .await
+        .unwrap();
+        let again = store.get(&blob).await.unwrap().unwrap();
+        assert!(again.metadata.is_empty(), "{:?}", again.metadata);
+    }
+
+    /// Writers replace the blob over and over, each with its own number as content and as
+    /// metadata, while readers check that every read pairs a content with its own metadata.
+    pub async fn every_read_pairs_a_content_with_the_metadata_written_with_it<B: BlobStore>(
+        store: Arc<B>,
+    ) {
+        let blob = name("jobs/1/status.json");
+        let mut etag = store
+            .put_with_metadata(
+                &blob,
+                body("0"),
+                JSON,
+                &metadata(&[("writer", "0")]),
+                WriteCondition::IfNotExists,
+            )
+            .await
+            .unwrap();
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, blob) = (store.clone(), blob.clone());
+                tokio::spawn(async move {
+                    let mut last = 0;
+                    while last < 40 {
+                        let read = store.get(&blob).await.unwrap().unwrap();
+                        let content: u32 =
+                            std::str::from_utf8(&read.body).unwrap().parse().unwrap();
+                        assert_eq!(
+                            read.metadata.get("writer"),
+                            Some(content.to_string().as_str()),
+                            "a read paired content {content} with other metadata"
+                        );
+                        last = content;
+                    }
+                })
+            })
+            .collect();
+        for round in 1..=40u32 {
+            etag = store
+                .put_with_metadata(
+                    &blob,
+                    body(&round.to_string()),
+                    JSON,
+                    &metadata(&[("writer", &round.to_string())]),
+                    WriteCondition::IfMatch(etag),
+                )
+                .await
+                .unwrap();
+        }
+        for reader in readers {
+            reader.await.unwrap();
+        }
     }
 
     pub async fn a_missing_blob_reads_as_none<B: BlobStore>(store: Arc<B>) {
@@ -505,6 +717,12 @@ macro_rules! contract_suite {
                 listing_an_unused_prefix_is_one_empty_page,
                 listing_reports_each_blob_size_and_a_recent_modification_time,
                 ensuring_the_container_again_is_harmless_and_keeps_its_blobs,
+                metadata_written_with_the_content_reads_back_with_it,
+                the_etag_changes_when_only_the_metadata_changes,
+                a_write_without_metadata_clears_it,
+                metadata_that_breaks_the_rules_is_refused_and_writes_nothing,
+                a_blob_with_metadata_lists_once_and_its_metadata_goes_with_it,
+                every_read_pairs_a_content_with_the_metadata_written_with_it,
             );
         }
     };
@@ -525,6 +743,43 @@ contract_suite!(azure_blob_store, azure_store);
 /// What only the local store promises beyond the contract.
 mod local_dir_store_extras {
     use super::*;
+
+    /// A write puts the metadata of its new content in place before the content: killed
+    /// between the two, it leaves metadata that belongs to no content the blob holds.
+    #[tokio::test]
+    async fn metadata_left_by_a_write_killed_before_its_content_moved_in_is_never_read() {
+        use sha2::Digest;
+        let fixture = local_store().await;
+        let blob = name("jobs/1/status.json");
+        let mut kept = Metadata::new();
+        kept.insert("claims", "1");
+        let etag = fixture
+            .store
+            .put_with_metadata(&blob, body("old"), "x", &kept, WriteCondition::IfNotExists)
+            .await
+            .unwrap();
+        let never_moved_in = hex::encode(sha2::Sha256::digest(b"new"));
+        let dir = fixture
+            ._dir
+            .as_ref()
+            .unwrap()
+            .path()
+            .join(&fixture.container)
+            .join(summary_womble::store::local::METADATA_DIR)
+            .join(blob.as_str());
+        std::fs::write(dir.join(&never_moved_in), br#"{"claims":"2"}"#).unwrap();
+
+        let read = fixture.store.get(&blob).await.unwrap().unwrap();
+        assert_eq!(
+            (read.body, read.metadata, read.etag),
+            (body("old"), kept, etag)
+        );
+        assert_eq!(
+            fixture.store.list("", None, 10).await.unwrap().items.len(),
+            1,
+            "metadata files are not blobs"
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn creates_are_atomic_across_stores_sharing_a_directory() {

@@ -30,7 +30,7 @@ use azure_storage_blobs::prelude::{BlobClient, ClientBuilder, ContainerClient, P
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{Blob, BlobItem, BlobName, ETag, ListPage, StoreError, WriteCondition};
+use super::{Blob, BlobItem, BlobName, ETag, ListPage, Metadata, StoreError, WriteCondition};
 
 mod blob_store;
 pub(crate) mod connection;
@@ -166,6 +166,7 @@ impl AzureBlobStore {
         let mut chunks = client.get().into_stream();
         let mut body = Vec::new();
         let mut etag: Option<String> = None;
+        let mut metadata = Metadata::new();
         while let Some(chunk) = chunks.next().await {
             let response = match chunk {
                 Ok(response) => response,
@@ -185,6 +186,9 @@ impl AzureBlobStore {
                 Err(error) => return Err(classify(error)),
             };
             let chunk_etag = response.blob.properties.etag.to_string();
+            if etag.is_none() {
+                metadata = metadata_of(&response.blob);
+            }
             if *etag.get_or_insert_with(|| chunk_etag.clone()) != chunk_etag {
                 return Err(StoreError::Unavailable(Box::new(ChangedDuringRead)));
             }
@@ -194,6 +198,7 @@ impl AzureBlobStore {
         Ok(etag.map(|etag| Blob {
             body: Bytes::from(body),
             etag: ETag(etag),
+            metadata,
         }))
     }
 
@@ -203,6 +208,7 @@ impl AzureBlobStore {
             Ok(response) if response.blob.properties.content_length == 0 => Ok(Some(Blob {
                 body: Bytes::new(),
                 etag: ETag(response.blob.properties.etag.to_string()),
+                metadata: metadata_of(&response.blob),
             })),
             // It grew between the two requests.
             Ok(_) => Err(StoreError::Unavailable(Box::new(ChangedDuringRead))),
@@ -216,12 +222,20 @@ impl AzureBlobStore {
         name: &BlobName,
         body: Bytes,
         content_type: &str,
+        metadata: &Metadata,
         condition: &WriteCondition,
     ) -> Result<ETag, StoreError> {
-        let request = self
+        let mut request = self
             .blob(name)
             .put_block_blob(body)
             .content_type(content_type.to_owned());
+        if !metadata.is_empty() {
+            let mut headers = azure_core::request_options::Metadata::new();
+            for (key, value) in metadata.iter() {
+                headers.insert(key.to_owned(), value.to_owned());
+            }
+            request = request.metadata(headers);
+        }
         let request = match condition {
             WriteCondition::IfNotExists => {
                 request.if_match(IfMatchCondition::NotMatch("*".to_owned()))
@@ -316,12 +330,22 @@ impl AzureBlobStore {
         &self,
         name: &BlobName,
         body: &Bytes,
+        metadata: &Metadata,
     ) -> Result<ETag, StoreError> {
         match sdk::retrying("get", |_| self.get_once(name)).await? {
-            Some(blob) if blob.body == *body => Ok(blob.etag),
+            Some(blob) if blob.body == *body && blob.metadata == *metadata => Ok(blob.etag),
             _ => Err(StoreError::ConditionFailed),
         }
     }
+}
+
+/// The metadata a read returned with a blob (header names come back lowercased).
+fn metadata_of(blob: &azure_storage_blobs::blob::Blob) -> Metadata {
+    blob.metadata
+        .iter()
+        .flatten()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,17 +4,27 @@
 //! the hidden directory [`TEMP_DIR`] inside the container directory and are then moved into
 //! place, so a reader sees the old content or the new, never a mix.
 //!
-//! The ETag is the hex SHA-256 of the content: deterministic, and it changes exactly when the
-//! content changes. (Writing the bytes a blob already holds keeps its ETag, so two racing writes
-//! of unchanged content can both succeed; neither changes anything, so nothing is lost.)
+//! A blob's metadata is a small JSON file beside it, in the hidden directory [`METADATA_DIR`]:
+//! `<root>/c/.metadata/a/b.json/<SHA-256 of the content>`. Naming it by the content it belongs
+//! to is what keeps the two together: a write puts the metadata of its new content in place
+//! first and only then moves the content in, so the content a reader finds always has its
+//! metadata beside it, even after a kill between the two steps. Metadata of older contents is
+//! removed after the write.
 //!
-//! The store is meant for one process. `IfMatch` is checked under an in-process lock;
-//! `IfNotExists` is atomic even across processes, because the new file is hard-linked into
-//! place, which fails when the name is taken. Blob content types are not kept.
+//! The ETag is the hex SHA-256 of the content (followed by the metadata, when there is any):
+//! deterministic, and it changes exactly when the content or the metadata changes. (Writing
+//! what a blob already holds keeps its ETag, so two racing writes of unchanged content can both
+//! succeed; neither changes anything, so nothing is lost.)
+//!
+//! The store is meant for one process. Reads and writes of this process are ordered by a lock,
+//! and `IfMatch` is checked under it; `IfNotExists` is atomic even across processes, because
+//! the new file is hard-linked into place, which fails when the name is taken. Blob content
+//! types are not kept.
 //!
 //! Unlike Azure, a file system cannot hold both a blob `a` and a blob `a/b`; writing the second
 //! fails with [`StoreError::Failed`].
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,13 +33,19 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
+use tokio::sync::RwLock;
 
-use super::{Blob, BlobItem, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
+use super::{
+    Blob, BlobItem, BlobName, BlobStore, ETag, ListPage, Metadata, StoreError, WriteCondition,
+};
 
 /// The directory, inside the container directory, that holds files being written. Listing skips
 /// it, and no blob name may start with it.
 pub const TEMP_DIR: &str = ".tmp-writes";
+
+/// The directory, inside the container directory, that holds blobs' metadata. Listing skips
+/// it, and no blob name may start with it.
+pub const METADATA_DIR: &str = ".metadata";
 
 /// A container as a directory on the local disk.
 #[derive(Debug, Clone)]
@@ -41,10 +57,11 @@ pub struct LocalDirStore {
 struct Inner {
     /// `<root>/<container>`.
     container_dir: PathBuf,
-    /// Serialises the writes and deletes of this process, so that an `IfMatch` check and the
-    /// replacement it guards happen as one step. The guard moves into the blocking task, so a
-    /// caller that stops waiting cannot release it while the file work still runs.
-    write_lock: Arc<Mutex<()>>,
+    /// Writes and deletes of this process hold it alone, so that an `IfMatch` check and the
+    /// replacement it guards happen as one step; reads share it, so that a read finds a
+    /// content's metadata before a later write removes it. The guard moves into the blocking
+    /// task, so a caller that stops waiting cannot release it while the file work still runs.
+    lock: Arc<RwLock<()>>,
 }
 
 impl LocalDirStore {
@@ -57,7 +74,7 @@ impl LocalDirStore {
         Self {
             inner: Arc::new(Inner {
                 container_dir: root.into().join(container),
-                write_lock: Arc::new(Mutex::new(())),
+                lock: Arc::new(RwLock::new(())),
             }),
         }
     }
@@ -82,11 +99,73 @@ impl Inner {
 
     fn path_of(&self, name: &BlobName) -> Result<PathBuf, StoreError> {
         let first_segment = name.as_str().split('/').next();
-        if first_segment == Some(TEMP_DIR) {
+        if first_segment == Some(TEMP_DIR) || first_segment == Some(METADATA_DIR) {
             return Err(StoreError::Failed(Box::new(ReservedName(name.clone()))));
         }
         // `BlobName` guarantees relative, `/`-separated segments without `.` or `..`.
         Ok(self.container_dir.join(name.as_str()))
+    }
+
+    /// The directory of the blob `name`'s metadata files, one per content hash.
+    fn metadata_dir_of(&self, name: &BlobName) -> PathBuf {
+        self.container_dir.join(METADATA_DIR).join(name.as_str())
+    }
+
+    /// The metadata stored with the content whose hash is `content`; empty when none was.
+    fn metadata_of(&self, name: &BlobName, content: &str) -> Result<Metadata, StoreError> {
+        let path = self.metadata_dir_of(name).join(content);
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(error) if is_missing(&error, &path) => return Ok(Metadata::new()),
+            Err(error) => return Err(failed(error)),
+        };
+        let pairs: BTreeMap<String, String> = serde_json::from_slice(&text)
+            .map_err(|error| failed(io::Error::new(io::ErrorKind::InvalidData, error)))?;
+        Ok(pairs.into_iter().collect())
+    }
+
+    /// Puts `metadata` in place for the content whose hash is `content`, or removes what was
+    /// there when `metadata` is empty. The caller holds the lock alone.
+    fn set_metadata(
+        &self,
+        name: &BlobName,
+        content: &str,
+        metadata: &Metadata,
+    ) -> Result<(), StoreError> {
+        let dir = self.metadata_dir_of(name);
+        let path = dir.join(content);
+        if metadata.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(error) if is_missing(&error, &path) => Ok(()),
+                Err(error) => Err(failed(error)),
+            };
+        }
+        let pairs: BTreeMap<&str, &str> = metadata.iter().collect();
+        let text = serde_json::to_vec(&pairs).expect("strings always serialise");
+        let temp = self.write_temp(&text)?;
+        let placed = std::fs::create_dir_all(&dir).and_then(|()| std::fs::rename(&temp, &path));
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        placed.map_err(failed)
+    }
+
+    /// Removes the metadata of every content of `name` but `keep` (every one when `keep` is
+    /// `None`), and the directories that leaves empty. Leftovers cost nothing but disk: a write
+    /// always puts its own content's metadata in place first.
+    fn forget_metadata(&self, name: &BlobName, keep: Option<&str>) {
+        let dir = self.metadata_dir_of(name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if keep.is_none_or(|keep| entry.file_name() != keep) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+        self.remove_empty_parents(&dir, &self.container_dir.join(METADATA_DIR));
     }
 
     fn get(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
@@ -96,10 +175,14 @@ impl Inner {
             Err(_) => return Ok(None),
         };
         match std::fs::read(&path) {
-            Ok(body) => Ok(Some(Blob {
-                etag: etag_of(&body),
-                body: Bytes::from(body),
-            })),
+            Ok(body) => {
+                let metadata = self.metadata_of(name, &content_hash(&body))?;
+                Ok(Some(Blob {
+                    etag: etag_of(&body, &metadata),
+                    body: Bytes::from(body),
+                    metadata,
+                }))
+            }
             Err(error) if is_missing(&error, &path) => Ok(None),
             Err(error) => Err(failed(error)),
         }
@@ -123,14 +206,18 @@ impl Inner {
         }
     }
 
-    /// Moves the written temp file to `target` if `condition` holds. The caller holds the write
-    /// lock.
+    /// Moves the written temp file, whose content hash is `content`, to the blob `name` with
+    /// `metadata` if `condition` holds. The caller holds the lock alone.
     fn install(
         &self,
         temp: &Path,
-        target: &Path,
+        name: &BlobName,
+        content: &str,
+        metadata: &Metadata,
         condition: &WriteCondition,
     ) -> Result<(), StoreError> {
+        let target = self.path_of(name)?;
+        let target = target.as_path();
         if let WriteCondition::IfMatch(expected) = condition {
             // A blob that exists has its directory already.
             let current = match std::fs::read(target) {
@@ -140,12 +227,19 @@ impl Inner {
                 }
                 Err(error) => return Err(failed(error)),
             };
-            if etag_of(&current) != *expected {
+            let current_metadata = self.metadata_of(name, &content_hash(&current))?;
+            if etag_of(&current, &current_metadata) != *expected {
                 return Err(StoreError::ConditionFailed);
             }
-            return std::fs::rename(temp, target).map_err(failed);
+            self.set_metadata(name, content, metadata)?;
+            std::fs::rename(temp, target).map_err(failed)?;
+            self.forget_metadata(name, Some(content));
+            return Ok(());
         }
 
+        if target.is_file() {
+            return Err(StoreError::ConditionFailed);
+        }
         if target.is_dir() {
             // Blobs live under this name (`a/b` exists, `a` is being written).
             return Err(failed(io::Error::new(
@@ -156,9 +250,13 @@ impl Inner {
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(failed)?;
         }
+        self.set_metadata(name, content, metadata)?;
         // The link fails when the name is taken, even by another process: creation is atomic.
         match std::fs::hard_link(temp, target) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.forget_metadata(name, Some(content));
+                Ok(())
+            }
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
                 Err(StoreError::ConditionFailed)
             }
@@ -172,7 +270,8 @@ impl Inner {
         };
         match std::fs::remove_file(&path) {
             Ok(()) => {
-                self.remove_empty_parents(&path);
+                self.remove_empty_parents(&path, &self.container_dir);
+                self.forget_metadata(name, None);
                 Ok(())
             }
             Err(error) if is_missing(&error, &path) => Ok(()),
@@ -180,13 +279,13 @@ impl Inner {
         }
     }
 
-    /// Removes the directories a deleted blob leaves empty (`jobs/<id>/`), up to the container.
-    /// A directory that is not empty stops the walk. The caller holds the write lock, so no
+    /// Removes the directories a deleted file leaves empty (`jobs/<id>/`), up to `top`. A
+    /// directory that is not empty stops the walk. The caller holds the lock alone, so no
     /// write of this process is about to use one of them.
-    fn remove_empty_parents(&self, path: &Path) {
+    fn remove_empty_parents(&self, path: &Path, top: &Path) {
         let mut dir = path.parent();
         while let Some(current) = dir {
-            if current == self.container_dir || std::fs::remove_dir(current).is_err() {
+            if current == top || std::fs::remove_dir(current).is_err() {
                 break;
             }
             dir = current.parent();
@@ -210,9 +309,11 @@ impl Inner {
         let mut names = Vec::new();
         collect_files(&self.container_dir, &start_dir, start_name, &mut names)?;
         let temp_prefix = format!("{TEMP_DIR}/");
+        let metadata_prefix = format!("{METADATA_DIR}/");
         names.retain(|(name, _)| {
             name.starts_with(prefix)
                 && !name.starts_with(&temp_prefix)
+                && !name.starts_with(&metadata_prefix)
                 && marker.is_none_or(|marker| name.as_str() > marker)
         });
         names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -260,7 +361,7 @@ fn collect_files(
         let Ok(file_name) = entry.file_name().into_string() else {
             continue;
         };
-        if dir == container_dir && file_name == TEMP_DIR {
+        if dir == container_dir && (file_name == TEMP_DIR || file_name == METADATA_DIR) {
             continue;
         }
         let name = format!("{dir_name}{file_name}");
@@ -287,27 +388,39 @@ impl BlobStore for LocalDirStore {
     }
 
     async fn get(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
+        let guard = Arc::clone(&self.inner.lock).read_owned().await;
         let name = name.clone();
-        self.blocking(move |inner| inner.get(&name)).await
+        self.blocking(move |inner| {
+            let _guard = guard;
+            inner.get(&name)
+        })
+        .await
     }
 
-    async fn put(
+    async fn put_with_metadata(
         &self,
         name: &BlobName,
         body: Bytes,
         _content_type: &str,
+        metadata: &Metadata,
         condition: WriteCondition,
     ) -> Result<ETag, StoreError> {
-        let target = self.inner.path_of(name)?;
-        let etag = etag_of(&body);
+        metadata
+            .check()
+            .map_err(|error| StoreError::Failed(Box::new(error)))?;
+        self.inner.path_of(name)?;
+        let etag = etag_of(&body, metadata);
+        let content = content_hash(&body);
         let temp = self.blocking(move |inner| inner.write_temp(&body)).await?;
 
-        let guard = Arc::clone(&self.inner.write_lock).lock_owned().await;
+        let guard = Arc::clone(&self.inner.lock).write_owned().await;
         let installed = {
             let temp = temp.clone();
+            let name = name.clone();
+            let metadata = metadata.clone();
             self.blocking(move |inner| {
                 let _guard = guard;
-                inner.install(&temp, &target, &condition)
+                inner.install(&temp, &name, &content, &metadata, &condition)
             })
             .await
         };
@@ -317,7 +430,7 @@ impl BlobStore for LocalDirStore {
     }
 
     async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
-        let guard = Arc::clone(&self.inner.write_lock).lock_owned().await;
+        let guard = Arc::clone(&self.inner.lock).write_owned().await;
         let name = name.clone();
         self.blocking(move |inner| {
             let _guard = guard;
@@ -343,8 +456,26 @@ impl BlobStore for LocalDirStore {
     }
 }
 
-fn etag_of(body: &[u8]) -> ETag {
-    ETag(hex::encode(Sha256::digest(body)))
+/// The hex SHA-256 of a blob's content: the name of its metadata file.
+fn content_hash(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// The content's hash alone when there is no metadata; otherwise the hash of the content's
+/// hash followed by each name and value, every one after a zero byte.
+fn etag_of(body: &[u8], metadata: &Metadata) -> ETag {
+    if metadata.is_empty() {
+        return ETag(content_hash(body));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(Sha256::digest(body));
+    for (name, value) in metadata.iter() {
+        hasher.update([0]);
+        hasher.update(name);
+        hasher.update([0]);
+        hasher.update(value);
+    }
+    ETag(hex::encode(hasher.finalize()))
 }
 
 /// Whether a failed file operation on `path` means there is no blob there: the file does not

@@ -14,6 +14,7 @@
 
 pub mod azure;
 pub mod local;
+mod metadata;
 pub mod queue;
 #[cfg(test)]
 pub mod steered;
@@ -24,6 +25,8 @@ use std::future::Future;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+
+pub use metadata::{InvalidMetadata, Metadata};
 
 use crate::retry::Verdict;
 
@@ -87,6 +90,8 @@ pub enum WriteCondition {
 pub struct Blob {
     pub body: Bytes,
     pub etag: ETag,
+    /// What the write that stored `body` set with it (empty when it set none).
+    pub metadata: Metadata,
 }
 
 /// One entry of a listing.
@@ -159,7 +164,10 @@ pub(crate) fn is_retried_by_caller() -> bool {
 ///
 /// The contract, which `tests/store_contract.rs` checks for every implementation:
 /// - `get` of a missing blob is `Ok(None)`.
-/// - `put` returns the new ETag; the ETag changes whenever the content changes.
+/// - `put` returns the new ETag; the ETag changes whenever the content or the metadata changes.
+/// - A put stores its content and its metadata together: a `get` returns the metadata of the
+///   write whose content it returns, never another's. A put without metadata clears it.
+///   Metadata that breaks [`Metadata::check`] is `Err(StoreError::Failed)` and writes nothing.
 /// - `put` with [`WriteCondition::IfNotExists`] on an existing blob, or with
 ///   [`WriteCondition::IfMatch`] on a changed or missing blob, is
 ///   `Err(StoreError::ConditionFailed)` and changes nothing. Of two racing conditional writes on
@@ -174,11 +182,25 @@ pub trait BlobStore: Send + Sync + 'static {
 
     async fn get(&self, name: &BlobName) -> Result<Option<Blob>, StoreError>;
 
+    /// Stores `body` with no metadata.
     async fn put(
         &self,
         name: &BlobName,
         body: Bytes,
         content_type: &str,
+        condition: WriteCondition,
+    ) -> Result<ETag, StoreError> {
+        self.put_with_metadata(name, body, content_type, &Metadata::new(), condition)
+            .await
+    }
+
+    /// Stores `body` and `metadata` in one write.
+    async fn put_with_metadata(
+        &self,
+        name: &BlobName,
+        body: Bytes,
+        content_type: &str,
+        metadata: &Metadata,
         condition: WriteCondition,
     ) -> Result<ETag, StoreError>;
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::local::LocalDirStore;
-use super::{Blob, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
+use super::{Blob, BlobName, BlobStore, ETag, ListPage, Metadata, StoreError, WriteCondition};
 
 /// What a test does to the writes of a [`Steered`] store. Both hooks do nothing by default.
 #[async_trait]
@@ -62,18 +62,19 @@ impl<S: Steer> BlobStore for Steered<S> {
         self.inner.get(name).await
     }
 
-    async fn put(
+    async fn put_with_metadata(
         &self,
         name: &BlobName,
         body: Bytes,
         content_type: &str,
+        metadata: &Metadata,
         condition: WriteCondition,
     ) -> Result<ETag, StoreError> {
         self.count();
         self.steer.before_put(name).await;
         let written = self
             .inner
-            .put(name, body, content_type, condition.clone())
+            .put_with_metadata(name, body, content_type, metadata, condition.clone())
             .await?;
         match self.steer.after_put(name, &condition) {
             Some(error) => Err(error),

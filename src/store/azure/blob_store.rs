@@ -7,7 +7,9 @@ use bytes::Bytes;
 use std::num::NonZeroU32;
 
 use super::{sdk, AzureBlobStore, MAX_LIST_RESULTS};
-use crate::store::{Blob, BlobName, BlobStore, ETag, ListPage, StoreError, WriteCondition};
+use crate::store::{
+    Blob, BlobName, BlobStore, ETag, ListPage, Metadata, StoreError, WriteCondition,
+};
 
 #[async_trait]
 impl BlobStore for AzureBlobStore {
@@ -19,22 +21,26 @@ impl BlobStore for AzureBlobStore {
         sdk::retrying("get", |_| self.get_once(name)).await
     }
 
-    async fn put(
+    async fn put_with_metadata(
         &self,
         name: &BlobName,
         body: Bytes,
         content_type: &str,
+        metadata: &Metadata,
         condition: WriteCondition,
     ) -> Result<ETag, StoreError> {
+        metadata
+            .check()
+            .map_err(|error| StoreError::Failed(Box::new(error)))?;
         let mut retried = false;
         let outcome = sdk::retrying("put", |attempt| {
             retried = attempt > 1;
-            self.put_once(name, body.clone(), content_type, &condition)
+            self.put_once(name, body.clone(), content_type, metadata, &condition)
         })
         .await;
         match outcome {
             Err(StoreError::ConditionFailed) if retried => {
-                self.earlier_attempt_landed(name, &body).await
+                self.earlier_attempt_landed(name, &body, metadata).await
             }
             outcome => outcome,
         }

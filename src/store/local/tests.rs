@@ -1,11 +1,28 @@
 use super::*;
 
 #[test]
-fn the_etag_is_the_sha256_of_the_content() {
+fn the_etag_is_the_sha256_of_the_content_when_there_is_no_metadata() {
     assert_eq!(
-        etag_of(b"abc").0,
+        etag_of(b"abc", &Metadata::new()).0,
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+}
+
+#[test]
+fn with_metadata_the_etag_tells_contents_and_metadata_apart() {
+    let mut one = Metadata::new();
+    one.insert("a", "b");
+    let mut other = Metadata::new();
+    other.insert("a", "c");
+    let tags = [
+        etag_of(b"abc", &Metadata::new()),
+        etag_of(b"abc", &one),
+        etag_of(b"abc", &other),
+        etag_of(b"abd", &one),
+    ];
+    for (i, tag) in tags.iter().enumerate() {
+        assert!(!tags[i + 1..].contains(tag), "{tags:?}");
+    }
 }
 
 #[tokio::test]
