@@ -83,7 +83,7 @@ async fn load(context: &FunctionContext, id: JobId) -> Result<StatusDocument, Ap
 
 async fn status(context: &FunctionContext, id: JobId) -> Result<ApiResponse, ApiError> {
     let document = load(context, id).await?;
-    let response = ApiResponse::json(StatusCode::OK, &document.redacted());
+    let response = ApiResponse::json(StatusCode::OK, &document);
     Ok(if document.status.is_terminal() {
         response
     } else {
@@ -95,10 +95,7 @@ async fn cancel(context: &FunctionContext, id: JobId) -> Result<ApiResponse, Api
     match context.jobs.cancel(id).await {
         Ok(document) => {
             tracing::info!(job_id = %id, status = %document.status, "cancel recorded");
-            Ok(ApiResponse::json(
-                StatusCode::ACCEPTED,
-                &document.redacted(),
-            ))
+            Ok(ApiResponse::json(StatusCode::ACCEPTED, &document))
         }
         Err(RepositoryError::NotFound) => Err(ApiError::JobNotFound(id)),
         Err(RepositoryError::Transition(TransitionError::Terminal(status))) => {
@@ -127,8 +124,8 @@ async fn retry(
 
 /// The list answer (docs/api.md section 4).
 #[derive(Serialize)]
-struct JobList {
-    jobs: Vec<StatusDocument>,
+struct JobList<'a> {
+    jobs: &'a [StatusDocument],
     continuation: Option<String>,
 }
 
@@ -140,7 +137,7 @@ async fn list(context: &FunctionContext, filter: &ListFilter) -> Result<ApiRespo
     let response = ApiResponse::json(
         StatusCode::OK,
         &JobList {
-            jobs: page.jobs.iter().map(StatusDocument::redacted).collect(),
+            jobs: &page.jobs,
             continuation: page.next.map(|next| next.token()),
         },
     );

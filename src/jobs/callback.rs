@@ -23,7 +23,7 @@ pub mod url;
 
 pub use self::url::CallbackUrl;
 pub use address::CallbackPolicy;
-pub use record::{CallbackRecord, CallbackState};
+pub use record::{CallbackLease, CallbackRecord, CallbackState};
 /// The old `X-Womble-Signature` value, `sha256=<hex>` of the body: see [`signing`].
 pub use signing::legacy_signature as signature;
 pub use signing::SigningKey;
@@ -141,7 +141,7 @@ pub struct Message {
 /// answer shows it (the callback URL cut down to its origin), without the delivery's own
 /// record, so every attempt sends the same bytes.
 pub fn body(document: &StatusDocument) -> Message {
-    let mut shown = document.redacted();
+    let mut shown = document.clone();
     shown.callback = None;
     Message {
         id: document.job_id.to_string(),

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::id::JobId;
 use super::request::IdempotencyKey;
+use super::status::stored::{self, Unreadable};
 use super::status::{StatusDocument, TransitionError};
 use crate::retry::Verdict;
 use crate::store::{BlobName, BlobStore, ETag, StoreError, WriteCondition};
@@ -43,8 +44,8 @@ pub enum RepositoryError {
     Transition(#[from] TransitionError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stored status document is not valid JSON")]
-    Corrupt(#[source] serde_json::Error),
+    #[error("a stored document cannot be read")]
+    Corrupt(#[source] Unreadable),
     #[error("status document kept changing; gave up after {0} attempts")]
     Contended(u32),
 }
@@ -155,16 +156,27 @@ impl StatusRepository {
         }
     }
 
-    /// Writes `document` over the stored one only if that is still the version `etag` names.
-    async fn replace(&self, document: &StatusDocument, etag: ETag) -> Result<ETag, StoreError> {
+    /// Writes `document` (its public part and its internals, [`stored`]) under `condition`.
+    async fn write(
+        &self,
+        document: &StatusDocument,
+        condition: WriteCondition,
+    ) -> Result<ETag, StoreError> {
+        let (body, metadata) = stored::encode(document);
         self.store
-            .put(
+            .put_with_metadata(
                 &status_blob(document.job_id),
-                to_json(document),
+                body,
                 JSON,
-                WriteCondition::IfMatch(etag),
+                &metadata,
+                condition,
             )
             .await
+    }
+
+    /// Writes `document` over the stored one only if that is still the version `etag` names.
+    async fn replace(&self, document: &StatusDocument, etag: ETag) -> Result<ETag, StoreError> {
+        self.write(document, WriteCondition::IfMatch(etag)).await
     }
 
     /// Stores a new job's first document: the one write a ticket waits for. Fails rather
@@ -175,15 +187,7 @@ impl StatusRepository {
     /// lands this instance's lists show the job from memory, and a job whose entry never lands
     /// (the process died first) gets it from the next stale-job scan ([`Self::quiet_since`]).
     pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
-        let etag = self
-            .store
-            .put(
-                &status_blob(document.job_id),
-                to_json(document),
-                JSON,
-                WriteCondition::IfNotExists,
-            )
-            .await?;
+        let etag = self.write(document, WriteCondition::IfNotExists).await?;
         self.last_writes.keep(document, etag);
         self.write_index_entry_later(document.created_at, document.job_id)
             .await;
@@ -267,8 +271,8 @@ impl StatusRepository {
                     .get(&name)
                     .await?
                     .ok_or(RepositoryError::NotFound)?;
-                let record: IdempotencyRecord =
-                    serde_json::from_slice(&blob.body).map_err(RepositoryError::Corrupt)?;
+                let record: IdempotencyRecord = serde_json::from_slice(&blob.body)
+                    .map_err(|error| RepositoryError::Corrupt(error.into()))?;
                 Ok(Some(record.job_id))
             }
             Err(error) => Err(error.into()),
@@ -316,7 +320,8 @@ impl StatusRepository {
         let Some(blob) = self.store.get(&status_blob(id)).await? else {
             return Ok(None);
         };
-        let document = serde_json::from_slice(&blob.body).map_err(RepositoryError::Corrupt)?;
+        let document =
+            stored::decode(&blob.body, &blob.metadata).map_err(RepositoryError::Corrupt)?;
         Ok(Some(Versioned {
             document,
             etag: blob.etag,

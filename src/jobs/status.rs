@@ -3,11 +3,17 @@
 //! `queued → running → completed | failed | cancelled`. Transitions are methods that refuse
 //! illegal moves; once a document is terminal, every transition fails with
 //! [`TransitionError::Terminal`], so a terminal status can never change.
+//!
+//! A [`StatusDocument`] serialises as the public document: what `status.json` holds, what the
+//! status, cancel and list calls answer and what the completion callback carries, all the same
+//! bytes. What only instances use ([`Internals`]: leases, bookkeeping, the callback URL in
+//! full) never serialises; [`stored`] keeps it in the status blob's metadata, written by the
+//! same conditional write.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::callback::record::CallbackRecord;
+use super::callback::record::{CallbackLease, CallbackRecord};
 use super::id::JobId;
 use super::progress::{Progress, ProgressStep, RunStamp};
 use super::request::{JobRequest, Source};
@@ -126,7 +132,8 @@ pub struct JobResults {
     pub results: Vec<SubredditOutcome>,
 }
 
-/// Exactly what `jobs/<id>/status.json` holds and what the status call answers.
+/// A job's status: serialised, exactly what `jobs/<id>/status.json` holds and what the status
+/// call answers; in memory, with the [`Internals`] that only instances use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusDocument {
     pub job_id: JobId,
@@ -136,6 +143,8 @@ pub struct StatusDocument {
     /// Also the heartbeat of a running job: a job whose `updated_at` is old has lost its worker.
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// As accepted. Its `callback_url` serialises as its origin only; the full URL is kept
+    /// with the internals.
     pub request: JobRequest,
     pub progress: Progress,
     pub error: Option<String>,
@@ -156,10 +165,20 @@ pub struct StatusDocument {
     /// with the terminal status, so whichever instance is alive delivers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackRecord>,
+    /// Never serialised: kept in the status blob's metadata ([`stored`]).
+    #[serde(skip)]
+    pub internals: Internals,
+}
+
+/// What only instances use, kept apart from the public document: written with it, in its
+/// blob's metadata, and guarded by the same ETag ([`stored`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Internals {
     /// Queue dispatch: when a scan sent this job's message again because the job sat still
     /// for long (its first message was never sent, or was lost). Sent again only once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requeued_at: Option<DateTime<Utc>>,
+    /// Who may send the owed completion callback.
+    pub callback_lease: CallbackLease,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -217,16 +236,8 @@ impl StatusDocument {
             attempts: 0,
             outcomes: Vec::new(),
             callback: None,
-            requeued_at: None,
+            internals: Internals::default(),
         }
-    }
-
-    /// The document as API answers and callbacks show it: the callback URL, often a secret,
-    /// cut down to its origin. Storage keeps the full URL.
-    pub fn redacted(&self) -> Self {
-        let mut shown = self.clone();
-        shown.request.callback_url = self.request.callback_url.as_ref().map(|url| url.redacted());
-        shown
     }
 
     fn not_terminal(&self) -> Result<(), TransitionError> {
@@ -401,5 +412,6 @@ impl StatusDocument {
     }
 }
 
+pub mod stored;
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 use summary_womble::jobs::JobStatus;
-use summary_womble::store::{BlobName, BlobStore};
+use summary_womble::store::{BlobName, BlobStore, Metadata};
 
 /// The name of the job's status document.
 pub fn blob_name(job_id: &str) -> BlobName {
@@ -32,11 +32,13 @@ pub fn is_terminal(document: &Value) -> bool {
         .is_some_and(JobStatus::is_terminal)
 }
 
-/// A status document as read: parsed, and the bytes stored.
+/// A status document as read: parsed, the bytes stored, and the blob's metadata (where the app
+/// keeps what only its instances use).
 #[derive(Debug, Clone)]
 pub struct StoredStatus {
     pub document: Value,
     pub body: Bytes,
+    pub metadata: Metadata,
 }
 
 /// The job's status document, if it is stored. Panics when the store fails or the document is
@@ -51,6 +53,7 @@ pub async fn read(store: &dyn BlobStore, job_id: &str) -> Option<StoredStatus> {
     Some(StoredStatus {
         document,
         body: blob.body,
+        metadata: blob.metadata,
     })
 }
 

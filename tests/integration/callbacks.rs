@@ -262,9 +262,39 @@ async fn callback_urls_to_local_or_private_places_are_refused_at_submit() {
     }
 }
 
+/// The names of what only instances use: none may appear in an answer, a callback or
+/// `status.json`.
+const INTERNAL_NAMES: [&str; 5] = [
+    "claims",
+    "claimed_until",
+    "requeued_at",
+    "callback_claims",
+    "callback_claimed_until",
+];
+
+/// The internal names that `document` holds as object keys, anywhere.
+fn internal_names_in(document: &Value) -> Vec<String> {
+    match document {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(key, inner)| {
+                let own = INTERNAL_NAMES.contains(&key.as_str()).then(|| key.clone());
+                own.into_iter().chain(internal_names_in(inner))
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(internal_names_in).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// While a callback is claimed (its receiver holds the request) and after it is delivered:
+/// the status answer is `status.json`, byte for byte; neither it, nor the cancel and list
+/// answers, nor the callback body carries a lease, a claim or the full callback URL; the blob's
+/// metadata keeps those.
 #[tokio::test]
-async fn answers_show_only_the_origin_of_a_callback_url_and_storage_keeps_all_of_it() {
+async fn the_status_answer_is_status_json_and_no_answer_callback_or_status_json_shows_internals() {
     let receiver = Receiver::start().await;
+    receiver.hold(true);
     let app = TestApp::start_with(vec![LOCAL_CALLBACKS]).await;
     app.reddit
         .set("slowsub", Behaviour::Slow(Duration::from_secs(2)));
@@ -282,19 +312,72 @@ async fn answers_show_only_the_origin_of_a_callback_url_and_storage_keeps_all_of
         .forward(post(json!({"action": "cancel", "job_id": id})))
         .await;
     assert_eq!(cancel.status, 202, "{}", cancel.text());
-    let done = app.wait_terminal(&id, WAIT).await;
-    app.wait_terminal(&other, WAIT).await;
+    let mut shown = vec![cancel.json()];
+    for job_id in [&id, &other] {
+        app.wait_terminal(job_id, WAIT).await;
+    }
+    poll::until("both callbacks claimed and held", WAIT, async || {
+        receiver.deliveries().len() >= 2
+    })
+    .await;
+
+    let answer_is_status_json = async |job_id: &str| {
+        let answer = app
+            .host
+            .forward(HostRequest::get(&format!(
+                "/api/SummaryWomble?job_id={job_id}"
+            )))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let stored = testkit::status::read(app.container.store.as_ref(), job_id)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(answer.body.clone()).unwrap(),
+            String::from_utf8(stored.body.to_vec()).unwrap(),
+            "the status answer is status.json"
+        );
+        assert_eq!(stored.metadata.get("callback_url"), Some(full.as_str()));
+        (answer.json(), stored)
+    };
+    for job_id in [&id, &other] {
+        let (answer, stored) = answer_is_status_json(job_id).await;
+        assert!(
+            stored.metadata.get("callback_claimed_until").is_some(),
+            "the claim is held, and kept in metadata: {:?}",
+            stored.metadata
+        );
+        shown.push(answer);
+    }
     let list = app
         .host
         .forward(HostRequest::get("/api/SummaryWomble?top=10"))
         .await;
     assert_eq!(list.status, 200);
-    let list = list.json();
-    let listed = list["jobs"].as_array().unwrap();
+    let listed = list.json()["jobs"].as_array().unwrap().clone();
     assert_eq!(listed.len(), 2);
+    shown.extend(listed);
 
-    let mut shown = vec![cancel.json(), done];
-    shown.extend(listed.iter().cloned());
+    receiver.hold(false);
+    poll::until("both callbacks delivered", WAIT, async || {
+        receiver.successes().len() == 2
+    })
+    .await;
+    for job_id in [&id, &other] {
+        poll::until("the delivery recorded", WAIT, async || {
+            let stored = testkit::status::read(app.container.store.as_ref(), job_id)
+                .await
+                .unwrap();
+            stored.document["callback"]["state"] == "delivered"
+        })
+        .await;
+        shown.push(answer_is_status_json(job_id).await.0);
+    }
+    for delivery in receiver.deliveries() {
+        shown.push(serde_json::from_slice(&delivery.body).unwrap());
+    }
+
+    assert_eq!(shown.len(), 1 + 2 + 2 + 2 + receiver.deliveries().len());
     for document in &shown {
         assert_eq!(
             document["request"]["callback_url"],
@@ -302,18 +385,11 @@ async fn answers_show_only_the_origin_of_a_callback_url_and_storage_keeps_all_of
             "{document}"
         );
         assert!(!document.to_string().contains("s3cr3t"), "{document}");
-    }
-    poll::until("both callbacks", WAIT, async || {
-        receiver.successes().len() == 2
-    })
-    .await;
-    for delivery in receiver.deliveries() {
-        let body = String::from_utf8(delivery.body).unwrap();
-        assert!(!body.contains("s3cr3t"), "{body}");
-    }
-    for job_id in [&id, &other] {
-        let stored = app.stored_status(job_id).await.unwrap();
-        assert_eq!(stored["request"]["callback_url"], full.as_str());
+        assert_eq!(
+            internal_names_in(document),
+            Vec::<String>::new(),
+            "{document}"
+        );
     }
 }
 

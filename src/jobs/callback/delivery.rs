@@ -78,8 +78,8 @@ impl<W: StatusWrites> CallbackDelivery<'_, W> {
                 doc.claim_callback(status::now(), lease, quiet_before)
             })
             .await;
-        let document = match claimed {
-            Ok((document, _)) => document,
+        let (document, claim) = match claimed {
+            Ok(claimed) => claimed,
             Err(RepositoryError::Transition(reason)) => {
                 return tracing::debug!(reason = %reason, "no callback to send here")
             }
@@ -87,10 +87,9 @@ impl<W: StatusWrites> CallbackDelivery<'_, W> {
                 return tracing::error!(error = %crate::telemetry::Chain(&error), "could not claim the callback; another instance will send it")
             }
         };
-        let (Some(url), Some(record)) = (&document.request.callback_url, &document.callback) else {
+        let Some(url) = &document.request.callback_url else {
             return;
         };
-        let claim = record.claims;
         let body = super::body(&document);
         let send = |_| async {
             let outcome = self.sender.attempt(url, &body).await;

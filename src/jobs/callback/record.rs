@@ -2,11 +2,15 @@
 //! so that a callback owed outlives the instance that owes it.
 //!
 //! `owed → delivered | abandoned`. The record is written `owed` by the same conditional write
-//! that makes the job terminal. An instance sends only while it holds the claim (a lease it
-//! renews while it sends), taken with a conditional write, so one instance sends at a time; a
-//! claim whose holder died lapses and another instance takes it over. Every request sent is
-//! counted, whoever sent it, and the callback is abandoned after
+//! that makes the job terminal. An instance sends only while it holds the claim (a
+//! [`CallbackLease`] it renews while it sends), taken with a conditional write, so one instance
+//! sends at a time; a claim whose holder died lapses and another instance takes it over. Every
+//! request sent is counted, whoever sent it, and the callback is abandoned after
 //! [`MAX_ATTEMPTS`](super::MAX_ATTEMPTS) of them.
+//!
+//! The record is public: answers and `status.json` show it. The lease is for instances only:
+//! it is kept with the job's other internals, in its status blob's metadata
+//! ([`crate::jobs::status::stored`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,13 +34,6 @@ pub struct CallbackRecord {
     pub attempts: u32,
     /// Why the last request failed.
     pub last_error: Option<String>,
-    /// While an instance holds the claim to send: until when (it renews it while it sends).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub claimed_until: Option<DateTime<Utc>>,
-    /// Claims taken so far; the number of the current one, so a sender whose claim lapsed and
-    /// was taken over knows it.
-    #[serde(default)]
-    pub claims: u32,
 }
 
 impl CallbackRecord {
@@ -45,8 +42,16 @@ impl CallbackRecord {
             state: CallbackState::Owed,
             attempts: 0,
             last_error: None,
-            claimed_until: None,
-            claims: 0,
         }
     }
+}
+
+/// Who may send an owed callback: the instance holding the current claim, until it lapses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallbackLease {
+    /// Claims taken so far; the number of the current one, so a sender whose claim lapsed and
+    /// was taken over knows it.
+    pub claims: u32,
+    /// While an instance holds the claim to send: until when (it renews it while it sends).
+    pub claimed_until: Option<DateTime<Utc>>,
 }

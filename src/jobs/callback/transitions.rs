@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::record::{CallbackRecord, CallbackState};
+use super::record::{CallbackLease, CallbackRecord, CallbackState};
 use crate::jobs::status::{StatusDocument, TransitionError};
 
 impl StatusDocument {
@@ -16,11 +16,16 @@ impl StatusDocument {
             .is_some_and(|record| record.state == CallbackState::Owed)
     }
 
-    fn owed_callback(&mut self) -> Result<&mut CallbackRecord, TransitionError> {
-        self.callback
+    /// The owed callback's record and lease.
+    fn owed_callback(
+        &mut self,
+    ) -> Result<(&mut CallbackRecord, &mut CallbackLease), TransitionError> {
+        let record = self
+            .callback
             .as_mut()
             .filter(|record| record.state == CallbackState::Owed)
-            .ok_or(TransitionError::NoCallbackOwed)
+            .ok_or(TransitionError::NoCallbackOwed)?;
+        Ok((record, &mut self.internals.callback_lease))
     }
 
     /// Takes the claim to send the owed callback until `at + lease`, and returns its number.
@@ -34,17 +39,17 @@ impl StatusDocument {
         quiet_before: Option<DateTime<Utc>>,
     ) -> Result<u32, TransitionError> {
         let ended = self.finished_at.unwrap_or(self.updated_at);
-        let record = self.owed_callback()?;
-        let free = match record.claimed_until {
+        let (_, held) = self.owed_callback()?;
+        let free = match held.claimed_until {
             Some(until) => until <= at,
             None => quiet_before.is_none_or(|before| ended <= before),
         };
         if !free {
             return Err(TransitionError::CallbackClaimed);
         }
-        record.claims += 1;
-        record.claimed_until = Some(at + lease);
-        Ok(record.claims)
+        held.claims += 1;
+        held.claimed_until = Some(at + lease);
+        Ok(held.claims)
     }
 
     /// Keeps claim number `claim` for another `lease`, while its holder sends.
@@ -54,11 +59,11 @@ impl StatusDocument {
         at: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<(), TransitionError> {
-        let record = self.owed_callback()?;
-        if record.claims != claim {
+        let (_, held) = self.owed_callback()?;
+        if held.claims != claim {
             return Err(TransitionError::Superseded);
         }
-        record.claimed_until = Some(at + lease);
+        held.claimed_until = Some(at + lease);
         Ok(())
     }
 
@@ -71,22 +76,22 @@ impl StatusDocument {
         outcome: Result<(), String>,
         max_attempts: u32,
     ) -> Result<CallbackState, TransitionError> {
-        let record = self.owed_callback()?;
+        let (record, held) = self.owed_callback()?;
         match outcome {
             Ok(()) => {
                 record.attempts += 1;
                 record.state = CallbackState::Delivered;
-                record.claimed_until = None;
+                held.claimed_until = None;
             }
             Err(failure) => {
-                if record.claims != claim {
+                if held.claims != claim {
                     return Err(TransitionError::Superseded);
                 }
                 record.attempts += 1;
                 record.last_error = Some(failure);
                 if record.attempts >= max_attempts {
                     record.state = CallbackState::Abandoned;
-                    record.claimed_until = None;
+                    held.claimed_until = None;
                 }
             }
         }

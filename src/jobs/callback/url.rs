@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::address::{self, CallbackPolicy};
 
@@ -12,11 +12,19 @@ use super::address::{self, CallbackPolicy};
 /// that names a public host (or, under [`CallbackPolicy::AllowLocal`], `127.0.0.1` or
 /// `localhost`).
 ///
-/// The full URL is often a secret (a token in its path or query): it is stored, but API answers
-/// and the callback body show only its [`origin`](CallbackUrl::origin).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The full URL is often a secret (a token in its path or query), so it serialises as its
+/// [`origin`](CallbackUrl::origin) only: that is all `status.json`, answers and the callback body
+/// show. The full text ([`CallbackUrl::as_str`]) is kept in the status blob's metadata
+/// (`crate::jobs::status::stored`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct CallbackUrl(String);
+
+impl Serialize for CallbackUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.origin())
+    }
+}
 
 /// What a callback URL's host is, for the policy.
 enum CallbackHost {
@@ -28,9 +36,16 @@ enum CallbackHost {
 }
 
 impl CallbackUrl {
+    /// The longest URL accepted, in bytes: it is kept in blob metadata, which Azure holds to
+    /// 8 KiB in all.
+    pub const MAX_LEN: usize = 2048;
+
     /// Judges the URL's text. Host names are also judged when the callback is sent, on every
     /// address they resolve to ([`PublicOnlyResolver`](super::address::PublicOnlyResolver)).
     pub fn parse(text: &str, policy: CallbackPolicy) -> Result<Self, &'static str> {
+        if text.len() > Self::MAX_LEN {
+            return Err("callback_url must be at most 2048 characters");
+        }
         let url = url::Url::parse(text).map_err(|_| "callback_url must be an https URL")?;
         let Some(host) = url.host() else {
             return Err("callback_url must be an https URL without credentials");
@@ -52,11 +67,18 @@ impl CallbackUrl {
             url::Host::Ipv6(ip) if !address::is_public(ip.into()) => CallbackHost::NotPublic,
             url::Host::Ipv4(_) | url::Host::Ipv6(_) => CallbackHost::Public,
         };
-        match (url.scheme(), host, policy) {
-            ("https", CallbackHost::Public, _) => Ok(Self(url.to_string())),
-            ("http" | "https", CallbackHost::ThisMachine, CallbackPolicy::AllowLocal) => {
-                Ok(Self(url.to_string()))
+        let accepted = || {
+            let text = url.to_string();
+            // Normalising percent-encodes, and can so lengthen the text.
+            if text.len() > Self::MAX_LEN {
+                Err("callback_url must be at most 2048 characters")
+            } else {
+                Ok(Self(text))
             }
+        };
+        match (url.scheme(), host, policy) {
+            ("https", CallbackHost::Public, _) => accepted(),
+            ("http" | "https", CallbackHost::ThisMachine, CallbackPolicy::AllowLocal) => accepted(),
             (_, CallbackHost::ThisMachine | CallbackHost::NotPublic, _) => {
                 Err("callback_url must not point at a local or private address")
             }
@@ -75,9 +97,10 @@ impl CallbackUrl {
             .unwrap_or_default()
     }
 
-    /// The URL cut down to its [`origin`](CallbackUrl::origin).
-    pub fn redacted(&self) -> Self {
-        Self(self.origin())
+    /// A URL as stored: judged when its job was submitted, and judged again (its host's
+    /// addresses) before every attempt.
+    pub(crate) fn stored(text: String) -> Self {
+        Self(text)
     }
 }
 

@@ -191,3 +191,50 @@ async fn an_update_over_its_own_last_write_still_sees_what_another_instance_wrot
     assert_eq!(stored.attempts, 1);
     assert_eq!(stored.cancel_requested_at, Some(at));
 }
+
+/// A status document stored before its internals moved into metadata (captured from that
+/// version): it loads with its claim, and the next update stores it split.
+#[tokio::test]
+async fn a_document_stored_before_the_split_is_honoured_and_split_by_its_next_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn BlobStore> = Arc::new(LocalDirStore::new(dir.path(), "hot-topics"));
+    store.ensure_container().await.unwrap();
+    let captured = include_str!("../status/stored/before_the_split/callback-claimed.json");
+    let id = JobId::parse("ff379475-bb45-46dd-9825-96e88cd8f71e").unwrap();
+    store
+        .put(
+            &status_blob(id),
+            Bytes::from(captured),
+            JSON,
+            WriteCondition::IfNotExists,
+        )
+        .await
+        .unwrap();
+    let repository = StatusRepository::new(store.clone());
+
+    let loaded = repository.load(id).await.unwrap().unwrap().document;
+    assert_eq!(loaded.internals.callback_lease.claims, 1);
+    let (updated, state) = repository
+        .update(id, |doc| doc.callback_sent(1, Ok(()), 5))
+        .await
+        .unwrap();
+    assert_eq!(state, crate::jobs::callback::CallbackState::Delivered);
+
+    let blob = store.get(&status_blob(id)).await.unwrap().unwrap();
+    let content: serde_json::Value = serde_json::from_slice(&blob.body).unwrap();
+    assert_eq!(
+        content["callback"],
+        serde_json::json!({"state": "delivered", "attempts": 1, "last_error": null})
+    );
+    assert_eq!(content["request"]["callback_url"], "http://127.0.0.1:18931");
+    assert_eq!(
+        blob.metadata.get("callback_url"),
+        Some("http://127.0.0.1:18931/hooks/done?token=s3cr3t")
+    );
+    assert_eq!(blob.metadata.get("callback_claims"), Some("1"));
+    assert_eq!(blob.body, serde_json::to_vec(&updated).unwrap());
+    assert_eq!(
+        repository.load(id).await.unwrap().unwrap().document,
+        updated
+    );
+}

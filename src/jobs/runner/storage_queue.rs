@@ -139,7 +139,7 @@ impl QueueDispatch {
             .inner
             .repository
             .update(job, |doc| {
-                doc.requeued_at = Some(status::now());
+                doc.internals.requeued_at = Some(status::now());
                 Ok(())
             })
             .await;
@@ -229,7 +229,7 @@ impl Dispatch for QueueDispatch {
         // A job's message, not this scan, brings it a worker; only a job with no message left
         // needs one sent again, and one whose copy was spent too is over.
         let stale_after = runner.inner.options.stale_after;
-        match document.requeued_at {
+        match document.internals.requeued_at {
             None if document.updated_at <= Self::requeue_before(stale_after) => {
                 self.requeue(runner, document).await
             }

@@ -249,7 +249,8 @@ fn one_claim_holds_at_a_time_and_a_lapsed_one_is_taken_over() {
         Ok(CallbackState::Delivered)
     );
     let record = doc.callback.clone().unwrap();
-    assert_eq!((record.attempts, record.claimed_until), (2, None));
+    assert_eq!(record.attempts, 2);
+    assert_eq!(doc.internals.callback_lease.claimed_until, None);
     assert_eq!(
         doc.claim_callback(later + lease * 2, lease, None),
         Err(TransitionError::NoCallbackOwed)
@@ -282,13 +283,22 @@ fn a_callback_is_abandoned_after_its_last_attempt_fails() {
 }
 
 #[test]
-fn the_shown_document_keeps_only_the_origin_of_the_callback_url() {
-    let doc = with_callback(&["aa"]);
-    let shown = doc.redacted();
+fn the_serialised_document_keeps_only_the_origin_of_the_callback_url_and_no_internals() {
+    let lease = chrono::Duration::seconds(5);
+    let mut doc = with_callback(&["aa"]);
+    doc.internals.requeued_at = Some(now());
+    doc.request_cancel(now()).unwrap();
+    doc.claim_callback(now(), lease, None).unwrap();
+    let shown = serde_json::to_value(&doc).unwrap();
     assert_eq!(
-        shown.request.callback_url.unwrap().as_str(),
+        shown["request"]["callback_url"],
         "https://hooks.example.com"
     );
+    assert_eq!(
+        shown["callback"],
+        serde_json::json!({"state": "owed", "attempts": 0, "last_error": null})
+    );
+    assert!(shown.get("requeued_at").is_none(), "{shown}");
     assert_eq!(
         doc.request.callback_url.unwrap().as_str(),
         "https://hooks.example.com/t/secret?k=v"

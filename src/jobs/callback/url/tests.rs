@@ -108,11 +108,37 @@ fn a_callback_url_is_shown_as_its_origin_only() {
     )
     .unwrap();
     assert_eq!(url.origin(), "https://hooks.example.com:8443");
-    assert_eq!(url.redacted().as_str(), "https://hooks.example.com:8443");
+    assert_eq!(
+        serde_json::to_value(&url).unwrap(),
+        "https://hooks.example.com:8443"
+    );
     let default_port = CallbackUrl::parse(
         "https://hooks.example.com/t?k=v",
         CallbackPolicy::PublicHttps,
     )
     .unwrap();
     assert_eq!(default_port.origin(), "https://hooks.example.com");
+}
+
+#[test]
+fn a_callback_url_longer_than_2048_characters_is_refused() {
+    let base = "https://hooks.example.com/";
+    let fits = format!("{base}{}", "a".repeat(CallbackUrl::MAX_LEN - base.len()));
+    assert_eq!(
+        CallbackUrl::parse(&fits, CallbackPolicy::PublicHttps)
+            .unwrap()
+            .as_str(),
+        fits
+    );
+    let over = format!("{fits}a");
+    assert_eq!(
+        CallbackUrl::parse(&over, CallbackPolicy::PublicHttps),
+        Err("callback_url must be at most 2048 characters")
+    );
+    // Short as typed, but longer than the limit once percent-encoded.
+    let grows = format!("{base}{}", "é".repeat(400));
+    assert_eq!(
+        CallbackUrl::parse(&grows, CallbackPolicy::PublicHttps),
+        Err("callback_url must be at most 2048 characters")
+    );
 }

@@ -307,6 +307,7 @@ async fn a_job_left_queued_with_no_message_is_sent_again_once() {
             sent.texts().len() > 1
                 && status(&recorded, stranded.job_id)
                     .await
+                    .internals
                     .requeued_at
                     .is_some()
         },
@@ -320,7 +321,11 @@ async fn a_job_left_queued_with_no_message_is_sent_again_once() {
         ],
         "only the stranded job is sent again"
     );
-    assert!(status(&runner, stranded.job_id).await.requeued_at.is_some());
+    assert!(status(&runner, stranded.job_id)
+        .await
+        .internals
+        .requeued_at
+        .is_some());
     assert_eq!(
         runner.adopt_stale_jobs().await.unwrap(),
         0,
@@ -352,11 +357,12 @@ async fn a_job_whose_message_sent_again_is_poisoned_too_is_ended_failed_naming_t
     let sent = queue.clone();
     let recorded = runner.clone();
     eventually("the job's message sent again and recorded", async || {
-        !sent.texts().is_empty() && status(&recorded, id).await.requeued_at.is_some()
+        !sent.texts().is_empty() && status(&recorded, id).await.internals.requeued_at.is_some()
     })
     .await;
     let requeued_at = status(&runner, id)
         .await
+        .internals
         .requeued_at
         .expect("the copy is recorded");
     // Every delivery of the copy fails too, and the listener parks it.
