@@ -20,6 +20,8 @@ use testkit::poll;
 use testkit::process::{HandlerProcess, Listen};
 use testkit::storage_proxy::StorageProxy;
 
+use crate::openapi::Spec;
+
 const WAIT: Duration = Duration::from_secs(60);
 /// Heartbeats every 1.25 s; a job quiet for 5 s has lost its worker.
 const QUICK_ADOPTION: (&str, &str) = ("JOB_STALE_AFTER_SECONDS", "5");
@@ -491,11 +493,17 @@ async fn with_the_output_in_an_account_of_its_own_jobs_go_through_the_queue_the_
     }
 }
 
-/// The `queue_depth` of the app's metrics answer.
-async fn queue_depth(app: &TestApp) -> Value {
+/// The app's metrics answer, checked against `openapi.yaml`.
+async fn metrics(app: &TestApp) -> Value {
     let response = app.call(post(&json!({"action": "metrics"}))).await;
     assert_eq!(response.status, 200, "metrics answered {}", response.text());
-    response.json()["queue_depth"].clone()
+    Spec::load().check("/api/SummaryWomble", "post", &response);
+    response.json()
+}
+
+/// The `queue_depth` of the app's metrics answer.
+async fn queue_depth(app: &TestApp) -> Value {
+    metrics(app).await["queue_depth"].clone()
 }
 
 /// Three jobs held at Reddit, so each delivery runs and its message stays on the queue,
@@ -547,9 +555,7 @@ async fn with_the_queue_service_down_the_metrics_answer_with_null_counts_and_a_w
         vec![("AzureWebJobsStorage", unreachable_queue.as_str())],
     )
     .await;
-    let response = app.call(post(&json!({"action": "metrics"}))).await;
-    assert_eq!(response.status, 200, "{}", response.text());
-    let metrics = response.json();
+    let metrics = metrics(&app).await;
     assert_eq!(
         metrics["queue_depth"],
         json!({"jobs": null, "poison": null}),
