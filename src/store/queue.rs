@@ -63,8 +63,8 @@ pub struct Renewal {
 ///   least once either way.)
 /// - `approximate_message_count` counts the messages the queue holds, visible or not: a
 ///   received message counts until it is deleted (or expires), as Azure's
-///   `x-ms-approximate-messages-count` does. A queue that does not exist counts 0. Azure says
-///   the count may lag behind; it is never used to decide anything, only shown.
+///   `x-ms-approximate-messages-count` does. A queue that does not exist counts 0. Azure calls
+///   the count approximate: it may lag behind the queue a little.
 /// - Failures that may pass are `StoreError::Unavailable`, as for blobs.
 #[async_trait]
 pub trait MessageQueue: Send + Sync + 'static {
