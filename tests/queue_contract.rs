@@ -221,6 +221,32 @@ mod cases {
         assert!(queue.receive(32, HIDDEN).await.unwrap().is_empty());
     }
 
+    pub async fn the_message_count_follows_sends_receives_and_deletes<Q: MessageQueue>(
+        queue: Arc<Q>,
+    ) {
+        let count = async || queue.approximate_message_count().await.unwrap();
+        assert_eq!(count().await, 0, "an empty queue");
+        for index in 0..3 {
+            queue.send(&format!("counted {index}")).await.unwrap();
+        }
+        assert_eq!(count().await, 3);
+        let received = queue.receive(2, HIDDEN).await.unwrap();
+        assert_eq!(received.len(), 2);
+        assert_eq!(
+            count().await,
+            3,
+            "a received message counts while it is hidden"
+        );
+        queue.renew(&received[0], HIDDEN).await.unwrap();
+        assert_eq!(count().await, 3, "and after its renewal");
+        queue.delete(&received[1]).await.unwrap();
+        assert_eq!(count().await, 2);
+        let rest = queue.receive(32, HIDDEN).await.unwrap();
+        assert_eq!(rest.len(), 1, "{rest:?}");
+        queue.delete(&rest[0]).await.unwrap();
+        assert_eq!(count().await, 1, "the renewed message is still there");
+    }
+
     pub async fn concurrent_receivers_never_get_the_same_hidden_message<Q: MessageQueue>(
         queue: Arc<Q>,
     ) {
@@ -274,6 +300,7 @@ macro_rules! contract_suite {
                 a_renewal_with_zero_makes_the_message_visible_at_once,
                 a_receipt_from_before_another_receive_is_stale,
                 a_deleted_message_is_gone_and_deleting_it_again_is_ok,
+                the_message_count_follows_sends_receives_and_deletes,
                 concurrent_receivers_never_get_the_same_hidden_message,
             );
         }
@@ -323,6 +350,19 @@ mod azure_queue_extras {
         missing.send("first").await.unwrap();
         assert_eq!(receive_one(&missing, HIDDEN).await.text, "first");
         missing.delete_queue().await.unwrap();
+    }
+
+    /// The memory queue has no missing queues: one that was never sent to is empty, which the
+    /// contract's count case checks.
+    #[tokio::test]
+    async fn a_missing_queue_counts_no_messages() {
+        let missing = azure_queue_named(&unique_queue());
+        assert_eq!(missing.approximate_message_count().await.unwrap(), 0);
+        assert_eq!(missing.approximate_message_count().await.unwrap(), 0);
+        missing.send("first").await.unwrap();
+        assert_eq!(missing.approximate_message_count().await.unwrap(), 1);
+        missing.delete_queue().await.unwrap();
+        assert_eq!(missing.approximate_message_count().await.unwrap(), 0);
     }
 
     #[tokio::test]

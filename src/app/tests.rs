@@ -9,8 +9,11 @@ use super::routes;
 use crate::config::Settings;
 use crate::functions::FunctionContext;
 use crate::reddit::NoTopics;
-use crate::startup::{self, Services};
+use crate::startup::{self, JobQueues, Services};
 use crate::store::local::LocalDirStore;
+use crate::store::queue::azure::AzureQueue;
+use crate::store::queue::memory::MemoryQueue;
+use crate::store::queue::MessageQueue;
 
 struct App {
     context: FunctionContext,
@@ -18,6 +21,11 @@ struct App {
 }
 
 fn app(vars: &[(&str, &str)]) -> App {
+    app_with_queues(vars, None)
+}
+
+/// An app with queue dispatch over `queues` when given (inline dispatch without).
+fn app_with_queues(vars: &[(&str, &str)], queues: Option<JobQueues>) -> App {
     let dir = tempfile::tempdir().unwrap();
     let vars: HashMap<String, String> = vars
         .iter()
@@ -27,7 +35,7 @@ fn app(vars: &[(&str, &str)]) -> App {
     let services = Services {
         store: Arc::new(LocalDirStore::new(dir.path().to_owned(), "hot-topics")),
         topics: Arc::new(NoTopics),
-        queues: None,
+        queues,
     };
     App {
         context: startup::server(settings, services).unwrap(),
@@ -226,4 +234,92 @@ async fn a_content_type_that_is_not_ascii_is_refused_as_not_json() {
         .reply(&routes(app.context.clone()))
         .await;
     assert_eq!(answer.status(), 415);
+}
+
+/// The metrics answer of `app`, asserting the 200.
+async fn metrics_answer(app: &App) -> Value {
+    let answer = warp::test::request()
+        .method("POST")
+        .path("/api/SummaryWomble")
+        .header("content-type", "application/json")
+        .body(r#"{"action": "metrics"}"#)
+        .reply(&routes(app.context.clone()))
+        .await;
+    assert_eq!(answer.status(), 200, "{:?}", answer.body());
+    json(answer.body())
+}
+
+/// Under the host, where the host's listener (not the handler) takes the job messages: what a
+/// start sends stays on the queue.
+const UNDER_THE_HOST: (&str, &str) = ("FUNCTIONS_CUSTOMHANDLER_PORT", "7071");
+
+#[tokio::test]
+async fn the_metrics_answer_has_a_null_queue_depth_under_inline_dispatch() {
+    let app = app(&[]);
+    let metrics = metrics_answer(&app).await;
+    assert_eq!(metrics["total_jobs"], 0, "{metrics}");
+    assert!(metrics.get("queue_depth").is_some(), "{metrics}");
+    assert_eq!(metrics["queue_depth"], Value::Null, "{metrics}");
+}
+
+#[tokio::test]
+async fn the_metrics_answer_counts_the_job_queue_and_the_poison_queue_under_queue_dispatch() {
+    let jobs = Arc::new(MemoryQueue::new("jobs"));
+    let poison = Arc::new(MemoryQueue::new("jobs-poison"));
+    let queues = JobQueues {
+        jobs: jobs.clone(),
+        poison: poison.clone(),
+    };
+    let app = app_with_queues(&[UNDER_THE_HOST], Some(queues));
+    assert_eq!(
+        metrics_answer(&app).await["queue_depth"],
+        serde_json::json!({"jobs": 0, "poison": 0})
+    );
+    for _ in 0..2 {
+        let answer = warp::test::request()
+            .method("POST")
+            .path("/api/SummaryWomble")
+            .header("content-type", "application/json")
+            .body(r#"{"topics": ["rust"]}"#)
+            .reply(&routes(app.context.clone()))
+            .await;
+        assert_eq!(answer.status(), 202);
+    }
+    poison.send(r#"{"job_id": "parked"}"#).await.unwrap();
+    let metrics = metrics_answer(&app).await;
+    assert_eq!(jobs.texts().len(), 2);
+    assert_eq!(
+        metrics["queue_depth"],
+        serde_json::json!({"jobs": 2, "poison": 1}),
+        "{metrics}"
+    );
+    assert_eq!(metrics["by_status"]["queued"], 2, "{metrics}");
+}
+
+#[tokio::test]
+async fn a_queue_that_cannot_be_counted_is_null_in_a_metrics_answer_that_still_comes() {
+    let (_refusing, port) = crate::store::azure::sdk::refused_port();
+    let unreachable = AzureQueue::from_connection_string(
+        &format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;\
+             AccountKey=c2VjcmV0;QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        ),
+        "jobs-poison",
+    )
+    .unwrap();
+    let queues = JobQueues {
+        jobs: Arc::new(MemoryQueue::new("jobs")),
+        poison: Arc::new(unreachable),
+    };
+    let app = app_with_queues(&[UNDER_THE_HOST], Some(queues));
+    let metrics = metrics_answer(&app).await;
+    assert_eq!(
+        metrics["queue_depth"],
+        serde_json::json!({"jobs": 0, "poison": null}),
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics["total_jobs"], 0,
+        "the rest of the answer is there: {metrics}"
+    );
 }

@@ -148,11 +148,16 @@ async fn list(context: &FunctionContext, filter: &ListFilter) -> Result<ApiRespo
     })
 }
 
+/// The metrics answer (docs/api.md section 4). The queues are counted while the documents are
+/// read; a count that cannot be read is `null` in the answer, never a failed call.
 async fn metrics(context: &FunctionContext) -> Result<ApiResponse, ApiError> {
     let since = Utc::now() - ChronoDuration::hours(24);
-    let documents = context.jobs.repository().created_since(since).await?;
+    let (documents, queue_depth) = tokio::join!(
+        context.jobs.repository().created_since(since),
+        context.jobs.queue_depth()
+    );
     Ok(ApiResponse::json(
         StatusCode::OK,
-        &Metrics::of(&documents, since),
+        &Metrics::of(&documents?, since, queue_depth),
     ))
 }

@@ -1,5 +1,6 @@
 //! The metrics answer (docs/api.md section 4): counts by status, success rate, mean and p95
-//! duration, and failures by subreddit over the jobs of the last 24 hours.
+//! duration, and failures by subreddit over the jobs of the last 24 hours; and, under queue
+//! dispatch, how many messages wait on the job queue and the poison queue now.
 
 use std::collections::HashMap;
 
@@ -18,11 +19,32 @@ pub struct Metrics {
     pub mean_duration_seconds: Option<f64>,
     pub p95_duration_seconds: Option<f64>,
     pub failures_by_subreddit: HashMap<String, usize>,
+    /// The queues' message counts now; `null` under a dispatch without a queue (inline).
+    pub queue_depth: Option<QueueDepth>,
+}
+
+/// About how many messages queue dispatch's queues hold, as the metrics answer shows them.
+///
+/// A count that could not be read (storage unavailable) is `None`, shown as `null`, rather
+/// than a failed metrics call: the figures are for people watching, nothing decides on them,
+/// and the rest of the answer is still worth having. The dispatch logs why it is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QueueDepth {
+    /// Messages on the job queue: jobs waiting for a worker, and jobs being run (a message is
+    /// deleted when its delivery ends).
+    pub jobs: Option<u64>,
+    /// Messages on the poison queue: jobs whose every delivery failed.
+    pub poison: Option<u64>,
 }
 
 impl Metrics {
-    /// The metrics of `documents`, the jobs created since `since`.
-    pub fn of(documents: &[StatusDocument], since: DateTime<Utc>) -> Self {
+    /// The metrics of `documents`, the jobs created since `since`, with the queue depth the
+    /// dispatch gave.
+    pub fn of(
+        documents: &[StatusDocument],
+        since: DateTime<Utc>,
+        queue_depth: Option<QueueDepth>,
+    ) -> Self {
         let mut by_status: HashMap<&'static str, usize> = JobStatus::ALL
             .iter()
             .map(|status| (status.as_str(), 0))
@@ -62,6 +84,7 @@ impl Metrics {
             mean_duration_seconds: mean,
             p95_duration_seconds: p95,
             failures_by_subreddit,
+            queue_depth,
         }
     }
 }
@@ -100,7 +123,7 @@ mod tests {
     fn the_numbers_follow_from_the_jobs() {
         let mut jobs: Vec<StatusDocument> = (1..=19).map(|s| job_that_ran(s, true)).collect();
         jobs.push(job_that_ran(100, false));
-        let metrics = Metrics::of(&jobs, Utc::now());
+        let metrics = Metrics::of(&jobs, Utc::now(), None);
         assert_eq!(metrics.total_jobs, 20);
         assert_eq!(metrics.by_status["completed"], 19);
         assert_eq!(metrics.by_status["failed"], 1);
@@ -114,9 +137,31 @@ mod tests {
 
     #[test]
     fn no_jobs_means_no_rates() {
-        let metrics = Metrics::of(&[], Utc::now());
+        let metrics = Metrics::of(&[], Utc::now(), None);
         assert_eq!(metrics.total_jobs, 0);
         assert_eq!(metrics.success_rate, None);
         assert_eq!(metrics.p95_duration_seconds, None);
+    }
+
+    #[test]
+    fn the_queue_depth_is_null_without_a_queue_and_two_counts_with_one() {
+        let answer = |depth| serde_json::to_value(Metrics::of(&[], Utc::now(), depth)).unwrap();
+        assert_eq!(answer(None)["queue_depth"], serde_json::Value::Null);
+        let counted = QueueDepth {
+            jobs: Some(3),
+            poison: Some(1),
+        };
+        assert_eq!(
+            answer(Some(counted))["queue_depth"],
+            serde_json::json!({"jobs": 3, "poison": 1})
+        );
+        let poison_unread = QueueDepth {
+            jobs: Some(0),
+            poison: None,
+        };
+        assert_eq!(
+            answer(Some(poison_unread))["queue_depth"],
+            serde_json::json!({"jobs": 0, "poison": null})
+        );
     }
 }

@@ -36,6 +36,7 @@ use tokio_util::task::TaskTracker;
 
 use super::callback::CallbackSender;
 use super::id::JobId;
+use super::metrics::QueueDepth;
 use super::repository::{RepositoryError, StatusRepository};
 use super::request::{IdempotencyKey, JobRequest};
 use super::status::{self, JobStatus, StatusDocument, TransitionError};
@@ -165,6 +166,12 @@ impl JobRunner {
     /// The name of the dispatch mode, for logs.
     pub fn dispatch_name(&self) -> &'static str {
         self.inner.options.dispatch.name()
+    }
+
+    /// How many messages the dispatch's queues hold now; `None` under a dispatch without a
+    /// queue (inline).
+    pub async fn queue_depth(&self) -> Option<QueueDepth> {
+        self.inner.options.dispatch.queue_depth().await
     }
 
     /// Accepts a job: its status document is stored before this returns, then it is handed

@@ -61,6 +61,10 @@ pub struct Renewal {
 ///   (Azure itself may answer a stale receipt as "no such message" once the message moved on;
 ///   then the delete is `Ok(())` too, and the message is delivered again later: delivery is at
 ///   least once either way.)
+/// - `approximate_message_count` counts the messages the queue holds, visible or not: a
+///   received message counts until it is deleted (or expires), as Azure's
+///   `x-ms-approximate-messages-count` does. A queue that does not exist counts 0. Azure calls
+///   the count approximate: it may lag behind the queue a little.
 /// - Failures that may pass are `StoreError::Unavailable`, as for blobs.
 #[async_trait]
 pub trait MessageQueue: Send + Sync + 'static {
@@ -89,6 +93,9 @@ pub trait MessageQueue: Send + Sync + 'static {
 
     /// Removes a received message for good.
     async fn delete(&self, message: &QueueMessage) -> Result<(), StoreError>;
+
+    /// About how many messages the queue holds, hidden ones included; 0 when it does not exist.
+    async fn approximate_message_count(&self) -> Result<u64, StoreError>;
 
     /// A short description for logs (`azure queue account/name`), never containing a secret.
     fn describe(&self) -> String;

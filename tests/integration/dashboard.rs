@@ -16,11 +16,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use testkit::app::{job, JobApi, StandaloneApp, TestApp};
-use testkit::azurite::Container;
+use testkit::azurite::{Container, Queue};
 use testkit::browser::{Browser, ENTER, TAB};
 use testkit::fake_reddit::Behaviour;
 use testkit::host::{HostOptions, HostRequest};
 use testkit::public::{PublicAddress, PublicRequest};
+use testkit::Dispatch;
 
 /// A host key: every function accepts it. The tests' own API calls use it, never the page.
 const HOST_KEY: &str = "host-key-for-the-dashboard-tests";
@@ -49,6 +50,16 @@ const DETAIL_ID: &str =
 
 /// True when nothing sticks out sideways: no horizontal scrolling.
 const FITS: &str = "document.documentElement.scrollWidth <= window.innerWidth";
+
+/// What the metrics panel shows of the queues: the job queue's and the poison queue's counts
+/// (queue dispatch), or the sentence that there is no queue (inline); null where not shown.
+const QUEUE_FIGURES: &str = "(() => {
+    const shown = name => {
+        const figure = document.querySelector(`#metrics-figures [data-figure=\"${name}\"] dd`);
+        return figure ? figure.textContent : null;
+    };
+    return { jobs: shown('queue-jobs'), poison: shown('queue-poison'), none: shown('no-queue') };
+})()";
 
 fn keys() -> HostOptions {
     HostOptions::default()
@@ -95,7 +106,12 @@ impl Dashboard {
 
     /// Starts with extra settings for the handler.
     async fn start_with(extra: Vec<(&str, &str)>) -> Self {
-        let app = Arc::new(TestApp::start_hosted(Container::fresh().await, extra, keys()).await);
+        Self::start_on(Container::fresh().await, extra).await
+    }
+
+    /// Starts against a given container, with extra settings for the handler.
+    async fn start_on(container: Container, extra: Vec<(&str, &str)>) -> Self {
+        let app = Arc::new(TestApp::start_hosted(container, extra, keys()).await);
         let public = PublicAddress::serve(app.clone()).await;
         let browser = Browser::start(1280, 900).await;
         Self {
@@ -162,6 +178,20 @@ impl Dashboard {
             .await;
     }
 
+    /// Waits until the metrics panel shows `jobs`, `poison` and `none` of the queues, as
+    /// [`QUEUE_FIGURES`] reads them.
+    async fn wait_for_queue_figures(&self, what: &str, expected: Value) {
+        self.browser
+            .wait_until(
+                what,
+                WAIT,
+                &format!(
+                    "(() => {{ const shown = {QUEUE_FIGURES}; const expected = {expected}; return shown.jobs === expected.jobs && shown.poison === expected.poison && shown.none === expected.none ? shown : null; }})()"
+                ),
+            )
+            .await;
+    }
+
     /// The status word of the job in the detail panel.
     async fn detail_status(&self) -> String {
         self.browser.text("#detail-facts .badge").await
@@ -218,6 +248,26 @@ async fn jobs_appear_and_their_progress_moves_to_completed() {
             "document.querySelector('#metrics-chart svg').getAttribute('aria-label').includes('completed 2')",
         )
         .await;
+    match Dispatch::under_test() {
+        Dispatch::Inline => {
+            page.wait_for_queue_figures(
+                "the metrics saying there is no queue",
+                json!({"jobs": null, "poison": null, "none": "inline dispatch: no queue"}),
+            )
+            .await
+        }
+        // The counts themselves are checked by the queue dispatch test below; a message may
+        // still be on the queue just after its job ended, but nothing was poisoned.
+        Dispatch::Queue => {
+            page.browser
+                .wait_until(
+                    "the queue figures",
+                    WAIT,
+                    &format!("{QUEUE_FIGURES}.poison === '0'"),
+                )
+                .await;
+        }
+    }
     page.browser.screenshot("jobs-1280").await;
     assert_eq!(list().await.header("retry-after"), None);
 
@@ -246,6 +296,45 @@ async fn jobs_appear_and_their_progress_moves_to_completed() {
         page.public.url("/api/dashboard")
     );
     assert_eq!(kept_by_the_browser(&page.browser).await, json!([0, 0, ""]));
+    page.close().await;
+}
+
+/// Under queue dispatch the metrics panel shows the job queue's and the poison queue's
+/// message counts. Both jobs are held at Reddit: whether a listener delivers their messages
+/// (hidden while the jobs run) or none does (visible, waiting), both stay on the queue. The
+/// figures follow a message parked in the poison queue once the page is refreshed.
+#[tokio::test]
+async fn under_queue_dispatch_the_metrics_show_the_job_queue_and_the_poison_queue() {
+    let container = Container::fresh().await;
+    let queue = Queue::named(container.connection_string(), &container.name);
+    let page = Dashboard::start_on(
+        container,
+        vec![
+            ("JOB_DISPATCH", "queue"),
+            ("JOB_QUEUE", queue.name.as_str()),
+        ],
+    )
+    .await;
+    let hold = page.app.reddit.hold(&["waitingone", "waitingtwo"]);
+    page.app.submit(job(&["waitingone"], 2)).await;
+    page.app.submit(job(&["waitingtwo"], 2)).await;
+    queue.poison().send(r#"{"job_id":"parked-one"}"#).await;
+    page.open().await;
+    page.wait_for_queue_figures(
+        "two jobs on the queue and one message in the poison queue",
+        json!({"jobs": "2", "poison": "1", "none": null}),
+    )
+    .await;
+    page.browser.screenshot("queue-depth-1280").await;
+
+    queue.poison().send(r#"{"job_id":"parked-two"}"#).await;
+    page.browser.click("#refresh").await;
+    page.wait_for_queue_figures(
+        "the second poisoned message counted",
+        json!({"jobs": "2", "poison": "2", "none": null}),
+    )
+    .await;
+    hold.release();
     page.close().await;
 }
 

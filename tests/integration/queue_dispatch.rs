@@ -1,15 +1,16 @@
 //! Queue dispatch (docs/api.md section 9), whatever `TEST_JOB_DISPATCH` says: the handler under
 //! the host simulator's queue listener on Azurite's queue service, or consuming the queue
 //! itself in standalone mode. Scale-out with a SIGKILL, the poison path, a refused send, a job
-//! stored without its message, and a duplicate delivery.
+//! stored without its message, a duplicate delivery, and the queue depth in the metrics.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use summary_womble::jobs::request::{JobRequest, Limit, Priority, Source};
 use summary_womble::jobs::{JobId, StatusDocument};
 use summary_womble::reddit::Subreddit;
+use summary_womble::store::queue::poison_queue_name;
 use summary_womble::store::WriteCondition;
 use testkit::app::{job, post, JobApi, TestApp, QUEUE_VISIBILITY_UNDER_TEST};
 use testkit::azurite::{self, Container, Queue};
@@ -18,6 +19,8 @@ use testkit::host::{HostOptions, HostSimulator, QueueListenerOptions};
 use testkit::poll;
 use testkit::process::{HandlerProcess, Listen};
 use testkit::storage_proxy::StorageProxy;
+
+use crate::openapi::Spec;
 
 const WAIT: Duration = Duration::from_secs(60);
 /// Heartbeats every 1.25 s; a job quiet for 5 s has lost its worker.
@@ -495,4 +498,89 @@ async fn with_the_output_in_an_account_of_its_own_jobs_go_through_the_queue_the_
             left.name
         );
     }
+}
+
+/// The app's metrics answer, checked against `openapi.yaml`.
+async fn metrics(app: &TestApp) -> Value {
+    let response = app.call(post(&json!({"action": "metrics"}))).await;
+    assert_eq!(response.status, 200, "metrics answered {}", response.text());
+    Spec::load().check("/api/SummaryWomble", "post", &response);
+    response.json()
+}
+
+/// The `queue_depth` of the app's metrics answer.
+async fn queue_depth(app: &TestApp) -> Value {
+    metrics(app).await["queue_depth"].clone()
+}
+
+/// Three jobs held at Reddit, so each delivery runs and its message stays on the queue,
+/// hidden, until the job ends; two messages parked in the poison queue. The metrics count
+/// 3 and 2, and once the jobs end and their messages are deleted, 0 and 2.
+#[tokio::test]
+async fn the_metrics_count_the_messages_on_the_job_queue_and_the_poison_queue() {
+    let app = queued_app(
+        Container::fresh().await,
+        vec![("JOB_STALE_AFTER_SECONDS", "120")],
+    )
+    .await;
+    assert_eq!(queue_depth(&app).await, json!({"jobs": 0, "poison": 0}));
+    let subreddits = ["depthone", "depthtwo", "depththree"];
+    let hold = app.reddit.hold(&subreddits);
+    let mut ids = Vec::new();
+    for subreddit in subreddits {
+        ids.push(app.submit(job(&[subreddit], 2)).await);
+    }
+    // Every job's message has been delivered (hidden) and its job is at Reddit.
+    hold.until_arrived(3, WAIT).await;
+    let poison = Queue::named(&azurite::connection_string(), &app.container.name).poison();
+    poison.send(r#"{"job_id":"parked-one"}"#).await;
+    poison.send(r#"{"job_id":"parked-two"}"#).await;
+    assert_eq!(queue_depth(&app).await, json!({"jobs": 3, "poison": 2}));
+
+    hold.release();
+    for id in &ids {
+        let done = app.wait_stored_terminal(id, WAIT).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    // A message is deleted once its delivery has answered, just after the job's end.
+    poll::until("the job messages deleted", WAIT, async || {
+        queue_depth(&app).await == json!({"jobs": 0, "poison": 2})
+    })
+    .await;
+}
+
+/// The queue service cannot be reached: the metrics still answer, from the status documents,
+/// with both counts `null`, and the log says why.
+#[tokio::test]
+async fn with_the_queue_service_down_the_metrics_answer_with_null_counts_and_a_warning() {
+    let unreachable_queue = azurite::connection_string().replace(
+        &azurite::queue_endpoint(),
+        "http://127.0.0.1:1/devstoreaccount1",
+    );
+    let app = queued_app(
+        Container::fresh().await,
+        vec![("AzureWebJobsStorage", unreachable_queue.as_str())],
+    )
+    .await;
+    let metrics = metrics(&app).await;
+    assert_eq!(
+        metrics["queue_depth"],
+        json!({"jobs": null, "poison": null}),
+        "{metrics}"
+    );
+    assert_eq!(metrics["total_jobs"], 0, "{metrics}");
+    assert!(
+        app.host
+            .wait_for_log("could not count the queue's messages", WAIT)
+            .await,
+        "no warning; log:\n{}",
+        app.host.logs()
+    );
+    let logs = app.host.logs();
+    let poison = poison_queue_name(&app.container.name);
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("could not count") && line.contains(&poison)),
+        "the warning names the queue; log:\n{logs}"
+    );
 }

@@ -508,18 +508,37 @@
   // ---------------------------------------------------------------------------------------
   // Metrics
 
+  // One figure of the metrics panel; `name` marks it for the tests and the stylesheet.
+  function figure(term, value, name) {
+    return el('div', { class: 'figure', 'data-figure': name }, el('dt', null, term), el('dd', null, value));
+  }
+
+  // The queues' message counts now, under queue dispatch (a count the API could not read is a
+  // dash); under inline dispatch there is no queue, and the panel says so.
+  function queueFigures(depth) {
+    if (depth === null || depth === undefined) {
+      return [figure('Queue', 'inline dispatch: no queue', 'no-queue')];
+    }
+    var count = function (value) {
+      return typeof value === 'number' ? String(value) : '—';
+    };
+    return [
+      figure('Job queue', count(depth.jobs), 'queue-jobs'),
+      figure('Poison queue', count(depth.poison), 'queue-poison')
+    ];
+  }
+
   function renderMetrics(metrics) {
     var counts = metrics.by_status || {};
-    var figure = function (term, value) {
-      return el('div', { class: 'figure' }, el('dt', null, term), el('dd', null, value));
-    };
-    byId('metrics-figures').replaceChildren(
-      figure('Jobs', String(metrics.total_jobs || 0)),
+    var figures = [
+      figure('Jobs', String(metrics.total_jobs || 0), 'jobs'),
       figure('Success rate', metrics.success_rate === null || metrics.success_rate === undefined
         ? '—'
-        : (metrics.success_rate * 100).toFixed(0) + ' %'),
-      figure('Mean duration', formatSeconds(metrics.mean_duration_seconds)),
-      figure('p95 duration', formatSeconds(metrics.p95_duration_seconds)));
+        : (metrics.success_rate * 100).toFixed(0) + ' %', 'success-rate'),
+      figure('Mean duration', formatSeconds(metrics.mean_duration_seconds), 'mean-duration'),
+      figure('p95 duration', formatSeconds(metrics.p95_duration_seconds), 'p95-duration')
+    ].concat(queueFigures(metrics.queue_depth));
+    byId('metrics-figures').replaceChildren.apply(byId('metrics-figures'), figures);
 
     byId('metrics-chart').replaceChildren(statusChart(counts));
     byId('metrics').hidden = false;

@@ -15,6 +15,7 @@
 //! | how long a job's storage calls are retried | [`storage_retry_budget`](Dispatch::storage_retry_budget) | until storage answers | `JOB_STALE_AFTER_SECONDS`, then the delivery fails and comes back |
 //! | which delivery of a job's message is the last | [`last_delivery`](Dispatch::last_delivery) | the host's default | `host.json`'s `maxDequeueCount` |
 //! | whether each GetHotTopics run scans too | [`scans_at_each_timer_run`](Dispatch::scans_at_each_timer_run) | no: the process that runs the timer scans anyway | yes: a plan that scales to zero may have no instance up between runs |
+//! | how many messages its queues hold, for the metrics | [`queue_depth`](Dispatch::queue_depth) | none: no queue (`null`) | the job queue's and the poison queue's approximate counts |
 //!
 //! The mode is chosen once, in the composition root (`startup::Services::dispatch`), from the
 //! settings and the [`Process`]; nothing else asks which mode it is.
@@ -37,6 +38,7 @@ use async_trait::async_trait;
 
 use super::JobRunner;
 use crate::jobs::id::JobId;
+use crate::jobs::metrics::QueueDepth;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::status::StatusDocument;
 use crate::store::StoreError;
@@ -118,4 +120,9 @@ pub trait Dispatch: Send + Sync + fmt::Debug {
 
     /// Whether each GetHotTopics run scans for stale jobs too.
     fn scans_at_each_timer_run(&self) -> bool;
+
+    /// How many messages the mode's queues hold now, for the metrics answer; `None` for a
+    /// mode without a queue. A count that cannot be read is logged and left `None` in the
+    /// answer: the metrics call still answers.
+    async fn queue_depth(&self) -> Option<QueueDepth>;
 }

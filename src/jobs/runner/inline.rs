@@ -18,6 +18,7 @@ use tracing::Instrument;
 use super::dispatch::Dispatch;
 use super::{panic_message, JobRunner};
 use crate::jobs::id::JobId;
+use crate::jobs::metrics::QueueDepth;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::request::Priority;
 use crate::jobs::status::StatusDocument;
@@ -100,6 +101,12 @@ impl Dispatch for InlineDispatch {
 
     fn scans_at_each_timer_run(&self) -> bool {
         false
+    }
+
+    async fn queue_depth(&self) -> Option<QueueDepth> {
+        // The jobs waiting here are this process's alone, not a queue of the app's: other
+        // instances keep theirs, and the metrics speak for the whole app.
+        None
     }
 }
 

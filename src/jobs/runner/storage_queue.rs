@@ -25,6 +25,7 @@ use super::dispatch::Dispatch;
 use super::message::JobMessage;
 use super::JobRunner;
 use crate::jobs::id::JobId;
+use crate::jobs::metrics::QueueDepth;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::status::{self, StatusDocument, TransitionError};
 use crate::store::queue::MessageQueue;
@@ -255,5 +256,25 @@ impl Dispatch for QueueDispatch {
     fn scans_at_each_timer_run(&self) -> bool {
         // On a plan that scales to zero no instance may be up to scan between timer runs.
         true
+    }
+
+    async fn queue_depth(&self) -> Option<QueueDepth> {
+        let (jobs, poison) = tokio::join!(
+            message_count(self.queue.as_ref()),
+            message_count(self.poison.as_ref())
+        );
+        Some(QueueDepth { jobs, poison })
+    }
+}
+
+/// `queue`'s approximate message count, or `None` when storage does not give it: the reason
+/// is logged here, once, and the metrics answer shows `null` for it.
+async fn message_count(queue: &dyn MessageQueue) -> Option<u64> {
+    match queue.approximate_message_count().await {
+        Ok(count) => Some(count),
+        Err(error) => {
+            tracing::warn!(queue = queue.name(), error = %Chain(&error), "could not count the queue's messages; the metrics show null for it");
+            None
+        }
     }
 }

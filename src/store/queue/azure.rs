@@ -16,7 +16,11 @@
 //!   Functions host does.
 //! - A send to a queue that does not exist creates it and sends again (as a blob write creates
 //!   its container); a receive from a queue that does not exist finds nothing, as the host's
-//!   listener does, so consumers may start before the first producer.
+//!   listener does, so consumers may start before the first producer. For the same reason a
+//!   queue that does not exist counts 0 messages.
+//! - The message count is `Get Queue Metadata`'s `x-ms-approximate-messages-count`: every
+//!   message not yet deleted or expired, the invisible ones included. Azure calls it
+//!   approximate: it may lag behind the queue a little.
 //! - Retries: a retried send whose first attempt landed leaves the message twice, and a
 //!   retried receive may leave messages invisible until their timeout runs out. Both are
 //!   within the queue's at-least-once delivery, which consumers must handle anyway.
@@ -226,6 +230,16 @@ impl AzureQueue {
         }
     }
 
+    async fn approximate_message_count_once(&self) -> Result<u64, StoreError> {
+        match self.queue.get_metadata().await {
+            Ok(response) => {
+                Ok(u64::try_from(response.approximate_messages_count).unwrap_or(u64::MAX))
+            }
+            Err(error) if error_code_of(&error) == Some("QueueNotFound") => Ok(0),
+            Err(error) => Err(classify(error)),
+        }
+    }
+
     async fn delete_once(&self, message: &QueueMessage) -> Result<(), StoreError> {
         let receipt = azure_storage_queues::PopReceipt::new(&message.id, &message.pop_receipt);
         match self.queue.pop_receipt_client(receipt).delete().await {
@@ -278,6 +292,13 @@ impl MessageQueue for AzureQueue {
 
     async fn delete(&self, message: &QueueMessage) -> Result<(), StoreError> {
         sdk::retrying("delete", |_| self.delete_once(message)).await
+    }
+
+    async fn approximate_message_count(&self) -> Result<u64, StoreError> {
+        sdk::retrying("approximate_message_count", |_| {
+            self.approximate_message_count_once()
+        })
+        .await
     }
 
     fn describe(&self) -> String {

@@ -154,6 +154,13 @@ impl MessageQueue for MemoryQueue {
         }
     }
 
+    async fn approximate_message_count(&self) -> Result<u64, StoreError> {
+        let now = Utc::now();
+        let mut messages = self.messages.lock().expect("queue lock");
+        messages.retain(|stored| stored.message.expires_at > now);
+        Ok(messages.len() as u64)
+    }
+
     fn describe(&self) -> String {
         format!("memory queue {}", self.name)
     }

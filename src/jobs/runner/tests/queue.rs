@@ -166,6 +166,9 @@ impl MessageQueue for Unreachable {
     async fn delete(&self, _: &QueueMessage) -> Result<(), StoreError> {
         Err(down())
     }
+    async fn approximate_message_count(&self) -> Result<u64, StoreError> {
+        Err(down())
+    }
     fn describe(&self) -> String {
         "a queue that cannot be reached".into()
     }
