@@ -34,6 +34,7 @@ pub mod config;
 pub mod exit;
 pub mod functions;
 pub mod jobs;
+pub mod meter;
 pub mod outbound;
 pub mod reddit;
 pub mod retry;

@@ -28,6 +28,11 @@ impl JobId {
         Uuid::try_parse(text).map(Self).map_err(|_| InvalidJobId)
     }
 
+    /// The id as a number (what a [`crate::meter::Meter`] is owned by).
+    pub fn as_u128(&self) -> u128 {
+        self.0.as_u128()
+    }
+
     /// The first 8 characters, used to keep output blob names apart.
     pub fn short(&self) -> String {
         self.to_string()[..8].to_owned()

@@ -11,6 +11,7 @@
 //! - [`callback`]: completion callbacks: the URL rules, the record, signing, sending and
 //!   delivery.
 //! - [`runner`]: [`JobRunner`], which accepts jobs and runs them as tracked tasks.
+//! - [`usage`]: what a job used (requests, bytes, seconds), recorded in its status document.
 
 pub mod callback;
 pub mod id;
@@ -21,6 +22,7 @@ pub mod repository;
 pub mod request;
 pub mod runner;
 pub mod status;
+pub mod usage;
 
 pub use callback::{CallbackPolicy, CallbackUrl};
 pub use id::JobId;

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use super::id::JobId;
 use super::request::IdempotencyKey;
 use super::status::stored::{self, Unreadable};
+use super::usage;
+use crate::meter::{Reading, Request};
 use super::status::{StatusDocument, TransitionError};
 use crate::retry::Verdict;
 use crate::store::{BlobName, BlobStore, ETag, StoreError, WriteCondition};
@@ -156,27 +158,38 @@ impl StatusRepository {
         }
     }
 
-    /// Writes `document` (its public part and its internals, [`stored`]) under `condition`.
+    /// Writes `document` (its public part and its internals, [`stored`]) under `condition`,
+    /// charged first with what its work used since the last write and with this write
+    /// ([`usage::charge`]; `ahead`: requests about to be sent for it unmetered).
     async fn write(
         &self,
-        document: &StatusDocument,
+        document: &mut StatusDocument,
+        ahead: Reading,
         condition: WriteCondition,
     ) -> Result<ETag, StoreError> {
-        let (body, metadata) = stored::encode(document);
-        self.store
+        let charged = usage::charge(document, ahead);
+        let etag = self
+            .store
             .put_with_metadata(
                 &status_blob(document.job_id),
-                body,
+                charged.body.clone(),
                 JSON,
-                &metadata,
+                &charged.metadata,
                 condition,
             )
-            .await
+            .await?;
+        charged.landed();
+        Ok(etag)
     }
 
     /// Writes `document` over the stored one only if that is still the version `etag` names.
-    async fn replace(&self, document: &StatusDocument, etag: ETag) -> Result<ETag, StoreError> {
-        self.write(document, WriteCondition::IfMatch(etag)).await
+    async fn replace(
+        &self,
+        document: &mut StatusDocument,
+        etag: ETag,
+    ) -> Result<ETag, StoreError> {
+        self.write(document, Reading::default(), WriteCondition::IfMatch(etag))
+            .await
     }
 
     /// Stores a new job's first document: the one write a ticket waits for. Fails rather
@@ -186,12 +199,32 @@ impl StatusRepository {
     /// waits for a slot only while 64 entries are being written already): until it
     /// lands this instance's lists show the job from memory, and a job whose entry never lands
     /// (the process died first) gets it from the next stale-job scan ([`Self::quiet_since`]).
-    pub async fn create(&self, document: &StatusDocument) -> Result<(), RepositoryError> {
-        let etag = self.write(document, WriteCondition::IfNotExists).await?;
-        self.last_writes.keep(document, etag);
+    ///
+    /// Returns the document as stored: charged with its own write, the list entry's, which
+    /// runs unmetered, and `ahead`, what the caller sends for the job right after it (a queue
+    /// message).
+    pub async fn create_ahead_of(
+        &self,
+        mut document: StatusDocument,
+        ahead: Reading,
+    ) -> Result<StatusDocument, RepositoryError> {
+        let ahead = ahead.plus(Reading::one(Request::Write));
+        let etag = self
+            .write(&mut document, ahead, WriteCondition::IfNotExists)
+            .await?;
+        self.last_writes.keep(&document, etag);
         self.write_index_entry_later(document.created_at, document.job_id)
             .await;
-        Ok(())
+        Ok(document)
+    }
+
+    /// [`Self::create_ahead_of`] nothing more.
+    pub async fn create(
+        &self,
+        document: &StatusDocument,
+    ) -> Result<StatusDocument, RepositoryError> {
+        self.create_ahead_of(document.clone(), Reading::default())
+            .await
     }
 
     /// Jobs whose status document was last written before `before`: the only ones that can
@@ -240,7 +273,7 @@ impl StatusRepository {
         if document.claim(at, seen).is_err() {
             return Ok(StaleClaim::Declined);
         }
-        match self.replace(&document, etag).await {
+        match self.replace(&mut document, etag).await {
             Ok(etag) => {
                 self.last_writes.keep(&document, etag);
                 Ok(StaleClaim::Adopted(Box::new(document)))
@@ -344,7 +377,7 @@ impl StatusRepository {
             // A change refused on the remembered version is tried on the stored one below,
             // which decides.
             if let Ok(answer) = change(&mut document) {
-                match self.replace(&document, etag).await {
+                match self.replace(&mut document, etag).await {
                     Ok(etag) => {
                         self.last_writes.keep(&document, etag);
                         return Ok((document, answer));
@@ -358,7 +391,7 @@ impl StatusRepository {
             let Versioned { mut document, etag } =
                 self.load(id).await?.ok_or(RepositoryError::NotFound)?;
             let answer = change(&mut document)?;
-            match self.replace(&document, etag).await {
+            match self.replace(&mut document, etag).await {
                 Ok(etag) => {
                     self.last_writes.keep(&document, etag);
                     return Ok((document, answer));

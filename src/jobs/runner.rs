@@ -40,6 +40,8 @@ use super::metrics::QueueDepth;
 use super::repository::{RepositoryError, StatusRepository};
 use super::request::{IdempotencyKey, JobRequest};
 use super::status::{self, JobStatus, StatusDocument, TransitionError};
+use super::usage;
+use crate::meter;
 use crate::reddit::TopicSource;
 use crate::retry::{retry, Backoff};
 use crate::store::StoreError;
@@ -184,8 +186,20 @@ impl JobRunner {
         retry_of: Option<JobId>,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<StatusDocument, SubmitError> {
+        let id = JobId::new();
+        let ticket = self.submit_as(id, request, retry_of, idempotency_key);
+        meter::metered(usage::meter_for(id), ticket).await
+    }
+
+    /// [`Self::submit`] for a new job with id `id`, metered as that job's work.
+    async fn submit_as(
+        &self,
+        mut id: JobId,
+        request: JobRequest,
+        retry_of: Option<JobId>,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<StatusDocument, SubmitError> {
         let repository = &self.inner.repository;
-        let mut id = JobId::new();
         if let Some(key) = idempotency_key {
             if let Some(original) = repository.reserve_idempotency_key(key, id).await? {
                 if let Some(existing) = repository.load(original).await? {
@@ -204,9 +218,10 @@ impl JobRunner {
                 id = original;
             }
         }
-        let document = StatusDocument::queued(id, request, retry_of, status::now());
-        match repository.create(&document).await {
-            Ok(()) => {}
+        let queued = StatusDocument::queued(id, request, retry_of, status::now());
+        let hand_over = self.inner.options.dispatch.hand_over_requests();
+        let document = match repository.create_ahead_of(queued, hand_over).await {
+            Ok(stored) => stored,
             // Two submits with the same key raced: the other one created the job.
             Err(RepositoryError::Store(StoreError::ConditionFailed))
                 if idempotency_key.is_some() =>
@@ -226,7 +241,7 @@ impl JobRunner {
                 }
                 return Err(error.into());
             }
-        }
+        };
         if let Err(error) = self.inner.options.dispatch.hand_over(self, &document).await {
             tracing::error!(job_id = %id, error = %crate::telemetry::Chain(&error), "the job could not be handed over; ending it");
             self.withdraw(id).await;
@@ -325,6 +340,11 @@ impl JobRunner {
             tracing::info!("job started");
         }
 
+        // The run's wall seconds are charged to the job at each of its writes, to the last.
+        let clock = meter::current().filter(|meter| meter.owner() == job.as_u128());
+        if let Some(clock) = &clock {
+            clock.start_clock();
+        }
         let ended = match AssertUnwindSafe(self.collect(document, mine))
             .catch_unwind()
             .await
@@ -342,6 +362,9 @@ impl JobRunner {
                 .await
             }
         };
+        if let Some(clock) = &clock {
+            clock.stop_clock();
+        }
         match ended {
             Ok(document) => {
                 tracing::info!(status = %document.status, error = document.error.as_deref(), "job finished");

@@ -17,6 +17,7 @@ use super::callback::record::{CallbackLease, CallbackRecord};
 use super::id::JobId;
 use super::progress::{Progress, ProgressStep, RunStamp};
 use super::request::{JobRequest, Source};
+use super::usage::Usage;
 use crate::reddit::Subreddit;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -165,6 +166,9 @@ pub struct StatusDocument {
     /// with the terminal status, so whichever instance is alive delivers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackRecord>,
+    /// What the job used so far, up to and including the write of this document.
+    #[serde(default)]
+    pub usage: Usage,
     /// Never serialised: kept in the status blob's metadata ([`stored`]).
     #[serde(skip)]
     pub internals: Internals,
@@ -236,6 +240,7 @@ impl StatusDocument {
             attempts: 0,
             outcomes: Vec::new(),
             callback: None,
+            usage: Usage::default(),
             internals: Internals::default(),
         }
     }

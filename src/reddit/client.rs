@@ -205,6 +205,7 @@ impl RedditClient {
             _ = cancel.cancelled() => return Err(Failure::Cancelled),
             permit = self.limiter.acquire() => permit,
         };
+        crate::meter::count(crate::meter::Request::Reddit);
         let answer = match request.send().await {
             Ok(answer) => answer,
             Err(error) => return Err(Failure::unreachable(name, &error)),

@@ -31,6 +31,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{Blob, BlobItem, BlobName, ETag, ListPage, Metadata, StoreError, WriteCondition};
+use crate::meter::{self, Request};
 
 mod blob_store;
 pub(crate) mod connection;
@@ -168,6 +169,8 @@ impl AzureBlobStore {
         let mut etag: Option<String> = None;
         let mut metadata = Metadata::new();
         while let Some(chunk) = chunks.next().await {
+            // Each chunk is one ranged request.
+            meter::count(Request::Read);
             let response = match chunk {
                 Ok(response) => response,
                 Err(error) if etag.is_none() => {
@@ -204,6 +207,7 @@ impl AzureBlobStore {
 
     /// Reads a blob that answered a ranged GET with 416, which Azure does for empty blobs.
     async fn get_empty(&self, client: &BlobClient) -> Result<Option<Blob>, StoreError> {
+        meter::count(Request::Read);
         match client.get_properties().await {
             Ok(response) if response.blob.properties.content_length == 0 => Ok(Some(Blob {
                 body: Bytes::new(),
@@ -225,6 +229,7 @@ impl AzureBlobStore {
         metadata: &Metadata,
         condition: &WriteCondition,
     ) -> Result<ETag, StoreError> {
+        meter::count_write(body.len());
         let mut request = self
             .blob(name)
             .put_block_blob(body)
@@ -260,6 +265,7 @@ impl AzureBlobStore {
     }
 
     async fn delete_once(&self, name: &BlobName) -> Result<(), StoreError> {
+        meter::count(Request::Delete);
         match self.blob(name).delete().await {
             Ok(_) => Ok(()),
             Err(error) if status_of(&error) == Some(StatusCode::NotFound) => Ok(()),
@@ -273,6 +279,7 @@ impl AzureBlobStore {
         marker: Option<String>,
         max_results: NonZeroU32,
     ) -> Result<ListPage, StoreError> {
+        meter::count(Request::List);
         let mut request = self
             .container
             .list_blobs()
@@ -311,6 +318,7 @@ impl AzureBlobStore {
     }
 
     async fn ensure_container_once(&self) -> Result<(), StoreError> {
+        meter::count(Request::Write);
         match self
             .container
             .create()

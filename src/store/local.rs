@@ -38,6 +38,7 @@ use tokio::sync::RwLock;
 use super::{
     Blob, BlobItem, BlobName, BlobStore, ETag, ListPage, Metadata, StoreError, WriteCondition,
 };
+use crate::meter::{self, Request};
 
 /// The directory, inside the container directory, that holds files being written. Listing skips
 /// it, and no blob name may start with it.
@@ -383,11 +384,13 @@ fn collect_files(
 #[async_trait]
 impl BlobStore for LocalDirStore {
     async fn ensure_container(&self) -> Result<(), StoreError> {
+        meter::count(Request::Write);
         self.blocking(|inner| std::fs::create_dir_all(inner.temp_dir()).map_err(failed))
             .await
     }
 
     async fn get(&self, name: &BlobName) -> Result<Option<Blob>, StoreError> {
+        meter::count(Request::Read);
         let guard = Arc::clone(&self.inner.lock).read_owned().await;
         let name = name.clone();
         self.blocking(move |inner| {
@@ -409,6 +412,7 @@ impl BlobStore for LocalDirStore {
             .check()
             .map_err(|error| StoreError::Failed(Box::new(error)))?;
         self.inner.path_of(name)?;
+        meter::count_write(body.len());
         let etag = etag_of(&body, metadata);
         let content = content_hash(&body);
         let temp = self.blocking(move |inner| inner.write_temp(&body)).await?;
@@ -430,6 +434,7 @@ impl BlobStore for LocalDirStore {
     }
 
     async fn delete(&self, name: &BlobName) -> Result<(), StoreError> {
+        meter::count(Request::Delete);
         let guard = Arc::clone(&self.inner.lock).write_owned().await;
         let name = name.clone();
         self.blocking(move |inner| {
@@ -445,6 +450,7 @@ impl BlobStore for LocalDirStore {
         marker: Option<String>,
         max_results: u32,
     ) -> Result<ListPage, StoreError> {
+        meter::count(Request::List);
         let prefix = prefix.to_owned();
         let max_results = usize::try_from(max_results.max(1)).unwrap_or(usize::MAX);
         self.blocking(move |inner| inner.list(&prefix, marker.as_deref(), max_results))

@@ -11,6 +11,8 @@ use crate::jobs::callback::delivery::{CallbackDelivery, StatusWrites};
 use crate::jobs::id::JobId;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::status::{StatusDocument, TransitionError};
+use crate::jobs::usage;
+use crate::meter;
 
 impl JobRunner {
     /// Delivers `job`'s callback, if one is owed and this instance can claim it, as a tracked
@@ -31,11 +33,12 @@ impl JobRunner {
         self.inner.tracker.spawn(
             async move {
                 let delivery = this.callback_delivery();
+                let deliver = delivery.deliver_owed(job, quiet_before);
                 tokio::select! {
                     // Abandoned on purpose: the claim lapses and another instance (or this
                     // one, restarted) sends the callback.
                     _ = this.inner.shutdown.cancelled() => {}
-                    _ = delivery.deliver_owed(job, quiet_before) => {}
+                    _ = meter::metered(usage::meter_for(job), deliver) => {}
                 }
                 this.inner
                     .delivering

@@ -41,6 +41,7 @@ use crate::jobs::id::JobId;
 use crate::jobs::metrics::QueueDepth;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::status::StatusDocument;
+use crate::meter::Reading;
 use crate::store::StoreError;
 
 /// What this process is, as far as jobs go: the one fact from which the runner decides whether
@@ -88,6 +89,12 @@ pub trait Dispatch: Send + Sync + fmt::Debug {
         runner: &JobRunner,
         document: &StatusDocument,
     ) -> Result<(), StoreError>;
+
+    /// The requests a hand-over sends when it succeeds at once: the ticket's document is
+    /// charged with them before they are sent (docs/cost.md).
+    fn hand_over_requests(&self) -> Reading {
+        Reading::default()
+    }
 
     /// Whether a repeated `Idempotency-Key` whose job is still `queued` hands the job over
     /// again: stored by a submit that never heard back, the job may never have been handed

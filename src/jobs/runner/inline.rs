@@ -22,6 +22,8 @@ use crate::jobs::metrics::QueueDepth;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::request::Priority;
 use crate::jobs::status::StatusDocument;
+use crate::jobs::usage;
+use crate::meter;
 use crate::store::StoreError;
 use waiting::{Start, Waiting, WaitingJobs};
 
@@ -168,8 +170,8 @@ impl InlineDispatch {
             // A panic while running a job ends that job (`carry_out` fails it), never the
             // worker: a dead worker is not replaced, and its instance would accept jobs it
             // never runs.
-            let run =
-                AssertUnwindSafe(run(&runner, waiting).instrument(span.clone())).catch_unwind();
+            let metered = meter::metered(usage::meter_for(job), run(&runner, waiting));
+            let run = AssertUnwindSafe(metered.instrument(span.clone())).catch_unwind();
             tokio::select! {
                 _ = runner.inner.shutdown.cancelled() => return,
                 ran = run => if let Err(panic) = ran {

@@ -14,6 +14,8 @@ use super::{JobRunner, WATCH_EVERY};
 use crate::jobs::id::JobId;
 use crate::jobs::repository::{RepositoryError, StaleClaim, Versioned};
 use crate::jobs::status::{self, JobStatus, StatusDocument, TransitionError};
+use crate::jobs::usage;
+use crate::meter;
 use crate::telemetry::Chain;
 
 /// A job's message.
@@ -90,6 +92,19 @@ impl JobRunner {
     /// terminal (or cannot be run by anyone); an error asks for the message to be delivered
     /// again. On the last delivery an error first ends the job `failed` with its cause.
     pub async fn run_delivered(
+        &self,
+        job: JobId,
+        dequeue_count: u32,
+    ) -> Result<Delivered, DeliveryError> {
+        meter::metered(
+            usage::meter_for(job),
+            self.run_delivered_metered(job, dequeue_count),
+        )
+        .await
+    }
+
+    /// [`Self::run_delivered`], metered as the job's work.
+    async fn run_delivered_metered(
         &self,
         job: JobId,
         dequeue_count: u32,

@@ -28,6 +28,7 @@ use crate::jobs::id::JobId;
 use crate::jobs::metrics::QueueDepth;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::status::{self, StatusDocument, TransitionError};
+use crate::meter::{Reading, Request};
 use crate::store::queue::MessageQueue;
 use crate::store::StoreError;
 use crate::telemetry::Chain;
@@ -215,6 +216,11 @@ impl Dispatch for QueueDispatch {
         self.send(id).await?;
         tracing::info!(job_id = %id, topics = document.request.topics.len(), queue = self.queue.name(), "job accepted and queued");
         Ok(())
+    }
+
+    fn hand_over_requests(&self) -> Reading {
+        // The message's send.
+        Reading::one(Request::Queue)
     }
 
     fn repeat_hands_over(&self) -> bool {

@@ -19,6 +19,8 @@ use crate::jobs::progress::RunStamp;
 use crate::jobs::repository::RepositoryError;
 use crate::jobs::request::Source;
 use crate::jobs::status::{self, JobStatus, OutcomeStatus, StatusDocument, SubredditOutcome};
+use crate::jobs::usage;
+use crate::meter;
 use crate::reddit::{FetchError, Subreddit, Topic};
 
 /// A job running in this process: its cancel token, shared by the runs of the job here (one,
@@ -64,11 +66,11 @@ impl JobRunner {
     /// job runs in this process, cancels its token before returning: the job's waits end, and
     /// it sends Reddit nothing more.
     pub async fn cancel(&self, job: JobId) -> Result<StatusDocument, RepositoryError> {
-        let (document, ()) = self
+        let record = self
             .inner
             .repository
-            .update(job, |doc| doc.request_cancel(status::now()))
-            .await?;
+            .update(job, |doc| doc.request_cancel(status::now()));
+        let (document, ()) = meter::metered(usage::meter_for(job), record).await?;
         if document.status == JobStatus::Running {
             if let Some(running) = self.inner.running.lock().expect("running lock").get(&job) {
                 running.cancel.cancel();
@@ -123,13 +125,13 @@ impl JobRunner {
                 let this = self.clone();
                 let stamp = stamp.clone();
                 let task = self.inner.tracker.spawn(
-                    async move {
+                    meter::inherited(async move {
                         if cancel.is_cancelled() {
                             return None;
                         }
                         this.fetch_and_store(job, source, &subreddit, limit, &stamp, &cancel)
                             .await
-                    }
+                    })
                     .in_current_span(),
                 );
                 AbortOnDropHandle::new(task).map(|joined| match joined {

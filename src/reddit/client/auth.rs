@@ -145,6 +145,7 @@ impl RedditClient {
         if let Some(user_agent) = &credentials.user_agent {
             request = request.header(reqwest::header::USER_AGENT, user_agent);
         }
+        crate::meter::count(crate::meter::Request::Reddit);
         let answer = request
             .basic_auth(
                 credentials.client_id.expose_secret(),

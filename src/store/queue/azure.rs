@@ -40,6 +40,7 @@ use super::{MessageQueue, QueueMessage, Renewal};
 use crate::store::azure::connection::{validate_queue, Service, StorageTarget};
 use crate::store::azure::errors::{classify, error_code_of, status_of};
 use crate::store::azure::{sdk, AzureConfigError, Identity};
+use crate::meter::{self, Request};
 use crate::store::StoreError;
 
 /// Azure's bounds for a visibility timeout. A receive needs at least a second.
@@ -164,6 +165,7 @@ impl AzureQueue {
     }
 
     async fn ensure_queue_once(&self) -> Result<(), StoreError> {
+        meter::count(Request::Queue);
         match self.queue.create().await {
             Ok(_) => Ok(()),
             // Only when it exists with other metadata; we set none.
@@ -173,6 +175,7 @@ impl AzureQueue {
     }
 
     async fn send_once(&self, encoded: &str) -> Result<(), StoreError> {
+        meter::count(Request::Queue);
         match self.queue.put_message(encoded).await {
             Ok(_) => Ok(()),
             Err(error) if error_code_of(&error) == Some("QueueNotFound") => {
@@ -190,6 +193,7 @@ impl AzureQueue {
         max_messages: u8,
         visibility_timeout: Duration,
     ) -> Result<Vec<QueueMessage>, StoreError> {
+        meter::count(Request::Queue);
         let request = self
             .queue
             .get_messages()
@@ -208,6 +212,7 @@ impl AzureQueue {
         message: &QueueMessage,
         visibility_timeout: Duration,
     ) -> Result<Renewal, StoreError> {
+        meter::count(Request::Queue);
         let mut url = self.url();
         url.path_segments_mut()
             .expect("a queue URL has a path")
@@ -231,6 +236,7 @@ impl AzureQueue {
     }
 
     async fn approximate_message_count_once(&self) -> Result<u64, StoreError> {
+        meter::count(Request::Queue);
         match self.queue.get_metadata().await {
             Ok(response) => {
                 Ok(u64::try_from(response.approximate_messages_count).unwrap_or(u64::MAX))
@@ -241,6 +247,7 @@ impl AzureQueue {
     }
 
     async fn delete_once(&self, message: &QueueMessage) -> Result<(), StoreError> {
+        meter::count(Request::Queue);
         let receipt = azure_storage_queues::PopReceipt::new(&message.id, &message.pop_receipt);
         match self.queue.pop_receipt_client(receipt).delete().await {
             Ok(_) => Ok(()),
