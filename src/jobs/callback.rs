@@ -138,11 +138,13 @@ pub struct Message {
 }
 
 /// The callback message of a terminal job. Its body is the final status document as an API
-/// answer shows it (the callback URL cut down to its origin), without the delivery's own
-/// record, so every attempt sends the same bytes.
+/// answer shows it (the callback URL cut down to its origin), without what the delivery itself
+/// moves (its own record, and the `usage` its writes add to), so every attempt sends the same
+/// bytes.
 pub fn body(document: &StatusDocument) -> Message {
     let mut shown = document.clone();
     shown.callback = None;
+    shown.usage = Default::default();
     Message {
         id: document.job_id.to_string(),
         body: serde_json::to_vec(&shown).expect("status documents serialise"),

@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::status::{JobStatus, StatusDocument};
+use super::usage::cost::{Prices, PRICES};
+use super::usage::Usage;
 
 #[derive(Debug, Serialize)]
 pub struct Metrics {
@@ -21,6 +23,19 @@ pub struct Metrics {
     pub failures_by_subreddit: HashMap<String, usize>,
     /// The queues' message counts now; `null` under a dispatch without a queue (inline).
     pub queue_depth: Option<QueueDepth>,
+    /// What these jobs used together, as far as their documents recorded it.
+    pub usage: Usage,
+    /// That usage in US dollars at the list prices of docs/cost.md, before free grants.
+    pub cost: Cost,
+}
+
+/// The cost figures of the metrics answer.
+#[derive(Debug, Serialize)]
+pub struct Cost {
+    pub estimated_usd: f64,
+    /// Over the jobs counted; `null` when there are none.
+    pub estimated_usd_per_job: Option<f64>,
+    pub prices: Prices,
 }
 
 /// About how many messages queue dispatch's queues hold, as the metrics answer shows them.
@@ -76,7 +91,17 @@ impl Metrics {
             let rank = ((durations.len() as f64) * 0.95).ceil() as usize;
             durations[rank.clamp(1, durations.len()) - 1]
         });
+        let usage = Usage::sum(documents.iter().map(|doc| &doc.usage));
+        let estimated_usd = PRICES.of(&usage);
+        let cost = Cost {
+            estimated_usd,
+            estimated_usd_per_job: (!documents.is_empty())
+                .then(|| estimated_usd / documents.len() as f64),
+            prices: PRICES,
+        };
         Self {
+            usage,
+            cost,
             since,
             total_jobs: documents.len(),
             by_status,
@@ -133,6 +158,30 @@ mod tests {
         assert_eq!(metrics.mean_duration_seconds, Some(290.0 / 20.0));
         assert_eq!(metrics.p95_duration_seconds, Some(19.0));
         assert_eq!(metrics.failures_by_subreddit["technology"], 1);
+    }
+
+    #[test]
+    fn usage_and_its_cost_are_summed_over_the_jobs() {
+        use crate::meter::{Reading, Request};
+        let mut jobs: Vec<StatusDocument> = (1..=3).map(|s| job_that_ran(s, true)).collect();
+        for (index, job) in jobs.iter_mut().enumerate() {
+            job.usage.add(Reading::one(Request::Write), index as f64);
+        }
+        let metrics = Metrics::of(&jobs, Utc::now(), None);
+        assert_eq!(metrics.usage.storage_requests.write, 3);
+        assert_eq!(metrics.usage.handler_seconds, 3.0);
+        let each: f64 = jobs.iter().map(|job| PRICES.of(&job.usage)).sum();
+        assert!((metrics.cost.estimated_usd - each).abs() < 1e-12);
+        assert_eq!(
+            metrics.cost.estimated_usd_per_job,
+            Some(metrics.cost.estimated_usd / 3.0)
+        );
+        assert_eq!(
+            Metrics::of(&[], Utc::now(), None)
+                .cost
+                .estimated_usd_per_job,
+            None
+        );
     }
 
     #[test]

@@ -15,9 +15,9 @@ use sha2::{Digest, Sha256};
 use super::id::JobId;
 use super::request::IdempotencyKey;
 use super::status::stored::{self, Unreadable};
+use super::status::{StatusDocument, TransitionError};
 use super::usage;
 use crate::meter::{Reading, Request};
-use super::status::{StatusDocument, TransitionError};
 use crate::retry::Verdict;
 use crate::store::{BlobName, BlobStore, ETag, StoreError, WriteCondition};
 
@@ -183,11 +183,7 @@ impl StatusRepository {
     }
 
     /// Writes `document` over the stored one only if that is still the version `etag` names.
-    async fn replace(
-        &self,
-        document: &mut StatusDocument,
-        etag: ETag,
-    ) -> Result<ETag, StoreError> {
+    async fn replace(&self, document: &mut StatusDocument, etag: ETag) -> Result<ETag, StoreError> {
         self.write(document, Reading::default(), WriteCondition::IfMatch(etag))
             .await
     }

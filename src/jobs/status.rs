@@ -166,8 +166,9 @@ pub struct StatusDocument {
     /// with the terminal status, so whichever instance is alive delivers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackRecord>,
-    /// What the job used so far, up to and including the write of this document.
-    #[serde(default)]
+    /// What the job used so far, up to and including the write of this document. Every stored
+    /// document has used its own write; only the callback body leaves it out (empty).
+    #[serde(default, skip_serializing_if = "Usage::is_empty")]
     pub usage: Usage,
     /// Never serialised: kept in the status blob's metadata ([`stored`]).
     #[serde(skip)]

@@ -46,6 +46,11 @@ impl StorageRequests {
 }
 
 impl Usage {
+    /// Nothing used (not even a write: never a stored document's).
+    pub fn is_empty(&self) -> bool {
+        *self == Usage::default()
+    }
+
     /// Adds `reading`'s counts and `seconds` on the clock.
     pub fn add(&mut self, reading: Reading, seconds: f64) {
         let storage = &mut self.storage_requests;
@@ -111,7 +116,9 @@ pub(crate) fn charge(document: &mut StatusDocument, ahead: Reading) -> ChargedWr
         .as_ref()
         .map(|meter| meter.unflushed())
         .unwrap_or_default();
-    document.usage.add(pending.reading.plus(ahead), pending.seconds);
+    document
+        .usage
+        .add(pending.reading.plus(ahead), pending.seconds);
     document.usage.storage_requests.write += 1;
     // The content's size depends on the number written into it: settle on a size that
     // describes the content it is written in.
@@ -139,5 +146,6 @@ pub(crate) fn charge(document: &mut StatusDocument, ahead: Reading) -> ChargedWr
     }
 }
 
+pub mod cost;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
-//! An HTTP proxy between the handler and Azurite's blob service: it counts the requests it
-//! forwards, and can be told to answer some of them itself, as a storage service in trouble
+//! An HTTP proxy between the handler and Azurite's blob service: it counts and records the
+//! requests it forwards, and can be told to answer some of them itself, as a storage service in trouble
 //! does (a 503 with no body), so tests and the benchmark see what the handler does then.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,12 +20,23 @@ pub struct Seen<'a> {
 /// Decides which requests fail: `Some(status)` answers with that status instead of forwarding.
 pub type Fault = Box<dyn Fn(&Seen<'_>) -> Option<u16> + Send + Sync>;
 
+/// A request the proxy received, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub method: Method,
+    /// The path, account and container included.
+    pub path: String,
+    pub query: String,
+    pub body_len: usize,
+}
+
 #[derive(Clone)]
 pub struct StorageProxy {
     /// The connection string to hand the handler: Azurite's, with the blob endpoint moved to
     /// the proxy (other services, such as the queue service, are reached directly).
     pub connection_string: String,
     requests: Arc<AtomicUsize>,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
     fault: Arc<Mutex<Option<Fault>>>,
 }
 
@@ -46,7 +57,8 @@ impl StorageProxy {
         let requests = Arc::new(AtomicUsize::new(0));
         let fault: Arc<Mutex<Option<Fault>>> = Arc::new(Mutex::new(None));
         let client = reqwest::Client::new();
-        let (counter, judge) = (requests.clone(), fault.clone());
+        let recorded: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let (counter, record, judge) = (requests.clone(), recorded.clone(), fault.clone());
         let route = warp::method()
             .and(warp::path::full())
             .and(warp::query::raw().or(warp::any().map(String::new)).unify())
@@ -59,6 +71,12 @@ impl StorageProxy {
                       headers: HeaderMap,
                       body: Bytes| {
                     counter.fetch_add(1, Ordering::SeqCst);
+                    record.lock().expect("record lock").push(Recorded {
+                        method: method.clone(),
+                        path: path.as_str().to_owned(),
+                        query: query.clone(),
+                        body_len: body.len(),
+                    });
                     let refused = judge
                         .lock()
                         .expect("fault lock")
@@ -98,6 +116,7 @@ impl StorageProxy {
         Self {
             connection_string,
             requests,
+            recorded,
             fault,
         }
     }
@@ -105,6 +124,11 @@ impl StorageProxy {
     /// Requests forwarded or refused so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Every request received so far, in order.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.recorded.lock().expect("record lock").clone()
     }
 
     /// From now on, answers the requests `fault` picks itself.

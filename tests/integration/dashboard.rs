@@ -1055,6 +1055,22 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_works_from_the_keyboard() {
         .execute("return document.activeElement.id;", Vec::new())
         .await;
     assert_eq!(focused, "detail-title");
+    // What the job used, priced as the metrics answer prices it. (Its figures move while its
+    // callback is retried: each attempt is recorded, and counted.)
+    page.browser
+        .wait_until(
+            "the job's usage and its estimated cost",
+            WAIT,
+            "/^[1-9][0-9]* storage requests, [1-9][0-9]* Reddit requests, /.test(document.querySelector('[data-usage]').textContent) && /^\\$[0-9]/.test(document.querySelector('[data-cost]').textContent)",
+        )
+        .await;
+    page.browser
+        .wait_until(
+            "the metrics' cost of the day and per job",
+            WAIT,
+            "['cost-day', 'cost-per-job'].every(name => /^\\$[0-9]/.test(document.querySelector(`[data-figure=${name}] dd`).textContent))",
+        )
+        .await;
     page.browser.screenshot("detail-1280").await;
     let request = page.browser.text("#detail-request").await;
     for shown in [

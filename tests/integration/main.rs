@@ -22,3 +22,4 @@ mod smoke;
 mod standalone;
 mod storage_settings;
 mod timer;
+mod usage;

@@ -45,6 +45,8 @@
     retryAfterMs: null,
     metricsAt: 0,
     metricsStale: true,
+    // The prices of the last metrics answer, to price a job's usage the same way.
+    prices: null,
     seen: '',
     timer: null,
     ticker: null,
@@ -442,6 +444,17 @@
     if (job.error) {
       fact(facts, 'Error', el('span', { class: 'error-text' }, job.error));
     }
+    if (job.usage) {
+      var requests = job.usage.storage_requests || {};
+      var total = ['read', 'write', 'list', 'delete', 'queue'].reduce(function (sum, kind) {
+        return sum + (requests[kind] || 0);
+      }, 0);
+      fact(facts, 'Used', el('span', { 'data-usage': '' }, total + ' storage requests, ' +
+        job.usage.reddit_requests + ' Reddit requests, ' +
+        formatSeconds(job.usage.handler_seconds)));
+      fact(facts, 'Estimated cost', el('span', { 'data-cost': '' },
+        state.prices ? formatUsd(costOf(job.usage, state.prices)) : '—'));
+    }
     if (job.results) {
       var succeeded = (job.results.results || []).filter(function (outcome) {
         return outcome.status === 'success';
@@ -528,6 +541,35 @@
     ];
   }
 
+  // US dollars, to the significant figures a cost per job needs.
+  function formatUsd(usd) {
+    if (usd === null || usd === undefined) {
+      return '—';
+    }
+    return '$' + (usd >= 0.01 ? usd.toFixed(2) : usd.toPrecision(2));
+  }
+
+  // The estimated cost of the last 24 hours' jobs, and per job (cost.md).
+  function costFigures(cost) {
+    if (!cost) {
+      return [];
+    }
+    return [
+      figure('Cost, 24 h', formatUsd(cost.estimated_usd), 'cost-day'),
+      figure('Cost per job', formatUsd(cost.estimated_usd_per_job), 'cost-per-job')
+    ];
+  }
+
+  // A job's usage at the prices the metrics answer gave, as the handler prices it.
+  function costOf(usage, prices) {
+    var requests = usage.storage_requests || {};
+    var compute = (usage.handler_seconds || 0) * prices.instance_gb * prices.usd_per_gb_second;
+    var storage = ((requests.write || 0) + (requests.list || 0)) * prices.usd_per_write +
+      ((requests.read || 0) + (requests.delete || 0)) * prices.usd_per_read +
+      (requests.queue || 0) * prices.usd_per_queue_request;
+    return compute + storage;
+  }
+
   function renderMetrics(metrics) {
     var counts = metrics.by_status || {};
     var figures = [
@@ -537,7 +579,12 @@
         : (metrics.success_rate * 100).toFixed(0) + ' %', 'success-rate'),
       figure('Mean duration', formatSeconds(metrics.mean_duration_seconds), 'mean-duration'),
       figure('p95 duration', formatSeconds(metrics.p95_duration_seconds), 'p95-duration')
-    ].concat(queueFigures(metrics.queue_depth));
+    ].concat(queueFigures(metrics.queue_depth)).concat(costFigures(metrics.cost));
+    var hadPrices = state.prices !== null;
+    state.prices = (metrics.cost && metrics.cost.prices) || null;
+    if (!hadPrices && state.prices && state.selectedDoc) {
+      renderDetail();
+    }
     byId('metrics-figures').replaceChildren.apply(byId('metrics-figures'), figures);
 
     byId('metrics-chart').replaceChildren(statusChart(counts));

@@ -83,7 +83,10 @@ async fn a_write_that_did_not_land_leaves_its_requests_to_the_next_one() {
         let mut second = document.clone();
         let charged = charge(&mut second, Reading::default());
         assert_eq!(second.usage.storage_requests.read, 1);
-        assert_eq!(second.usage.storage_requests.write, 2, "the refused write, and itself");
+        assert_eq!(
+            second.usage.storage_requests.write, 2,
+            "the refused write, and itself"
+        );
         meter::count_write(charged.body.len());
         charged.landed();
     })
@@ -96,7 +99,10 @@ fn usage_sums_over_jobs() {
     let mut one = Usage::default();
     one.add(Reading::one(Request::Write), 1.25);
     let mut two = Usage::default();
-    two.add(Reading::one(Request::List).plus(Reading::one(Request::Reddit)), 0.5);
+    two.add(
+        Reading::one(Request::List).plus(Reading::one(Request::Reddit)),
+        0.5,
+    );
     let total = Usage::sum([&one, &two]);
     assert_eq!(total.storage_requests.total(), 2);
     assert_eq!(total.reddit_requests, 1);

@@ -37,10 +37,10 @@ use azure_storage_queues::{QueueClient, QueueServiceClientBuilder};
 use base64::Engine as _;
 
 use super::{MessageQueue, QueueMessage, Renewal};
+use crate::meter::{self, Request};
 use crate::store::azure::connection::{validate_queue, Service, StorageTarget};
 use crate::store::azure::errors::{classify, error_code_of, status_of};
 use crate::store::azure::{sdk, AzureConfigError, Identity};
-use crate::meter::{self, Request};
 use crate::store::StoreError;
 
 /// Azure's bounds for a visibility timeout. A receive needs at least a second.
