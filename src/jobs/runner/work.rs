@@ -1,5 +1,6 @@
 //! One job's work: fetch every pending subreddit as a task of its own, store its topics,
-//! record each outcome with a conditional update, heartbeat meanwhile, then end the job.
+//! record the outcomes with conditional updates (those that finish together by one write, the
+//! last ones by the write that ends the job), heartbeat meanwhile, then end the job.
 //!
 //! A cancel ends the job's waits through the job's own cancellation token. A cancel recorded
 //! by this process ([`JobRunner::cancel`]) cancels the token of the job it runs at once, before
@@ -149,17 +150,40 @@ impl JobRunner {
             tokio::time::interval(WATCH_EVERY.min(self.inner.options.heartbeat_every()));
         cancel_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         cancel_check.tick().await;
+        // The outcomes that arrived with the last subreddit: the write that ends the job
+        // records them.
+        let mut last: Vec<SubredditOutcome> = Vec::new();
         loop {
             tokio::select! {
                 outcome = outcomes.next() => {
-                    let Some(outcome) = outcome else { break };
-                    let Some(outcome) = outcome else { continue };
-                    in_flight.retain(|name| name != &outcome.subreddit);
+                    let Some(first) = outcome else { break };
+                    // Outcomes that are ready as well are recorded by the same write.
+                    let mut ready: Vec<SubredditOutcome> = first.into_iter().collect();
+                    let mut all_in = false;
+                    while let Some(more) = outcomes.next().now_or_never() {
+                        match more {
+                            Some(outcome) => ready.extend(outcome),
+                            None => {
+                                all_in = true;
+                                break;
+                            }
+                        }
+                    }
+                    in_flight.retain(|name| !ready.iter().any(|done| &done.subreddit == name));
+                    if all_in {
+                        last = ready;
+                        break;
+                    }
+                    if ready.is_empty() {
+                        continue;
+                    }
                     let next = in_flight.first().cloned();
                     let document = self
                         .update(job, |doc| {
                             owned(doc, mine)?;
-                            doc.record(outcome.clone(), status::now())?;
+                            for outcome in &ready {
+                                doc.record(outcome.clone(), status::now())?;
+                            }
                             if let Some(next) = &next {
                                 doc.processing(next, status::now())?;
                             }
@@ -196,6 +220,9 @@ impl JobRunner {
 
         self.update(job, |doc| {
             owned(doc, mine)?;
+            for outcome in &last {
+                doc.record(outcome.clone(), status::now())?;
+            }
             if doc.cancel_requested_at.is_some() {
                 doc.cancel(status::now())
             } else {
