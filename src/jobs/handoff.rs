@@ -6,10 +6,10 @@
 //! across instances and kills:
 //! - [`record`]: [`HandoffRecord`], `wanted → owed → sent`, with the [`Lease`] of whoever sends
 //!   it; kept with the job's internals, in the status blob's metadata, never in `status.json`.
-//! - [`transitions`]: the status document's moves: wanting a hand-off when the job is created,
+//! - `transitions`: the status document's moves: wanting a hand-off when the job is created,
 //!   claiming it, renewing the claim, recording it sent. (The job's end turns `wanted` into
 //!   `owed` in `StatusDocument::end`, so every way a job ends owes it, in the same write.)
-//! - [`delivery`]: [`HandoffDelivery`]: claim, send, record.
+//! - [`delivery`]: [`HandoffDelivery`](delivery::HandoffDelivery): claim, send, record.
 //! - here: [`HandoffMessage`], the message body, and [`HandoffQueue`], where it goes.
 //!
 //! A job created while `COMPLETION_QUEUE` was unset owes none, and neither does a job whose
@@ -31,7 +31,6 @@ pub mod delivery;
 pub mod record;
 mod transitions;
 
-pub use delivery::HandoffDelivery;
 pub use record::{HandoffRecord, HandoffState};
 
 /// The message a job's end puts on the completion queue (docs/api.md section 10): what a next

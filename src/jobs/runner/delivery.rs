@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::JobRunner;
 use crate::jobs::callback::delivery::CallbackDelivery;
-use crate::jobs::handoff::HandoffDelivery;
+use crate::jobs::handoff::delivery::HandoffDelivery;
 use crate::jobs::id::JobId;
 use crate::jobs::lease::writes::StatusWrites;
 use crate::jobs::repository::RepositoryError;

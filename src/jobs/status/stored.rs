@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::{Internals, StatusDocument};
 use crate::jobs::callback::url::CallbackUrl;
-use crate::jobs::handoff::{HandoffRecord, HandoffState};
+use crate::jobs::handoff::record::{HandoffRecord, HandoffState};
 use crate::jobs::lease::Lease;
 use crate::store::Metadata;
 
