@@ -24,11 +24,12 @@ fuzz=$!
 status=0
 cargo_status=0
 cargo test --locked --no-fail-fast -- --color never --test-threads "${TEST_THREADS:-8}" 2>&1 | tee "$log" || cargo_status=1
-# The black-box suites of the job API, durability and the timer once more, with queue dispatch:
-# every app they start then runs its jobs from a Storage queue of its own (testkit::Dispatch).
-echo "== again with JOB_DISPATCH=queue: api::, durability::, timer::"
+# The black-box suites of the job API, durability, the hand-off and the timer once more, with
+# queue dispatch: every app they start then runs its jobs from a Storage queue of its own
+# (testkit::Dispatch).
+echo "== again with JOB_DISPATCH=queue: api::, durability::, handoff::, timer::"
 TEST_JOB_DISPATCH=queue cargo test --locked --no-fail-fast --test integration -- --color never \
-    --test-threads "${TEST_THREADS:-8}" api:: durability:: timer:: 2>&1 | tee -a "$log" || cargo_status=1
+    --test-threads "${TEST_THREADS:-8}" api:: durability:: handoff:: timer:: 2>&1 | tee -a "$log" || cargo_status=1
 # "test result: ok. 84 passed; 0 failed; 1 ignored; ..." lines, added up.
 count() { awk -v field="$1" '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i + 1) ~ "^" field) n += $i } END { print n + 0 }' "$log"; }
 passed=$(count passed)

@@ -150,8 +150,11 @@ pub struct JobSettings {
     pub callback_policy: CallbackPolicy,
     /// `JOB_DISPATCH` and `JOB_QUEUE`.
     pub dispatch: DispatchSettings,
-    /// Where the job queue lives under queue dispatch: the account `RunJob`'s trigger watches.
-    /// `None` under inline dispatch.
+    /// `COMPLETION_QUEUE`: where every job that ends puts its hand-off to the next stage
+    /// (docs/api.md section 10); `None` when no hand-off is wanted.
+    pub completion_queue: Option<String>,
+    /// Where the app's queues live (the job queue under queue dispatch, the completion queue):
+    /// the account `RunJob`'s trigger watches. `None` when the app uses no queue.
     pub queue_account: Option<StorageAccount>,
 }
 
@@ -248,19 +251,27 @@ impl Settings {
             unsigned_callbacks: callbacks.unsigned,
             callback_policy: callbacks.policy,
             dispatch: DispatchSettings::from_env(&env)?,
+            completion_queue: queues::completion_queue(&env)?,
             queue_account: None,
         };
-        if matches!(jobs.dispatch, DispatchSettings::Queue { .. }) {
-            jobs.queue_account =
-                Some(storage::queue_account(&env, &storage)?.ok_or_else(|| {
-                    ConfigError {
-                        variable: "JOB_DISPATCH",
-                        reason: "\"queue\" needs a storage account for its queue: set \
-                             AzureWebJobsStorage (UseDevelopmentStorage=true for Azurite) or \
-                             another storage connection"
-                            .into(),
-                    }
-                })?);
+        let needs_a_queue = if matches!(jobs.dispatch, DispatchSettings::Queue { .. }) {
+            Some(("JOB_DISPATCH", "\"queue\" needs"))
+        } else if jobs.completion_queue.is_some() {
+            Some(("COMPLETION_QUEUE", "the completion queue needs"))
+        } else {
+            None
+        };
+        if let Some((variable, what)) = needs_a_queue {
+            jobs.queue_account = Some(storage::queue_account(&env, &storage)?.ok_or_else(
+                || ConfigError {
+                    variable,
+                    reason: format!(
+                        "{what} a storage account for its queue: set AzureWebJobsStorage \
+                             (UseDevelopmentStorage=true for Azurite) or another storage \
+                             connection"
+                    ),
+                },
+            )?);
         }
 
         let subreddits = match env.get("HOT_TOPICS_SUBREDDITS") {

@@ -17,6 +17,7 @@ use crate::config::{
 };
 use crate::functions::FunctionContext;
 use crate::jobs::callback::CallbackSender;
+use crate::jobs::handoff::HandoffQueue;
 use crate::jobs::runner::{
     Dispatch, InlineDispatch, ListenerSettings, QueueDispatch, RunnerOptions,
 };
@@ -64,6 +65,9 @@ pub struct Services {
     pub topics: Arc<dyn TopicSource>,
     /// The job queue and its poison queue, under queue dispatch.
     pub queues: Option<JobQueues>,
+    /// The completion queue (`COMPLETION_QUEUE`), where every job that ends puts its hand-off;
+    /// `None` when unset.
+    pub completion: Option<Arc<dyn MessageQueue>>,
 }
 
 /// The queues of queue dispatch.
@@ -74,26 +78,32 @@ pub struct JobQueues {
 }
 
 impl Services {
-    /// The configured store and the Reddit client.
+    /// The configured store, the Reddit client and the queues the settings name. A queue the
+    /// settings do not name is not opened, so it is never created either.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let account = || {
+            settings
+                .jobs
+                .queue_account
+                .as_ref()
+                .context("the settings name a queue but no storage account for it")
+        };
         let queues = match &settings.jobs.dispatch {
             DispatchSettings::Inline => None,
-            DispatchSettings::Queue { queue } => {
-                let account = settings
-                    .jobs
-                    .queue_account
-                    .as_ref()
-                    .context("queue dispatch has no storage account for its queue")?;
-                Some(JobQueues {
-                    jobs: open_queue(account, queue)?,
-                    poison: open_queue(account, &poison_queue_name(queue))?,
-                })
-            }
+            DispatchSettings::Queue { queue } => Some(JobQueues {
+                jobs: open_queue(account()?, queue)?,
+                poison: open_queue(account()?, &poison_queue_name(queue))?,
+            }),
+        };
+        let completion = match &settings.jobs.completion_queue {
+            None => None,
+            Some(queue) => Some(open_queue(account()?, queue)?),
         };
         Ok(Self {
             store: open_store(&settings.storage)?,
             topics: Arc::new(reddit_client(&settings.reddit)?),
             queues,
+            completion,
         })
     }
 
@@ -109,6 +119,10 @@ impl Services {
                 settings.jobs.callback_policy,
             )
             .context("the HTTP client cannot be built")?,
+            handoff: self.completion.clone().map(|queue| HandoffQueue {
+                queue,
+                container: settings.storage.container().to_owned(),
+            }),
             dispatch: self.dispatch(process)?,
         };
         Ok(JobRunner::start(
@@ -179,7 +193,9 @@ fn open_queue(account: &StorageAccount, name: &str) -> anyhow::Result<Arc<dyn Me
     Ok(match account {
         StorageAccount::ConnectionString(connection_string) => Arc::new(
             AzureQueue::from_connection_string(connection_string.expose_secret(), name)
-                .context("the storage connection string cannot be used for the job queue")?,
+                .with_context(|| {
+                    format!("the storage connection string cannot be used for the queue {name}")
+                })?,
         ),
         StorageAccount::Identity(connection) => {
             let endpoint = match &connection.queue_endpoint {
@@ -195,7 +211,7 @@ fn open_queue(account: &StorageAccount, name: &str) -> anyhow::Result<Arc<dyn Me
                 )
                 .with_context(|| {
                     format!(
-                        "the storage connection {} cannot be used for the job queue",
+                        "the storage connection {} cannot be used for the queue {name}",
                         connection.source
                     )
                 })?,
@@ -269,6 +285,7 @@ pub fn server(settings: Settings, services: Services) -> anyhow::Result<Function
         .queues
         .iter()
         .flat_map(|q| [q.jobs.clone(), q.poison.clone()])
+        .chain(services.completion.clone())
     {
         let what = format!("queue {}", queue.name());
         tokio::spawn(ensure_exists(what, move || {
@@ -412,6 +429,7 @@ mod tests {
             store: Arc::new(LocalDirStore::new(dir.path().to_owned(), "hot-topics")),
             topics: Arc::new(NoTopics),
             queues: None,
+            completion: None,
         };
         services.store.ensure_container().await.unwrap();
         let settings = Settings::from_vars(&HashMap::from([(

@@ -36,6 +36,7 @@ fn app_with_queues(vars: &[(&str, &str)], queues: Option<JobQueues>) -> App {
         store: Arc::new(LocalDirStore::new(dir.path().to_owned(), "hot-topics")),
         topics: Arc::new(NoTopics),
         queues,
+        completion: None,
     };
     App {
         context: startup::server(settings, services).unwrap(),

@@ -5,7 +5,8 @@
 //! client and the [`JobRunner`] come from the same composition root ([`crate::startup`]), in
 //! the role of a one-off collection: it adopts no other worker's job. A job collected here is
 //! indistinguishable in storage from one submitted over HTTP. The job is followed with the
-//! same progress display as `watch`, and the runner is shut down once the job has ended.
+//! same progress display as `watch`, and the runner is shut down once the job has ended and
+//! what it owes (its hand-off to the next stage, with `COMPLETION_QUEUE` set) is sent.
 //!
 //! Logs go to stderr, errors only unless `RUST_LOG` says otherwise: the progress display is the
 //! output here, and a subreddit's failure is in the results table anyway.
@@ -33,15 +34,18 @@ pub async fn run(job: &JobArgs, display: Display) -> anyhow::Result<Exit> {
         .await
         .with_context(|| format!("storage is not usable ({})", services.store.describe()))?;
     let runner = services.runner(&settings, Process::OneOffCollection)?;
-    let outcome = collect(&runner, request, display).await;
+    let outcome = collect(&runner, request, display, settings.jobs.stale_after).await;
     runner.shutdown().await;
     outcome
 }
 
+/// Runs the job, follows it to its end, and sends what it owes (its hand-off) before the
+/// process stops, for at most `send_for`; what is still unsent then is another instance's.
 async fn collect(
     runner: &JobRunner,
     request: JobRequest,
     display: Display,
+    send_for: std::time::Duration,
 ) -> anyhow::Result<Exit> {
     let accepted = runner
         .submit(request, None, None)
@@ -67,6 +71,7 @@ async fn collect(
     })
     .await
     .with_context(|| format!("the status of job {job_id} cannot be read"))?;
+    runner.finish_owed(job_id, send_for).await;
     report::finished(&last, display);
     Ok(Exit::for_status(last.parsed.status))
 }

@@ -1,6 +1,7 @@
-//! Queue dispatch settings: `JOB_DISPATCH` and `JOB_QUEUE` from the environment, and the queue
-//! listener's behaviour from `host.json` (`extensions.queues`), the file the Functions host
-//! reads too, so the handler and the host agree on how often a message is tried.
+//! Queue settings: `JOB_DISPATCH` and `JOB_QUEUE` (queue dispatch) and `COMPLETION_QUEUE` (the
+//! hand-off to the next stage) from the environment, and the queue listener's behaviour from
+//! `host.json` (`extensions.queues`), the file the Functions host reads too, so the handler and
+//! the host agree on how often a message is tried.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, Env};
 pub use crate::jobs::runner::ListenerSettings;
+use crate::store::queue::poison_queue_name;
 
 /// The default of `JOB_QUEUE`.
 pub const DEFAULT_JOB_QUEUE: &str = "hot-topics-jobs";
@@ -26,7 +28,7 @@ pub enum DispatchSettings {
 impl DispatchSettings {
     pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         let queue = env.get("JOB_QUEUE").unwrap_or(DEFAULT_JOB_QUEUE);
-        validate_queue_name(queue)?;
+        validate_queue_name("JOB_QUEUE", queue)?;
         match env.get("JOB_DISPATCH") {
             None => Ok(Self::Inline),
             Some(value) if value.eq_ignore_ascii_case("inline") => Ok(Self::Inline),
@@ -41,15 +43,37 @@ impl DispatchSettings {
     }
 }
 
+/// The completion queue (`COMPLETION_QUEUE`), where every job that ends puts its hand-off to
+/// the next stage (docs/api.md section 10); `None` when unset. It may not be the job queue or
+/// its poison queue: `RunJob` listens to the job queue, and would take hand-offs for jobs.
+pub(super) fn completion_queue(env: &Env<'_>) -> Result<Option<String>, ConfigError> {
+    let Some(name) = env.get("COMPLETION_QUEUE") else {
+        return Ok(None);
+    };
+    validate_queue_name("COMPLETION_QUEUE", name)?;
+    let jobs = env.get("JOB_QUEUE").unwrap_or(DEFAULT_JOB_QUEUE);
+    if name == jobs || name == poison_queue_name(jobs) || poison_queue_name(name) == jobs {
+        return Err(ConfigError {
+            variable: "COMPLETION_QUEUE",
+            reason: format!(
+                "{name:?} is the job queue {jobs:?}, its poison queue, or has the job queue as                  its poison queue; name a queue of its own"
+            ),
+        });
+    }
+    Ok(Some(name.to_owned()))
+}
+
 /// Azure's queue naming rules, leaving room for the `-poison` queue's suffix: 3 to 56
 /// lowercase letters, digits and single hyphens, starting and ending with a letter or digit.
-fn validate_queue_name(name: &str) -> Result<(), ConfigError> {
+/// (A queue-triggered function's poison queue is `<name>-poison`, for the completion queue's
+/// consumer as for `RunJob`.)
+fn validate_queue_name(variable: &'static str, name: &str) -> Result<(), ConfigError> {
     let longest = 63 - "-poison".len();
     if name.len() <= longest && crate::store::azure::is_resource_name(name) {
         Ok(())
     } else {
         Err(ConfigError {
-            variable: "JOB_QUEUE",
+            variable,
             reason: format!(
                 "{name:?} is not a queue name (3-{longest} lowercase letters, digits, single hyphens)"
             ),

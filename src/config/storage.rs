@@ -52,7 +52,19 @@ pub enum StorageSettings {
     LocalDir { dir: PathBuf, container: String },
 }
 
-/// A storage account, as one connection reaches it: for the queues of queue dispatch.
+impl StorageSettings {
+    /// The container that holds every blob of the app.
+    pub fn container(&self) -> &str {
+        match self {
+            StorageSettings::ConnectionString { container, .. }
+            | StorageSettings::Identity { container, .. }
+            | StorageSettings::LocalDir { container, .. } => container,
+        }
+    }
+}
+
+/// A storage account, as one connection reaches it: for the app's queues (queue dispatch's,
+/// the completion queue).
 #[derive(Debug, Clone)]
 pub enum StorageAccount {
     ConnectionString(SecretString),

@@ -113,6 +113,14 @@ fn bad_settings_are_refused_naming_the_variable() {
             "JOB_QUEUE",
             "a-queue-name-that-is-fifty-seven-characters-long-so-no-xy",
         ),
+        ("COMPLETION_QUEUE", "Done_Queue"),
+        (
+            "COMPLETION_QUEUE",
+            "a-queue-name-that-is-fifty-seven-characters-long-so-no-xy",
+        ),
+        // The job queue's own name, and its poison queue's: RunJob would take hand-offs.
+        ("COMPLETION_QUEUE", DEFAULT_JOB_QUEUE),
+        ("COMPLETION_QUEUE", "hot-topics-jobs-poison"),
     ];
     for (variable, value) in cases {
         let error = settings(&[(variable, value)]).expect_err(variable);
@@ -140,6 +148,38 @@ fn queue_dispatch_is_read_with_its_queue() {
             queue: "jobs-2".to_owned()
         }
     );
+}
+
+#[test]
+fn the_completion_queue_is_read_and_needs_the_queue_account_whatever_the_dispatch() {
+    let azurite = ("AzureWebJobsStorage", "UseDevelopmentStorage=true");
+    let unset = settings(&[azurite]).unwrap();
+    assert_eq!(unset.jobs.completion_queue, None);
+    assert!(unset.jobs.queue_account.is_none(), "no queue, no account");
+    let inline = settings(&[azurite, ("COMPLETION_QUEUE", "collected")]).unwrap();
+    assert_eq!(inline.jobs.completion_queue.as_deref(), Some("collected"));
+    assert_eq!(inline.jobs.dispatch, DispatchSettings::Inline);
+    assert!(inline.jobs.queue_account.is_some());
+    let queued = settings(&[
+        azurite,
+        ("JOB_DISPATCH", "queue"),
+        ("JOB_QUEUE", "collected-poison"),
+        ("COMPLETION_QUEUE", "collected-2"),
+    ])
+    .unwrap();
+    assert_eq!(queued.jobs.completion_queue.as_deref(), Some("collected-2"));
+    // A name the job queue would have as its poison queue is refused too.
+    let error = settings(&[
+        azurite,
+        ("JOB_QUEUE", "collected-poison"),
+        ("COMPLETION_QUEUE", "collected"),
+    ])
+    .unwrap_err();
+    assert_eq!(error.variable, "COMPLETION_QUEUE");
+    // The local directory store has no queues.
+    let error = settings(&[("COMPLETION_QUEUE", "collected")]).unwrap_err();
+    assert_eq!(error.variable, "COMPLETION_QUEUE");
+    assert!(error.to_string().contains("AzureWebJobsStorage"), "{error}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub mod url;
 
 pub use self::url::CallbackUrl;
 pub use address::CallbackPolicy;
-pub use record::{CallbackLease, CallbackRecord, CallbackState};
+pub use record::{CallbackRecord, CallbackState};
 /// The old `X-Womble-Signature` value, `sha256=<hex>` of the body: see [`signing`].
 pub use signing::legacy_signature as signature;
 pub use signing::SigningKey;

@@ -10,11 +10,17 @@
 //! - [`metrics`]: the numbers over the jobs of the last 24 hours.
 //! - [`callback`]: completion callbacks: the URL rules, the record, signing, sending and
 //!   delivery.
+//! - [`handoff`]: the hand-off to the next stage: one message per ended job on the completion
+//!   queue, its record, sending and delivery.
+//! - [`lease`]: the claim with a lease that lets one instance at a time send what an ended job
+//!   owes (its callback, its hand-off).
 //! - [`runner`]: [`JobRunner`], which accepts jobs and runs them as tracked tasks.
 //! - [`usage`]: what a job used (requests, bytes, seconds), recorded in its status document.
 
 pub mod callback;
+pub mod handoff;
 pub mod id;
+pub mod lease;
 pub mod listing;
 pub mod metrics;
 pub mod progress;

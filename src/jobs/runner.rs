@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::callback::CallbackSender;
+use super::handoff::HandoffQueue;
 use super::id::JobId;
 use super::metrics::QueueDepth;
 use super::repository::{RepositoryError, StatusRepository};
@@ -65,6 +66,9 @@ pub struct RunnerOptions {
     pub process: Process,
     /// Sends completion callbacks of jobs that asked for one.
     pub callbacks: CallbackSender,
+    /// Where every job that ends puts its hand-off to the next stage (`COMPLETION_QUEUE`);
+    /// `None` when no hand-off is wanted.
+    pub handoff: Option<HandoffQueue>,
     /// How accepted jobs reach a worker.
     pub dispatch: Arc<dyn Dispatch>,
 }
@@ -118,9 +122,12 @@ struct Inner {
     /// Jobs a scan found terminal with no callback owed, or could not read: never read again
     /// while they exist.
     finished: Mutex<HashSet<JobId>>,
-    /// Jobs whose callback this instance is trying to deliver (one task per job).
-    delivering: Mutex<HashSet<JobId>>,
+    /// What ended jobs owe that this instance is trying to deliver (one task per job and
+    /// kind).
+    delivering: Mutex<HashSet<(JobId, delivery::Owed)>>,
     tracker: TaskTracker,
+    /// The delivery tasks: tracked apart, so that a process can wait for them alone.
+    deliveries: TaskTracker,
     shutdown: CancellationToken,
 }
 
@@ -147,6 +154,7 @@ impl JobRunner {
                 finished: Mutex::new(HashSet::new()),
                 delivering: Mutex::new(HashSet::new()),
                 tracker: TaskTracker::new(),
+                deliveries: TaskTracker::new(),
                 shutdown: CancellationToken::new(),
             }),
         };
@@ -218,7 +226,10 @@ impl JobRunner {
                 id = original;
             }
         }
-        let queued = StatusDocument::queued(id, request, retry_of, status::now());
+        let mut queued = StatusDocument::queued(id, request, retry_of, status::now());
+        if self.inner.options.handoff.is_some() {
+            queued.want_handoff().expect("a queued job is not over");
+        }
         let hand_over = self.inner.options.dispatch.hand_over_requests();
         let document = match repository.create_ahead_of(queued, hand_over).await {
             Ok(stored) => stored,
@@ -260,13 +271,15 @@ impl JobRunner {
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
+        self.inner.deliveries.close();
         self.inner.tracker.wait().await;
+        self.inner.deliveries.wait().await;
         self.inner.repository.finish_index_writes().await;
     }
 
     /// Ends a job whose hand-over failed, if nothing has touched it since it was stored: it
-    /// must not stay `queued` with nothing to run it. It owes no callback: its caller got a
-    /// 503, not a ticket.
+    /// must not stay `queued` with nothing to run it. It owes no callback and no hand-off: its
+    /// caller got a 503, not a ticket.
     async fn withdraw(&self, job: JobId) {
         let withdrawn = self
             .update(job, |doc| {
@@ -277,8 +290,10 @@ impl JobRunner {
                     });
                 }
                 doc.fail(NOT_HANDED_OVER.to_owned(), status::now())?;
-                // The caller was refused (503) and never heard of this job: no callback either.
+                // The caller was refused (503) and never heard of this job: no callback either,
+                // and no hand-off for a next stage.
                 doc.callback = None;
+                doc.internals.handoff = None;
                 Ok(())
             })
             .await;
@@ -307,9 +322,9 @@ impl JobRunner {
             Ok(document) => Ok(Some(document)),
             Err(RepositoryError::Transition(TransitionError::Terminal(status))) => {
                 tracing::info!(job_id = %job, status = %status, "job ended before it started");
-                // Cancelled while queued, or run by another worker: its callback may still
-                // be owed, and the stored record says.
-                self.deliver_callback(job, None);
+                // Cancelled while queued, or run by another worker: its callback and its
+                // hand-off may still be owed, and the stored records say.
+                self.deliver_whatever_is_owed(job);
                 Ok(None)
             }
             Err(RepositoryError::Transition(reason)) => {
@@ -368,9 +383,7 @@ impl JobRunner {
         match ended {
             Ok(document) => {
                 tracing::info!(status = %document.status, error = document.error.as_deref(), "job finished");
-                if document.callback_owed() {
-                    self.deliver_callback(job, None);
-                }
+                self.deliver_owed(&document, None);
                 Ok(Some(document.status))
             }
             Err(RepositoryError::Transition(TransitionError::Superseded)) => {

@@ -13,8 +13,10 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::callback::record::{CallbackLease, CallbackRecord};
+use super::callback::record::CallbackRecord;
+use super::handoff::record::HandoffRecord;
 use super::id::JobId;
+use super::lease::Lease;
 use super::progress::{Progress, ProgressStep, RunStamp};
 use super::request::{JobRequest, Source};
 use super::usage::Usage;
@@ -183,7 +185,10 @@ pub struct Internals {
     /// for long (its first message was never sent, or was lost). Sent again only once.
     pub requeued_at: Option<DateTime<Utc>>,
     /// Who may send the owed completion callback.
-    pub callback_lease: CallbackLease,
+    pub callback_lease: Lease,
+    /// The hand-off to the next stage (`COMPLETION_QUEUE`): wanted by a job created while it
+    /// was set, owed once the job ends, sent once. `None` for a job that owes none.
+    pub handoff: Option<HandoffRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,6 +210,12 @@ pub enum TransitionError {
     /// Another instance holds the claim to send the callback, or may still take it.
     #[error("another instance is sending the completion callback")]
     CallbackClaimed,
+    /// The job owes no hand-off: it wants none, is not over, or it was sent.
+    #[error("no hand-off is owed")]
+    NoHandoffOwed,
+    /// Another instance holds the claim to send the hand-off, or may still take it.
+    #[error("another instance is sending the hand-off")]
+    HandoffClaimed,
 }
 
 /// The current time at the precision we store (microseconds).
@@ -414,6 +425,9 @@ impl StatusDocument {
         self.updated_at = at;
         if self.request.callback_url.is_some() {
             self.callback = Some(CallbackRecord::owed());
+        }
+        if let Some(handoff) = &mut self.internals.handoff {
+            handoff.job_ended();
         }
     }
 }

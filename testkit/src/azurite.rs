@@ -71,6 +71,14 @@ pub fn queue_endpoint() -> String {
     format!("http://127.0.0.1:{port}/{ACCOUNT}")
 }
 
+/// The names of every queue in the account `connection_string` reaches, in name order: which
+/// queues exist (on an Azurite of a test's own, every queue there is the test's).
+pub async fn queue_names(connection_string: &str) -> Vec<String> {
+    AzureQueue::names_in_account(connection_string)
+        .await
+        .expect("Azurite lists its queues")
+}
+
 /// A queue of its own for one test (a fresh name; created by [`Queue::fresh`]).
 #[derive(Clone)]
 pub struct Queue {

@@ -178,6 +178,7 @@ pub async fn spawn_app(settings: &[(&str, &str)]) -> InProcessApp {
         store: store.clone(),
         topics: topics.clone(),
         queues: None,
+        completion: None,
     };
     let context =
         summary_womble::startup::server(settings, services).expect("the app builds its parts");

@@ -1,6 +1,7 @@
-//! An HTTP proxy between the handler and Azurite's blob service: it counts and records the
-//! requests it forwards, and can be told to answer some of them itself, as a storage service in trouble
-//! does (a 503 with no body), so tests and the benchmark see what the handler does then.
+//! An HTTP proxy between the handler and one of Azurite's services (the blob service, or the
+//! queue service): it counts and records the requests it forwards, and can be told to answer
+//! some of them itself, as a storage service in trouble does (a 503 with no body), so tests and
+//! the benchmark see what the handler does then.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,8 @@ use warp::Filter;
 /// A request as the proxy sees it, for a [`Fault`] to judge.
 pub struct Seen<'a> {
     pub method: &'a Method,
-    /// The path, account and container included (`/devstoreaccount1/<container>/jobs/...`).
+    /// The path, account and container (or queue) included
+    /// (`/devstoreaccount1/<container>/jobs/...`, `/devstoreaccount1/<queue>/messages`).
     pub path: &'a str,
     pub body: &'a [u8],
 }
@@ -32,8 +34,8 @@ pub struct Recorded {
 
 #[derive(Clone)]
 pub struct StorageProxy {
-    /// The connection string to hand the handler: Azurite's, with the blob endpoint moved to
-    /// the proxy (other services, such as the queue service, are reached directly).
+    /// The connection string to hand the handler: Azurite's, with the proxied service's
+    /// endpoint moved to the proxy (the other service is reached directly).
     pub connection_string: String,
     requests: Arc<AtomicUsize>,
     recorded: Arc<Mutex<Vec<Recorded>>>,
@@ -43,10 +45,21 @@ pub struct StorageProxy {
 impl StorageProxy {
     /// A proxy in front of the blob endpoint of `azurite_connection_string`.
     pub async fn start(azurite_connection_string: &str) -> Self {
+        Self::in_front_of(azurite_connection_string, "BlobEndpoint").await
+    }
+
+    /// A proxy in front of the queue endpoint of `azurite_connection_string`.
+    pub async fn start_for_queues(azurite_connection_string: &str) -> Self {
+        Self::in_front_of(azurite_connection_string, "QueueEndpoint").await
+    }
+
+    /// A proxy in front of the endpoint the connection string names under `endpoint`.
+    async fn in_front_of(azurite_connection_string: &str, endpoint: &str) -> Self {
+        let prefix = format!("{endpoint}=");
         let target = azurite_connection_string
             .split(';')
-            .find_map(|part| part.strip_prefix("BlobEndpoint="))
-            .expect("the Azurite connection string has a BlobEndpoint")
+            .find_map(|part| part.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("the Azurite connection string has a {endpoint}"))
             .to_owned();
         let url = url::Url::parse(&target).expect("the blob endpoint is a URL");
         let origin = format!(

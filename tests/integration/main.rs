@@ -7,6 +7,7 @@ mod callbacks;
 mod cli;
 mod dashboard;
 mod durability;
+mod handoff;
 mod hardening;
 mod host_simulator;
 mod hostile_reddit;

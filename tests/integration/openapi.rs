@@ -64,6 +64,22 @@ impl Spec {
             "{method} {path} {}: content type {content_type:?}",
             answer.status
         );
+        let context = format!("{method} {path} {}", answer.status);
+        self.validate(schema, &answer.json(), &context);
+    }
+
+    /// Checks `value` against the component schema `name`: for what the app sends elsewhere
+    /// than in an HTTP answer (a queue message).
+    pub fn check_schema(&self, name: &str, value: &Value) {
+        let schema = json!({"$ref": format!("#/components/schemas/{name}")});
+        assert!(
+            self.document["components"]["schemas"][name].is_object(),
+            "openapi.yaml has no schema {name}"
+        );
+        self.validate(&schema, value, name);
+    }
+
+    fn validate(&self, schema: &Value, value: &Value, context: &str) {
         // The schema with the components beside it, so its references resolve.
         let mut root = schema.clone();
         root["components"] = self.document["components"].clone();
@@ -72,15 +88,13 @@ impl Spec {
             .should_validate_formats(true)
             .build(&root)
             .expect("the documented schema compiles");
-        let body = answer.json();
         let errors: Vec<String> = validator
-            .iter_errors(&body)
+            .iter_errors(value)
             .map(|error| format!("{error} at {}", error.instance_path()))
             .collect();
         assert!(
             errors.is_empty(),
-            "{method} {path} {}: the body breaks the spec:\n{}\n{body:#}",
-            answer.status,
+            "{context}: the body breaks the spec:\n{}\n{value:#}",
             errors.join("\n")
         );
     }

@@ -8,9 +8,9 @@
 //! The callback owed is in the status document (`callback`, written with the terminal status).
 //! The instance that ends a job claims its callback at once; any instance's stale-job scan
 //! claims the callback of a job that ended at least `stale_after` ago and whose last claim has
-//! lapsed. A claim is one conditional write, so one instance sends at a time; it is a lease the
-//! sender renews while it sends, and each request is recorded, so a delivery is marked
-//! `delivered` once and then never sent again.
+//! lapsed. A claim is one conditional write, so one instance sends at a time; it is a lease
+//! ([`crate::jobs::lease`]) the sender renews while it sends, and each request is recorded, so
+//! a delivery is marked `delivered` once and then never sent again.
 //!
 //! What a receiver may still see twice: a request that succeeded but whose `delivered` mark was
 //! never written (the sender was killed in between, or storage stayed away until shutdown), or a
@@ -18,7 +18,6 @@
 //! `stale_after`). The body and its signature are the same each time, so a receiver can
 //! recognise the repeat by `job_id`.
 
-use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,22 +26,10 @@ use tokio_util::sync::CancellationToken;
 use super::record::CallbackState;
 use super::{CallbackSender, DELIVERY, MAX_ATTEMPTS};
 use crate::jobs::id::JobId;
+use crate::jobs::lease::writes::{keep_renewed, ClaimLost, StatusWrites};
 use crate::jobs::repository::RepositoryError;
-use crate::jobs::status::{self, StatusDocument, TransitionError};
+use crate::jobs::status::{self, TransitionError};
 use crate::retry::{retry, Verdict};
-
-/// The status writes a delivery makes: `change` applied to `job`'s stored status document with a
-/// conditional write, retried while storage may get over its failure.
-pub trait StatusWrites: Sync {
-    fn update<T, F>(
-        &self,
-        job: JobId,
-        change: F,
-    ) -> impl Future<Output = Result<(StatusDocument, T), RepositoryError>> + Send
-    where
-        T: Send,
-        F: Fn(&mut StatusDocument) -> Result<T, TransitionError> + Send + Sync;
-}
 
 /// What one delivery needs, and nothing more.
 pub struct CallbackDelivery<'a, W> {
@@ -151,25 +138,17 @@ impl<W: StatusWrites> CallbackDelivery<'_, W> {
     /// claim cannot be renewed.
     async fn hold_claim(&self, job: JobId, claim: u32) -> TransitionError {
         let lease = self.lease;
-        let mut every = tokio::time::interval(self.renew_every);
-        every.tick().await;
-        loop {
-            every.tick().await;
-            match self
-                .writes
-                .update(job, |doc| {
-                    doc.renew_callback_claim(claim, status::now(), lease)
-                })
-                .await
-            {
-                Ok(_) => {}
-                Err(RepositoryError::Transition(reason)) => return reason,
-                // Purged (or deleted by its receiver): nothing is owed any more.
-                Err(RepositoryError::NotFound) => return TransitionError::NoCallbackOwed,
-                Err(error) => {
-                    tracing::warn!(error = %crate::telemetry::Chain(&error), "could not renew the callback claim");
-                    return TransitionError::Superseded;
-                }
+        let lost = keep_renewed(self.writes, job, self.renew_every, |doc| {
+            doc.renew_callback_claim(claim, status::now(), lease)
+        })
+        .await;
+        match lost {
+            ClaimLost::Refused(reason) => reason,
+            // Purged (or deleted by its receiver): nothing is owed any more.
+            ClaimLost::JobGone => TransitionError::NoCallbackOwed,
+            ClaimLost::Unrenewed(error) => {
+                tracing::warn!(error = %crate::telemetry::Chain(&error), "could not renew the callback claim");
+                TransitionError::Superseded
             }
         }
     }

@@ -3,16 +3,15 @@
 //!
 //! `owed → delivered | abandoned`. The record is written `owed` by the same conditional write
 //! that makes the job terminal. An instance sends only while it holds the claim (a
-//! [`CallbackLease`] it renews while it sends), taken with a conditional write, so one instance
-//! sends at a time; a claim whose holder died lapses and another instance takes it over. Every
-//! request sent is counted, whoever sent it, and the callback is abandoned after
-//! [`MAX_ATTEMPTS`](super::MAX_ATTEMPTS) of them.
+//! [`Lease`](crate::jobs::lease::Lease) it renews while it sends), taken with a conditional
+//! write, so one instance sends at a time; a claim whose holder died lapses and another
+//! instance takes it over. Every request sent is counted, whoever sent it, and the callback is
+//! abandoned after [`MAX_ATTEMPTS`](super::MAX_ATTEMPTS) of them.
 //!
 //! The record is public: answers and `status.json` show it. The lease is for instances only:
 //! it is kept with the job's other internals, in its status blob's metadata
 //! ([`crate::jobs::status::stored`]).
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,14 +43,4 @@ impl CallbackRecord {
             last_error: None,
         }
     }
-}
-
-/// Who may send an owed callback: the instance holding the current claim, until it lapses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallbackLease {
-    /// Claims taken so far; the number of the current one, so a sender whose claim lapsed and
-    /// was taken over knows it.
-    pub claims: u32,
-    /// While an instance holds the claim to send: until when (it renews it while it sends).
-    pub claimed_until: Option<DateTime<Utc>>,
 }

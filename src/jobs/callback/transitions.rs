@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::record::{CallbackLease, CallbackRecord, CallbackState};
+use super::record::{CallbackRecord, CallbackState};
+use crate::jobs::lease::Lease;
 use crate::jobs::status::{StatusDocument, TransitionError};
 
 impl StatusDocument {
@@ -17,9 +18,7 @@ impl StatusDocument {
     }
 
     /// The owed callback's record and lease.
-    fn owed_callback(
-        &mut self,
-    ) -> Result<(&mut CallbackRecord, &mut CallbackLease), TransitionError> {
+    fn owed_callback(&mut self) -> Result<(&mut CallbackRecord, &mut Lease), TransitionError> {
         let record = self
             .callback
             .as_mut()
@@ -40,16 +39,8 @@ impl StatusDocument {
     ) -> Result<u32, TransitionError> {
         let ended = self.finished_at.unwrap_or(self.updated_at);
         let (_, held) = self.owed_callback()?;
-        let free = match held.claimed_until {
-            Some(until) => until <= at,
-            None => quiet_before.is_none_or(|before| ended <= before),
-        };
-        if !free {
-            return Err(TransitionError::CallbackClaimed);
-        }
-        held.claims += 1;
-        held.claimed_until = Some(at + lease);
-        Ok(held.claims)
+        held.take(at, lease, ended, quiet_before)
+            .ok_or(TransitionError::CallbackClaimed)
     }
 
     /// Keeps claim number `claim` for another `lease`, while its holder sends.
@@ -60,11 +51,11 @@ impl StatusDocument {
         lease: chrono::Duration,
     ) -> Result<(), TransitionError> {
         let (_, held) = self.owed_callback()?;
-        if held.claims != claim {
-            return Err(TransitionError::Superseded);
+        if held.renew(claim, at, lease) {
+            Ok(())
+        } else {
+            Err(TransitionError::Superseded)
         }
-        held.claimed_until = Some(at + lease);
-        Ok(())
     }
 
     /// Records one request sent under claim number `claim`: a success settles the callback
@@ -81,17 +72,17 @@ impl StatusDocument {
             Ok(()) => {
                 record.attempts += 1;
                 record.state = CallbackState::Delivered;
-                held.claimed_until = None;
+                held.release();
             }
             Err(failure) => {
-                if held.claims != claim {
+                if !held.is_current(claim) {
                     return Err(TransitionError::Superseded);
                 }
                 record.attempts += 1;
                 record.last_error = Some(failure);
                 if record.attempts >= max_attempts {
                     record.state = CallbackState::Abandoned;
-                    held.claimed_until = None;
+                    held.release();
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! The stale-job scan: every instance that is a server looks, regularly, for jobs whose
 //! status blob has sat still for `JOB_STALE_AFTER_SECONDS`.
 //!
-//! A terminal job found there may still owe its callback, which is delivered from here. What
+//! A terminal job found there may still owe its callback or its hand-off to the next stage,
+//! which are delivered from here. What
 //! becomes of a job that is not over is its dispatch's ([`Dispatch::quiet_job`]): inline, an
 //! idle worker here adopts it; under queue dispatch its message is sent again, once, and the
 //! job is ended if it sits still after that too.
@@ -48,8 +49,8 @@ impl JobRunner {
     ///
     /// Candidates come from one listing (status blobs not written for `stale_after`). Finished
     /// jobs are quiet too, and stay so until retention purges them: each is read once, then
-    /// remembered, since a terminal state never changes, once no callback is owed for it (an
-    /// owed callback whose sender is gone is delivered from here). A document that cannot be read is
+    /// remembered, since a terminal state never changes, once it owes nothing this instance
+    /// can deliver (an owed callback or hand-off whose sender is gone is delivered from here). A document that cannot be read is
     /// skipped with a warning (once), so it cannot stop the scan of the jobs listed after it.
     pub async fn adopt_stale_jobs(&self) -> Result<usize, RepositoryError> {
         let repository = &self.inner.repository;
@@ -83,10 +84,10 @@ impl JobRunner {
                 Err(error) => return Err(error),
             };
             if document.status.is_terminal() {
-                if document.callback_owed() {
-                    self.deliver_callback(job, Some(stale_before));
-                } else {
+                if self.owed_here(&document).is_empty() {
                     self.remember_finished(job);
+                } else {
+                    self.deliver_owed(&document, Some(stale_before));
                 }
                 continue;
             }
@@ -122,8 +123,8 @@ impl JobRunner {
                 // The outcome is logged where it happens.
                 let _ = self.carry_out(*document).await;
             }
-            Ok(StaleClaim::Finished) => match self.callback_owed(job).await {
-                Ok(true) => self.deliver_callback(job, Some(self.stale_before())),
+            Ok(StaleClaim::Finished) => match self.load_if_owing(job).await {
+                Ok(Some(document)) => self.deliver_owed(&document, Some(self.stale_before())),
                 _ => self.remember_finished(job),
             },
             Ok(StaleClaim::Declined) => {

@@ -119,9 +119,7 @@ impl JobRunner {
                 {
                     Ok(document) => {
                         tracing::error!(job_id = %job, error = %reason, "ended the job failed on its last delivery");
-                        if document.callback_owed() {
-                            self.deliver_callback(job, None);
-                        }
+                        self.deliver_owed(&document, None);
                     }
                     Err(RepositoryError::Transition(TransitionError::Terminal(_))) => {}
                     Err(error) => {
@@ -155,9 +153,7 @@ impl JobRunner {
             };
             if document.status.is_terminal() {
                 tracing::info!(job_id = %job, status = %document.status, "a message for a job that is over");
-                if document.callback_owed() {
-                    self.deliver_callback(job, Some(self.stale_before()));
-                }
+                self.deliver_owed(&document, Some(self.stale_before()));
                 return Ok(Delivered::AlreadyOver(document.status));
             }
             if let Some(claimed) = self.claim_delivered(&document).await? {

@@ -175,9 +175,7 @@ impl QueueDispatch {
         match ended {
             Ok((document, ())) => {
                 tracing::error!(job_id = %job, error = %reason, "a job sat still after its message was sent again; ended it failed");
-                if document.callback_owed() {
-                    runner.deliver_callback(job, None);
-                }
+                runner.deliver_owed(&document, None);
                 Ok(true)
             }
             Err(RepositoryError::Transition(reason)) => {

@@ -2,6 +2,7 @@
 //! making.
 
 mod cancel;
+mod handoff;
 mod idempotency;
 mod panics;
 mod queue;

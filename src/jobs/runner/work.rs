@@ -63,19 +63,24 @@ struct OutputDocument<'a> {
 }
 
 impl JobRunner {
-    /// Records a cancel request for `job` (a queued job ends `cancelled` at once) and, when the
-    /// job runs in this process, cancels its token before returning: the job's waits end, and
-    /// it sends Reddit nothing more.
+    /// Records a cancel request for `job` and, when the job runs in this process, cancels its
+    /// token before returning: the job's waits end, and it sends Reddit nothing more. A queued
+    /// job ends `cancelled` at once; this instance ended it, so it delivers what the job owes
+    /// (its callback, its hand-off) at once too.
     pub async fn cancel(&self, job: JobId) -> Result<StatusDocument, RepositoryError> {
         let record = self
             .inner
             .repository
             .update(job, |doc| doc.request_cancel(status::now()));
         let (document, ()) = meter::metered(usage::meter_for(job), record).await?;
-        if document.status == JobStatus::Running {
-            if let Some(running) = self.inner.running.lock().expect("running lock").get(&job) {
-                running.cancel.cancel();
+        match document.status {
+            JobStatus::Running => {
+                if let Some(running) = self.inner.running.lock().expect("running lock").get(&job) {
+                    running.cancel.cancel();
+                }
             }
+            JobStatus::Cancelled => self.deliver_owed(&document, None),
+            _ => {}
         }
         Ok(document)
     }

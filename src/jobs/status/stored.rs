@@ -7,6 +7,9 @@
 //! internals"). Content and metadata are written by one Put Blob, so the internals change only
 //! by the same conditional write as the document, under the same ETag.
 //!
+//! A job that wants a hand-off to the next stage (`COMPLETION_QUEUE`) always has metadata (its
+//! `handoff` state), so such a document is never mistaken for one stored before the split.
+//!
 //! Documents stored before the split carry their internals in the content: `requeued_at`,
 //! `callback.claims`, `callback.claimed_until`, and the full `request.callback_url`. They
 //! still read, with those fields honoured; the next write of the job moves them into metadata.
@@ -17,6 +20,8 @@ use serde::Deserialize;
 
 use super::{Internals, StatusDocument};
 use crate::jobs::callback::url::CallbackUrl;
+use crate::jobs::handoff::record::{HandoffRecord, HandoffState};
+use crate::jobs::lease::Lease;
 use crate::store::Metadata;
 
 /// The metadata names of the internals.
@@ -24,6 +29,9 @@ const CALLBACK_URL: &str = "callback_url";
 const CALLBACK_CLAIMS: &str = "callback_claims";
 const CALLBACK_CLAIMED_UNTIL: &str = "callback_claimed_until";
 const REQUEUED_AT: &str = "requeued_at";
+const HANDOFF: &str = "handoff";
+const HANDOFF_CLAIMS: &str = "handoff_claims";
+const HANDOFF_CLAIMED_UNTIL: &str = "handoff_claimed_until";
 
 /// A stored status document that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -40,21 +48,62 @@ pub fn encode(document: &StatusDocument) -> (Bytes, Metadata) {
     let Internals {
         requeued_at,
         callback_lease,
+        handoff,
     } = &document.internals;
     let mut metadata = Metadata::new();
     if let Some(url) = &document.request.callback_url {
         metadata.insert(CALLBACK_URL, url.as_str());
     }
-    if callback_lease.claims > 0 {
-        metadata.insert(CALLBACK_CLAIMS, callback_lease.claims.to_string());
-    }
-    if let Some(until) = callback_lease.claimed_until {
-        metadata.insert(CALLBACK_CLAIMED_UNTIL, instant(until));
-    }
+    insert_lease(
+        &mut metadata,
+        callback_lease,
+        CALLBACK_CLAIMS,
+        CALLBACK_CLAIMED_UNTIL,
+    );
     if let Some(at) = requeued_at {
         metadata.insert(REQUEUED_AT, instant(*at));
     }
+    if let Some(handoff) = handoff {
+        metadata.insert(HANDOFF, handoff.state.as_str());
+        insert_lease(
+            &mut metadata,
+            &handoff.lease,
+            HANDOFF_CLAIMS,
+            HANDOFF_CLAIMED_UNTIL,
+        );
+    }
     (Bytes::from(body), metadata)
+}
+
+/// Stores `lease` under the names `claims` and `claimed_until`, leaving out what is unset.
+fn insert_lease(
+    metadata: &mut Metadata,
+    lease: &Lease,
+    claims: &'static str,
+    claimed_until: &'static str,
+) {
+    if lease.claims > 0 {
+        metadata.insert(claims, lease.claims.to_string());
+    }
+    if let Some(until) = lease.claimed_until {
+        metadata.insert(claimed_until, instant(until));
+    }
+}
+
+/// The lease stored under the names `claims` and `claimed_until`.
+fn read_lease(
+    metadata: &Metadata,
+    claims: &'static str,
+    claimed_until: &'static str,
+) -> Result<Lease, Unreadable> {
+    Ok(Lease {
+        claims: metadata
+            .get(claims)
+            .map(|text| text.parse().map_err(|_| unreadable(claims, text)))
+            .transpose()?
+            .unwrap_or(0),
+        claimed_until: read_instant(metadata, claimed_until)?,
+    })
 }
 
 /// The document stored as `body` with `metadata`.
@@ -67,14 +116,18 @@ pub fn decode(body: &[u8], metadata: &Metadata) -> Result<StatusDocument, Unread
     if let Some(url) = metadata.get(CALLBACK_URL) {
         document.request.callback_url = Some(CallbackUrl::stored(url.to_owned()));
     }
-    let lease = &mut document.internals.callback_lease;
-    if let Some(claims) = metadata.get(CALLBACK_CLAIMS) {
-        lease.claims = claims
-            .parse()
-            .map_err(|_| unreadable(CALLBACK_CLAIMS, claims))?;
-    }
-    lease.claimed_until = read_instant(metadata, CALLBACK_CLAIMED_UNTIL)?;
+    document.internals.callback_lease =
+        read_lease(metadata, CALLBACK_CLAIMS, CALLBACK_CLAIMED_UNTIL)?;
     document.internals.requeued_at = read_instant(metadata, REQUEUED_AT)?;
+    document.internals.handoff = metadata
+        .get(HANDOFF)
+        .map(|text| {
+            Ok::<_, Unreadable>(HandoffRecord {
+                state: HandoffState::parse(text).ok_or_else(|| unreadable(HANDOFF, text))?,
+                lease: read_lease(metadata, HANDOFF_CLAIMS, HANDOFF_CLAIMED_UNTIL)?,
+            })
+        })
+        .transpose()?;
     Ok(document)
 }
 

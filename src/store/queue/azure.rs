@@ -141,6 +141,37 @@ impl AzureQueue {
         }
     }
 
+    /// The names of every queue in the account `connection_string` reaches (its first 5,000),
+    /// in name order. For tests that show which queues exist.
+    #[cfg(any(test, feature = "test-support"))]
+    #[doc(hidden)]
+    pub async fn names_in_account(connection_string: &str) -> Result<Vec<String>, StoreError> {
+        use futures::StreamExt as _;
+        let target = StorageTarget::parse(connection_string, Service::Queue)
+            .map_err(|error| StoreError::Failed(Box::new(error)))?;
+        let location = CloudLocation::Custom {
+            account: target.account.clone(),
+            uri: target.endpoint.to_string(),
+        };
+        let service = QueueServiceClientBuilder::with_location(location, target.credentials)
+            .client_options(
+                sdk::client_options().map_err(|error| StoreError::Failed(Box::new(error)))?,
+            )
+            .build();
+        let mut pages = service.list_queues().into_stream();
+        let mut names = Vec::new();
+        if let Some(page) = pages.next().await {
+            names.extend(
+                page.map_err(classify)?
+                    .queues
+                    .into_iter()
+                    .map(|queue| queue.name),
+            );
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Sends `stored` as it is, unencoded: how a producer that does not base64-encode writes.
     /// For tests.
     #[cfg(any(test, feature = "test-support"))]

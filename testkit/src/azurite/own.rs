@@ -128,6 +128,11 @@ impl OwnAzurite {
         account_connection_string(Some(self.port), Some(queue_port))
     }
 
+    /// Every queue on this Azurite, by name.
+    pub async fn queue_names(&self) -> Vec<String> {
+        super::queue_names(&self.connection_string()).await
+    }
+
     /// A queue on this Azurite, created.
     pub async fn queue(&self) -> Queue {
         Queue::fresh_at(&self.connection_string()).await

@@ -58,6 +58,7 @@ async fn a_cancel_recorded_by_the_process_running_the_job_cancels_its_token_befo
             stale_after: Duration::from_secs(60),
             process: Process::OneOffCollection,
             callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
+            handoff: None,
             dispatch: Arc::new(InlineDispatch::default()),
         },
     );

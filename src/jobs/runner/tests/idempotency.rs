@@ -42,6 +42,7 @@ fn runner(store: Arc<dyn BlobStore>) -> JobRunner {
             stale_after: Duration::from_secs(60),
             process: crate::jobs::runner::Process::OneOffCollection,
             callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
+            handoff: None,
             dispatch: Arc::new(crate::jobs::runner::InlineDispatch::default()),
         },
     )

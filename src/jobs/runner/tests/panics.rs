@@ -53,6 +53,7 @@ async fn one_worker(dir: &std::path::Path, topics: Arc<dyn TopicSource>) -> JobR
             stale_after: Duration::from_secs(60),
             process: crate::jobs::runner::Process::OneOffCollection,
             callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
+            handoff: None,
             dispatch: Arc::new(crate::jobs::runner::InlineDispatch::default()),
         },
     )

@@ -82,6 +82,7 @@ async fn setup_with(
             stale_after,
             process,
             callbacks: CallbackSender::new(None, crate::jobs::CallbackPolicy::PublicHttps).unwrap(),
+            handoff: None,
             dispatch: Arc::new(QueueDispatch::new(queue, poison.clone(), listener())),
         },
     );

@@ -196,3 +196,79 @@ fn metadata_that_does_not_parse_is_an_error_naming_it() {
         }
     }
 }
+
+/// A terminal job whose hand-off is in `state`, with a claim taken while it was owed.
+fn with_handoff(state: crate::jobs::handoff::HandoffState) -> StatusDocument {
+    use crate::jobs::handoff::HandoffState;
+    let mut doc = with_every_internal();
+    doc.internals.handoff = Some(crate::jobs::handoff::HandoffRecord {
+        state: HandoffState::Owed,
+        lease: Default::default(),
+    });
+    doc.claim_handoff(now(), chrono::Duration::seconds(30), None)
+        .unwrap();
+    match state {
+        HandoffState::Sent => doc.handoff_sent().unwrap(),
+        HandoffState::Owed => {}
+        HandoffState::Wanted => doc.internals.handoff.as_mut().unwrap().state = state,
+    }
+    doc
+}
+
+#[test]
+fn the_hand_off_is_stored_in_the_metadata_and_reads_back_in_every_state() {
+    use crate::jobs::handoff::HandoffState;
+    for state in [HandoffState::Wanted, HandoffState::Owed, HandoffState::Sent] {
+        let doc = with_handoff(state);
+        let (body, metadata) = encode(&doc);
+        assert_eq!(metadata.get(HANDOFF), Some(state.as_str()));
+        assert_eq!(metadata.get(HANDOFF_CLAIMS), Some("1"));
+        assert_eq!(
+            metadata.get(HANDOFF_CLAIMED_UNTIL).is_some(),
+            state != HandoffState::Sent,
+            "{state:?}: {metadata:?}"
+        );
+        assert_eq!(metadata.check(), Ok(()));
+        assert!(
+            !String::from_utf8_lossy(&body).contains("handoff"),
+            "the content is the public document"
+        );
+        assert_eq!(decode(&body, &metadata).unwrap(), doc, "{state:?}");
+    }
+}
+
+#[test]
+fn a_job_that_wants_a_hand_off_stores_only_that_until_it_is_claimed() {
+    let mut doc = StatusDocument::queued(JobId::new(), with_every_internal().request, None, now());
+    doc.request.callback_url = None;
+    doc.want_handoff().unwrap();
+    let (body, metadata) = encode(&doc);
+    assert_eq!(
+        metadata.iter().collect::<Vec<_>>(),
+        vec![(HANDOFF, "wanted")]
+    );
+    assert_eq!(decode(&body, &metadata).unwrap(), doc);
+}
+
+#[test]
+fn hand_off_metadata_that_does_not_parse_is_an_error_naming_it() {
+    let doc = with_handoff(crate::jobs::handoff::HandoffState::Owed);
+    let (body, stored) = encode(&doc);
+    for (name, value) in [
+        (HANDOFF, "delivered"),
+        (HANDOFF_CLAIMS, "one"),
+        (HANDOFF_CLAIMED_UNTIL, "later"),
+    ] {
+        let mut metadata = stored.clone();
+        metadata.insert(name, value);
+        match decode(&body, &metadata) {
+            Err(Unreadable::Metadata {
+                name: named,
+                value: held,
+            }) => {
+                assert_eq!((named, held.as_str()), (name, value));
+            }
+            other => panic!("{name}={value}: {other:?}"),
+        }
+    }
+}
