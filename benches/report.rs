@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
+use super::machine::During;
+
 /// What the benchmark is doing now, on stderr.
 pub(super) fn progress(what: &str) {
     eprintln!("bench: {what}");
@@ -77,6 +79,8 @@ pub(super) struct Figure {
     /// `None` when the figure has no target (it is reported only).
     pub(super) pass: Option<bool>,
     notes: Vec<String>,
+    /// What the machine did while the figure's phase ran.
+    during: Option<During>,
 }
 
 impl Figure {
@@ -89,6 +93,30 @@ impl Figure {
             target: None,
             pass: None,
             notes: Vec::new(),
+            during: None,
+        }
+    }
+
+    /// Tags the figure with what the machine did during its phase; a noisy phase says so in
+    /// the figure's notes.
+    pub(super) fn during(mut self, during: During) -> Self {
+        if during.noisy() {
+            self.notes.push(format!(
+                "noisy: other processes kept {:.1} cores busy during its phase",
+                during.others_cores.unwrap_or(0.0)
+            ));
+        }
+        self.during = Some(during);
+        self
+    }
+
+    fn load_text(&self) -> String {
+        match self.during.and_then(|during| during.load) {
+            Some(load) if self.during.is_some_and(|during| during.noisy()) => {
+                format!("{load:.2} (noisy)")
+            }
+            Some(load) => format!("{load:.2}"),
+            None => "—".into(),
         }
     }
 
@@ -155,6 +183,8 @@ impl Figure {
             "ratio": self.ratio().map(round),
             "target": self.target.map(|_| self.target_text()),
             "result": self.pass.map(|pass| if pass { "PASS" } else { "MISS" }),
+            "load_average": self.during.and_then(|during| during.load),
+            "other_processes_cores": self.during.and_then(|during| during.others_cores).map(round),
             "notes": self.notes,
         })
     }
@@ -177,7 +207,7 @@ fn number(value: f64, unit: &str) -> String {
 
 /// Prints the table (and the figures' notes) and writes `target/bench/results.json`.
 pub(super) fn publish(figures: &[Figure]) -> anyhow::Result<()> {
-    let rows: Vec<[String; 6]> = figures
+    let rows: Vec<[String; 7]> = figures
         .iter()
         .map(|figure| {
             [
@@ -193,17 +223,26 @@ pub(super) fn publish(figures: &[Figure]) -> anyhow::Result<()> {
                     .unwrap_or_else(|| "—".into()),
                 figure.target_text(),
                 figure.result_text().to_owned(),
+                figure.load_text(),
             ]
         })
         .collect();
-    let header = ["figure", "value", "reference", "ratio", "target", "result"];
+    let header = [
+        "figure",
+        "value",
+        "reference",
+        "ratio",
+        "target",
+        "result",
+        "load (1 min)",
+    ];
     let mut widths = header.map(|h| h.chars().count());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String; 6]| {
+    let line = |cells: &[String; 7]| {
         let mut text = String::from("|");
         for (cell, width) in cells.iter().zip(widths) {
             let pad = width - cell.chars().count();

@@ -47,6 +47,10 @@
 //! `BENCH_HANDLER=<path>` measures another build of the handler (the `make handler` one, or one
 //! with symbols for a profiler).
 //!
+//! Each phase is watched (`machine.rs`): the table shows the 1-minute load average at its end
+//! beside each figure, and a phase during which processes other than the benchmark's own kept
+//! half a core or more busy is marked noisy (a warning while it runs, a note under the table).
+//!
 //! Output: a table on stdout and `target/bench/results.json`, the handlers' and Azurites' logs
 //! beside it. A MISS does not fail the run; only a benchmark that cannot run exits non-zero.
 
@@ -63,13 +67,39 @@ use testkit::process::{HandlerOptions, HandlerProcess, Listen};
 
 mod calls;
 mod jobs;
+mod machine;
 mod report;
 mod scale;
 mod storage_cost;
 mod tickets;
 
 use jobs::{MEMORY_CONCURRENT_JOBS, MEMORY_JOBS};
+use machine::Watch;
 use report::{ms, progress, show, Figure, Summary};
+
+/// Ends the watch of `phase` and tags its figures with what the machine did meanwhile; warns
+/// when other processes held a core.
+fn watched(phase: &str, watch: Watch, figures: Vec<Figure>) -> Vec<Figure> {
+    let during = watch.stop();
+    let load = during
+        .load
+        .map_or("unknown".to_owned(), |load| format!("{load:.2}"));
+    let others = during
+        .others_cores
+        .map_or("unknown".to_owned(), |cores| format!("{cores:.2}"));
+    progress(&format!(
+        "phase {phase}: load average {load}, other processes {others} cores"
+    ));
+    if during.noisy() {
+        progress(&format!(
+            "WARNING: other processes kept about {others} cores busy during phase {phase}: its figures are noisy"
+        ));
+    }
+    figures
+        .into_iter()
+        .map(|figure| figure.during(during))
+        .collect()
+}
 
 /// The handler to measure: `BENCH_HANDLER` names another build (the `make handler` one, a
 /// build with symbols for a profiler), else the release one cargo built with the benchmark.
@@ -158,6 +188,7 @@ impl Bench {
         if wanted("latency") {
             // 1. Latency, one client.
             progress("ticket and status latency");
+            let watch = Watch::start();
             self.fake.set_latency(HOLD_WORKERS);
             let azurite = self.azurite("latency").await;
             let (handler, store) = self.handler(&azurite, "latency", &[]).await;
@@ -165,6 +196,7 @@ impl Bench {
             let latency = tickets::latency_phase(&handler, &store).await?;
             drop(handler);
             drop(azurite);
+            let latency = watched("latency", watch, latency);
             show(&latency);
             figures.extend(latency);
         }
@@ -172,11 +204,13 @@ impl Bench {
         if wanted("throughput") {
             // 2. Throughput, 32 clients.
             progress("throughput, 32 clients");
+            let watch = Watch::start();
             let azurite = self.azurite("throughput").await;
             let (handler, store) = self.handler(&azurite, "throughput", &[]).await;
             let throughput = tickets::throughput_phase(&handler, &store).await?;
             drop(handler);
             drop(azurite);
+            let throughput = watched("throughput", watch, throughput);
             show(&throughput);
             figures.extend(throughput);
         }
@@ -184,6 +218,7 @@ impl Bench {
         if wanted("job") {
             // 3. The 7-subreddit job.
             progress("7-subreddit job");
+            let watch = Watch::start();
             self.fake.set_latency(LISTING_LATENCY);
             let azurite = self.azurite("job").await;
             let mut jobs = Vec::new();
@@ -196,14 +231,15 @@ impl Bench {
                 floors.push(jobs::job_floor(&self.fake, &store, &status, &output).await?);
             }
             drop(azurite);
-            let job = jobs::job_figure(&jobs, &floors);
-            show(std::slice::from_ref(&job));
-            figures.push(job);
+            let job = watched("job", watch, vec![jobs::job_figure(&jobs, &floors)]);
+            show(&job);
+            figures.extend(job);
         }
 
         if wanted("memory") {
             // 4. Memory.
             progress(&format!("{MEMORY_JOBS} jobs"));
+            let watch = Watch::start();
             self.fake.set_latency(Duration::ZERO);
             let azurite = self.azurite("memory").await;
             let callbacks = jobs::Callbacks::start().await?;
@@ -225,6 +261,7 @@ impl Bench {
             memory.extend(jobs::memory_phase(&handler, &store, callbacks).await?);
             drop(handler);
             drop(azurite);
+            let memory = watched("memory", watch, memory);
             show(&memory);
             figures.extend(memory);
         }
@@ -232,12 +269,14 @@ impl Bench {
         if wanted("list") {
             // 5. A list as the history grows.
             progress("list with 100 and then 10,000 jobs kept");
+            let watch = Watch::start();
             self.fake.set_latency(HOLD_WORKERS);
             let azurite = self.azurite("list").await;
             let (handler, store) = self.handler(&azurite, "list", &[]).await;
             let list = storage_cost::list_phase(&handler, &store).await?;
             drop(handler);
             drop(azurite);
+            let list = watched("list", watch, list);
             show(&list);
             figures.extend(list);
         }
@@ -245,18 +284,22 @@ impl Bench {
         if wanted("requests") {
             // 6. The storage requests of one job.
             progress("storage requests of a 7-subreddit job");
+            let watch = Watch::start();
             self.fake.set_latency(LISTING_LATENCY);
             let azurite = self.azurite("requests").await;
             let requests = storage_cost::requests_per_job(&mut self, &azurite).await?;
             drop(azurite);
-            show(std::slice::from_ref(&requests));
-            figures.push(requests);
+            let requests = watched("requests", watch, vec![requests]);
+            show(&requests);
+            figures.extend(requests);
         }
 
         if wanted("scale") {
             // 7. Queue dispatch across instances.
             progress("queue dispatch with 1, 2 and 4 instances, then a shared Reddit window");
-            figures.extend(scale::scale_phase().await?);
+            let watch = Watch::start();
+            let scale = scale::scale_phase().await?;
+            figures.extend(watched("scale", watch, scale));
         }
 
         // Every start, from spawn to the first answer of `GET /`.
