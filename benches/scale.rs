@@ -65,11 +65,13 @@ pub(super) async fn scale_phase() -> anyhow::Result<Vec<Figure>> {
     );
     figures.push(
         Figure::new("queue: jobs/s, 2 instances", rates[1], "jobs/s")
-            .against(one, "1 instance, same run"),
+            .against(one, "1 instance, same run")
+            .ratio_at_least(1.8),
     );
     figures.push(
         Figure::new("queue: jobs/s, 4 instances", rates[2], "jobs/s")
-            .against(one, "1 instance, same run"),
+            .against(one, "1 instance, same run")
+            .ratio_at_least(3.2),
     );
     show(&figures);
 

@@ -98,13 +98,13 @@ pub(super) async fn latency_phase(
         Figure::new("ticket latency p50", ms(ticket.p50), "ms")
             .against(ms(put.p50), "raw Put Blob p50")
             .note(size.clone())
-            .ratio_at_most(1.2),
+            .ratio_at_most(1.15),
         Figure::new("ticket latency p99", ms(ticket.p99), "ms")
             .against(ms(put.p99), "raw Put Blob p99"),
         Figure::new("status latency p50", ms(status.p50), "ms")
             .against(ms(get.p50), "raw Get Blob p50")
             .note(size)
-            .ratio_at_most(1.2),
+            .ratio_at_most(1.1),
         Figure::new("status latency p99", ms(status.p99), "ms")
             .against(ms(get.p99), "raw Get Blob p99"),
         Figure::new("GET / round trip p50", ms(hop.p50), "ms")
@@ -193,7 +193,7 @@ pub(super) async fn throughput_phase(
     let [tickets, puts] = totals.map(|(done, took)| done as f64 / took.as_secs_f64());
     let mut figures = vec![Figure::new("tickets/s, 32 clients", tickets, "/s")
         .against(puts, "raw puts/s, 32 concurrent")
-        .ratio_at_least(0.8)];
+        .ratio_at_least(0.9)];
     if let Some(note) = failures.note() {
         figures[0] = figures[0].clone().note(note);
     }

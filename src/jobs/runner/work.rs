@@ -1,6 +1,6 @@
 //! One job's work: fetch every pending subreddit as a task of its own, store its topics,
-//! record the outcomes with conditional updates (those that finish together by one write, the
-//! last ones by the write that ends the job), heartbeat meanwhile, then end the job.
+//! record the outcomes with conditional updates (at most one a second, with those that came in
+//! since; the last ones by the write that ends the job), heartbeat meanwhile, then end the job.
 //!
 //! A cancel ends the job's waits through the job's own cancellation token. A cancel recorded
 //! by this process ([`JobRunner::cancel`]) cancels the token of the job it runs at once, before
@@ -151,67 +151,56 @@ impl JobRunner {
 
         let mut heartbeat = tokio::time::interval(self.inner.options.heartbeat_every());
         heartbeat.tick().await;
-        let mut cancel_check =
+        // Every second: the outcomes that came in since are recorded (those that finish close
+        // together cost one write), or, when none did, the document is read for a cancel.
+        let mut check =
             tokio::time::interval(WATCH_EVERY.min(self.inner.options.heartbeat_every()));
-        cancel_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        cancel_check.tick().await;
-        // The outcomes that arrived with the last subreddit: the write that ends the job
-        // records them.
-        let mut last: Vec<SubredditOutcome> = Vec::new();
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.tick().await;
+        // Outcomes not recorded yet: the next check, heartbeat or the end records them.
+        let mut unrecorded: Vec<SubredditOutcome> = Vec::new();
         loop {
             tokio::select! {
                 outcome = outcomes.next() => {
-                    let Some(first) = outcome else { break };
-                    // Outcomes that are ready as well are recorded by the same write.
-                    let mut ready: Vec<SubredditOutcome> = first.into_iter().collect();
-                    let mut all_in = false;
-                    while let Some(more) = outcomes.next().now_or_never() {
-                        match more {
-                            Some(outcome) => ready.extend(outcome),
-                            None => {
-                                all_in = true;
-                                break;
+                    let Some(outcome) = outcome else { break };
+                    if let Some(outcome) = outcome {
+                        in_flight.retain(|name| name != &outcome.subreddit);
+                        unrecorded.push(outcome);
+                    }
+                }
+                _ = check.tick() => {
+                    if unrecorded.is_empty() {
+                        if cancel.is_cancelled() {
+                            continue;
+                        }
+                        // A failed read is no news: the next check or heartbeat looks again.
+                        if let Ok(Some(stored)) = self.inner.repository.load(job).await {
+                            if stored.document.cancel_requested_at.is_some() {
+                                tracing::info!("cancel requested; giving up the waiting fetches");
+                                cancel.cancel();
                             }
                         }
-                    }
-                    in_flight.retain(|name| !ready.iter().any(|done| &done.subreddit == name));
-                    if all_in {
-                        last = ready;
-                        break;
-                    }
-                    if ready.is_empty() {
                         continue;
                     }
+                    let ready = std::mem::take(&mut unrecorded);
                     let next = in_flight.first().cloned();
                     let document = self
                         .update(job, |doc| {
                             owned(doc, mine)?;
-                            for outcome in &ready {
-                                doc.record(outcome.clone(), status::now())?;
-                            }
-                            if let Some(next) = &next {
-                                doc.processing(next, status::now())?;
-                            }
-                            Ok(())
+                            record(doc, &ready, next.as_ref())
                         })
                         .await?;
                     if document.cancel_requested_at.is_some() {
                         cancel.cancel();
                     }
                 }
-                _ = cancel_check.tick(), if !cancel.is_cancelled() => {
-                    // A failed read is no news: the next check or heartbeat looks again.
-                    if let Ok(Some(stored)) = self.inner.repository.load(job).await {
-                        if stored.document.cancel_requested_at.is_some() {
-                            tracing::info!("cancel requested; giving up the waiting fetches");
-                            cancel.cancel();
-                        }
-                    }
-                }
                 _ = heartbeat.tick() => {
+                    let ready = std::mem::take(&mut unrecorded);
+                    let next = in_flight.first().cloned();
                     let document = self
                         .update(job, |doc| {
                             owned(doc, mine)?;
+                            record(doc, &ready, next.as_ref())?;
                             doc.heartbeat(status::now())
                         })
                         .await?;
@@ -225,9 +214,7 @@ impl JobRunner {
 
         self.update(job, |doc| {
             owned(doc, mine)?;
-            for outcome in &last {
-                doc.record(outcome.clone(), status::now())?;
-            }
+            record(doc, &unrecorded, None)?;
             if doc.cancel_requested_at.is_some() {
                 doc.cancel(status::now())
             } else {
@@ -294,4 +281,20 @@ impl JobRunner {
             }
         })
     }
+}
+
+/// Records `outcomes` (none is no change) and, when some were, names `next` as the subreddit
+/// being worked on.
+fn record(
+    document: &mut StatusDocument,
+    outcomes: &[SubredditOutcome],
+    next: Option<&Subreddit>,
+) -> Result<(), crate::jobs::status::TransitionError> {
+    for outcome in outcomes {
+        document.record(outcome.clone(), status::now())?;
+    }
+    if let (false, Some(next)) = (outcomes.is_empty(), next) {
+        document.processing(next, status::now())?;
+    }
+    Ok(())
 }
